@@ -1,0 +1,3 @@
+export * from "./bus.js";
+export * from "./connection.js";
+export * from "./trace-context.js";

@@ -1,0 +1,309 @@
+import "./formats.js";
+import { type Static, type TSchema, Type } from "@sinclair/typebox";
+import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
+import { ValidationError, type ValidationIssue } from "./errors.js";
+import { newEventId, TASK_ID_PATTERN } from "./ids.js";
+import { PHASES, TaskSpec } from "./task-spec.js";
+
+/**
+ * The event catalogue. Every event travels in one envelope; `type` + `version` select the schema of
+ * `data`. Stored types are never renamed: a new shape is a new version plus an upcaster from the
+ * previous one, so old events in the log still read as the latest shape.
+ */
+
+const Phase = Type.Union(PHASES.map((p) => Type.Literal(p)));
+const RunStatus = Type.Union([Type.Literal("succeeded"), Type.Literal("failed"), Type.Literal("timed_out"), Type.Literal("canceled")]);
+const PhaseOutcome = Type.Union([
+  Type.Literal("succeeded"),
+  Type.Literal("failed"),
+  Type.Literal("skipped"),
+  Type.Literal("timed_out"),
+  Type.Literal("canceled"),
+]);
+const Sha = Type.String({ pattern: "^[0-9a-f]{40}([0-9a-f]{24})?$" });
+const Sha256 = Type.String({ pattern: "^[0-9a-f]{64}$" });
+const IsoTime = Type.String({ format: "date-time", maxLength: 40 });
+
+export const ArtifactKind = Type.Union([
+  Type.Literal("diff"),
+  Type.Literal("log"),
+  Type.Literal("test-report"),
+  Type.Literal("transcript"),
+  Type.Literal("other"),
+]);
+export type ArtifactKind = Static<typeof ArtifactKind>;
+export const ARTIFACT_KINDS: readonly ArtifactKind[] = ["diff", "log", "test-report", "transcript", "other"];
+
+/** type → version → schema of `data`. The highest version is the one producers write. */
+export const EventCatalogue = {
+  "task.submitted": {
+    1: Type.Object({
+      spec: TaskSpec,
+      submittedVia: Type.Union([Type.Literal("http"), Type.Literal("bus")]),
+      submittedBy: Type.Optional(Type.String({ maxLength: 200 })),
+      idempotencyKey: Type.Optional(Type.String({ maxLength: 200 })),
+    }),
+  },
+  "task.cancel_requested": {
+    1: Type.Object({
+      reason: Type.Optional(Type.String({ maxLength: 2000 })),
+      requestedBy: Type.Optional(Type.String({ maxLength: 200 })),
+    }),
+  },
+  "run.started": {
+    1: Type.Object({
+      runnerId: Type.String({ minLength: 1, maxLength: 200 }),
+      agentKind: Type.String({ maxLength: 50 }),
+      image: Type.Optional(Type.String({ maxLength: 512 })),
+    }),
+  },
+  "phase.started": {
+    1: Type.Object({ phase: Phase }),
+  },
+  "phase.finished": {
+    1: Type.Object({
+      phase: Phase,
+      outcome: PhaseOutcome,
+      durationMs: Type.Integer({ minimum: 0 }),
+      exitCode: Type.Optional(Type.Integer()),
+      detail: Type.Optional(Type.String({ maxLength: 4000 })),
+      /** Phase-specific facts: the commit sha after push, the branch, test counts... */
+      facts: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String({ maxLength: 2000 }), Type.Number(), Type.Boolean()]))),
+    }),
+  },
+  "run.finished": {
+    1: Type.Object({
+      status: RunStatus,
+      reason: Type.Optional(Type.String({ maxLength: 4000 })),
+      /** A stable machine-readable reason, e.g. `test_failed`, `oom_killed`, `push_rejected`. */
+      reasonCode: Type.Optional(Type.String({ maxLength: 100 })),
+      branch: Type.Optional(Type.String({ maxLength: 250 })),
+      commitSha: Type.Optional(Sha),
+      durationMs: Type.Integer({ minimum: 0 }),
+    }),
+  },
+  "slot.allocated": {
+    1: Type.Object({
+      slotId: Type.String({ minLength: 1, maxLength: 200 }),
+      repoUrl: Type.String({ maxLength: 2048 }),
+      ref: Type.String({ maxLength: 250 }),
+      commitSha: Type.Optional(Sha),
+      leaseExpiresAt: IsoTime,
+      warm: Type.Boolean(),
+    }),
+  },
+  "slot.released": {
+    1: Type.Object({
+      slotId: Type.String({ minLength: 1, maxLength: 200 }),
+      outcome: Type.Union([Type.Literal("recycled"), Type.Literal("destroyed")]),
+      reason: Type.Optional(Type.String({ maxLength: 2000 })),
+    }),
+  },
+  "slot.reclaimed": {
+    1: Type.Object({
+      slotId: Type.String({ minLength: 1, maxLength: 200 }),
+      reason: Type.String({ maxLength: 2000 }),
+    }),
+  },
+  "artifact.stored": {
+    1: Type.Object({
+      artifactId: Type.String({ minLength: 1, maxLength: 200 }),
+      kind: ArtifactKind,
+      name: Type.String({ minLength: 1, maxLength: 255 }),
+      size: Type.Integer({ minimum: 0 }),
+      sha256: Sha256,
+      contentType: Type.String({ maxLength: 255 }),
+    }),
+  },
+} as const satisfies Record<string, Record<number, TSchema>>;
+
+type Catalogue = typeof EventCatalogue;
+export type EventType = keyof Catalogue;
+export const EVENT_TYPES = Object.keys(EventCatalogue) as EventType[];
+
+/** The schema producers write for each type: update it together with the catalogue when a version is added. */
+export const LatestEventSchemas = {
+  "task.submitted": EventCatalogue["task.submitted"][1],
+  "task.cancel_requested": EventCatalogue["task.cancel_requested"][1],
+  "run.started": EventCatalogue["run.started"][1],
+  "phase.started": EventCatalogue["phase.started"][1],
+  "phase.finished": EventCatalogue["phase.finished"][1],
+  "run.finished": EventCatalogue["run.finished"][1],
+  "slot.allocated": EventCatalogue["slot.allocated"][1],
+  "slot.released": EventCatalogue["slot.released"][1],
+  "slot.reclaimed": EventCatalogue["slot.reclaimed"][1],
+  "artifact.stored": EventCatalogue["artifact.stored"][1],
+} as const satisfies Record<EventType, TSchema>;
+export type EventData<T extends EventType> = Static<(typeof LatestEventSchemas)[T]>;
+
+export const EventMetadata = Type.Object({
+  producer: Type.String({ minLength: 1, maxLength: 200 }),
+  traceparent: Type.Optional(Type.String({ pattern: "^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$" })),
+  tracestate: Type.Optional(Type.String({ maxLength: 512 })),
+  causationId: Type.Optional(Type.String({ maxLength: 200 })),
+  correlationId: Type.Optional(Type.String({ maxLength: 200 })),
+});
+export type EventMetadata = Static<typeof EventMetadata>;
+
+export const EventEnvelope = Type.Object({
+  id: Type.String({ minLength: 8, maxLength: 100, pattern: "^[A-Za-z0-9_-]+$" }),
+  type: Type.String({ minLength: 1, maxLength: 100 }),
+  version: Type.Integer({ minimum: 1 }),
+  occurredAt: IsoTime,
+  taskId: Type.String({ pattern: TASK_ID_PATTERN }),
+  /** 0 for events about the task as a whole (submitted, cancel requested); 1.. for a run attempt. */
+  attempt: Type.Integer({ minimum: 0, maximum: 1000 }),
+  metadata: EventMetadata,
+  data: Type.Unknown(),
+});
+export type RawEvent = Static<typeof EventEnvelope>;
+
+type EventOf<T extends EventType> = Readonly<{
+  id: string;
+  type: T;
+  version: number;
+  occurredAt: string;
+  taskId: string;
+  attempt: number;
+  metadata: EventMetadata;
+  data: EventData<T>;
+}>;
+export type CodefleetEvent = { [T in EventType]: EventOf<T> }[EventType];
+export type CodefleetEventOf<T extends EventType> = Extract<CodefleetEvent, { type: T }>;
+
+/** Upcasters turn version N data into version N+1 data. None exist yet: every type is at v1. */
+type Upcaster = (data: unknown) => unknown;
+const upcasters: Partial<Record<EventType, Record<number, Upcaster>>> = {};
+
+export function latestVersion(type: EventType): number {
+  return Math.max(...Object.keys(EventCatalogue[type]).map(Number));
+}
+
+for (const type of Object.keys(EventCatalogue) as EventType[]) {
+  const versions = EventCatalogue[type] as Record<number, TSchema>;
+  if (versions[latestVersion(type)] !== LatestEventSchemas[type]) {
+    throw new Error(`LatestEventSchemas['${type}'] is not the highest version in EventCatalogue`);
+  }
+}
+
+export function isEventType(type: string): type is EventType {
+  return Object.hasOwn(EventCatalogue, type);
+}
+
+const compiled = new Map<string, TypeCheck<TSchema>>();
+function checker(key: string, schema: TSchema): TypeCheck<TSchema> {
+  let check = compiled.get(key);
+  if (!check) {
+    check = TypeCompiler.Compile(schema);
+    compiled.set(key, check);
+  }
+  return check;
+}
+
+function issuesOf(check: TypeCheck<TSchema>, value: unknown, prefix: string): ValidationIssue[] {
+  const out: ValidationIssue[] = [];
+  for (const err of check.Errors(value)) {
+    out.push({ path: `${prefix}${err.path}`, message: err.message });
+    if (out.length >= 10) break;
+  }
+  return out;
+}
+
+/**
+ * Validates a raw envelope at the boundary and returns the event in its latest shape.
+ * Throws ValidationError with stable codes: `invalid_envelope`, `unknown_event_type`,
+ * `unknown_event_version`, `invalid_event_data`.
+ */
+export function parseEvent(raw: unknown): CodefleetEvent {
+  const envelopeCheck = checker("envelope", EventEnvelope);
+  if (!envelopeCheck.Check(raw)) {
+    throw new ValidationError("invalid_envelope", "event envelope is invalid", issuesOf(envelopeCheck, raw, ""));
+  }
+  const env = raw as RawEvent;
+  if (!isEventType(env.type)) {
+    throw new ValidationError("unknown_event_type", `unknown event type '${env.type}'`);
+  }
+  const versions = EventCatalogue[env.type] as Record<number, TSchema>;
+  const schema = versions[env.version];
+  if (!schema) {
+    throw new ValidationError("unknown_event_version", `unknown version ${env.version} of '${env.type}'`);
+  }
+  const check = checker(`${env.type}@${env.version}`, schema);
+  if (!check.Check(env.data)) {
+    throw new ValidationError("invalid_event_data", `data of '${env.type}' v${env.version} is invalid`, issuesOf(check, env.data, "/data"));
+  }
+  let data = env.data;
+  let version = env.version;
+  const latest = latestVersion(env.type);
+  while (version < latest) {
+    const up = upcasters[env.type]?.[version];
+    if (!up) throw new ValidationError("missing_upcaster", `no upcaster for '${env.type}' v${version}`);
+    data = up(data);
+    version++;
+  }
+  return { ...env, type: env.type, version, data } as CodefleetEvent;
+}
+
+export function validateEventData<T extends EventType>(type: T, data: unknown): asserts data is EventData<T> {
+  const version = latestVersion(type);
+  const schema = (EventCatalogue[type] as Record<number, TSchema>)[version] as TSchema;
+  const check = checker(`${type}@${version}`, schema);
+  if (!check.Check(data)) {
+    throw new ValidationError("invalid_event_data", `data of '${type}' v${version} is invalid`, issuesOf(check, data, "/data"));
+  }
+}
+
+export type NewEvent<T extends EventType> = {
+  taskId: string;
+  attempt?: number;
+  data: EventData<T>;
+  producer: string;
+  id?: string;
+  causationId?: string;
+  correlationId?: string;
+  now?: Date;
+};
+
+/** Builds a validated event of the latest version. Trace context is added by the bus on publish. */
+export function createEvent<T extends EventType>(type: T, input: NewEvent<T>): CodefleetEventOf<T> {
+  validateEventData(type, input.data);
+  const metadata: EventMetadata = { producer: input.producer };
+  if (input.causationId !== undefined) metadata.causationId = input.causationId;
+  metadata.correlationId = input.correlationId ?? input.taskId;
+  return {
+    id: input.id ?? newEventId(),
+    type,
+    version: latestVersion(type),
+    occurredAt: (input.now ?? new Date()).toISOString(),
+    taskId: input.taskId,
+    attempt: input.attempt ?? 0,
+    metadata,
+    data: input.data,
+  } as unknown as CodefleetEventOf<T>;
+}
+
+/** Narrowing helper for handlers: `if (isEvent(e, "run.finished")) e.data.status`. */
+export function isEvent<T extends EventType>(event: CodefleetEvent, type: T): event is CodefleetEventOf<T> {
+  return event.type === type;
+}
+
+/** Log chunks travel on their own stream: high volume, bounded retention, not part of the event store. */
+export const LogChunk = Type.Object({
+  taskId: Type.String({ pattern: TASK_ID_PATTERN }),
+  attempt: Type.Integer({ minimum: 1 }),
+  /** Per-attempt sequence number of this chunk, from 1; lets readers order and de-duplicate. */
+  seq: Type.Integer({ minimum: 1 }),
+  phase: Type.Optional(Phase),
+  stream: Type.Union([Type.Literal("stdout"), Type.Literal("stderr"), Type.Literal("system")]),
+  text: Type.String({ maxLength: 65_536 }),
+  /** True when output was dropped before this chunk to respect the per-task log cap. */
+  truncated: Type.Optional(Type.Boolean()),
+  at: IsoTime,
+});
+export type LogChunk = Static<typeof LogChunk>;
+
+export function parseLogChunk(raw: unknown): LogChunk {
+  const check = checker("log.chunk", LogChunk);
+  if (!check.Check(raw)) throw new ValidationError("invalid_log_chunk", "log chunk is invalid", issuesOf(check, raw, ""));
+  return raw as LogChunk;
+}

@@ -1,0 +1,5 @@
+export * from "./config.js";
+export * from "./http.js";
+export * from "./logger.js";
+export * from "./secret-masker.js";
+export * from "./telemetry.js";

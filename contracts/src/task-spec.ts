@@ -1,0 +1,223 @@
+import { type Static, Type } from "@sinclair/typebox";
+import { GIT_REF_PATTERN } from "./git-names.js";
+
+/**
+ * The task spec: the body of a submission. Everything in it is stored in the event log, so it
+ * carries no secret values: agents and tasks name secrets, the runner resolves them.
+ */
+
+export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "timed_out", "canceled"] as const;
+export type TaskStatus = (typeof TASK_STATUSES)[number];
+export const FINAL_STATUSES: readonly TaskStatus[] = ["succeeded", "failed", "timed_out", "canceled"];
+export function isFinalStatus(status: TaskStatus): boolean {
+  return FINAL_STATUSES.includes(status);
+}
+
+export const PHASES = ["fetch", "implement", "test", "push"] as const;
+export type Phase = (typeof PHASES)[number];
+
+export const LIMIT_DEFAULTS = { timeoutSeconds: 1800, memoryMb: 512, cpus: 0.5 } as const;
+export const LIMIT_MAXIMA = { timeoutSeconds: 86_400, memoryMb: 2048, cpus: 2 } as const;
+
+const SecretName = Type.String({
+  pattern: "^[A-Z_][A-Z0-9_]{0,127}$",
+  description: "Name of a secret the runner resolves from its secret store; never the value.",
+});
+const EnvName = Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$" });
+const GitRef = Type.String({ pattern: GIT_REF_PATTERN, maxLength: 200 });
+const ShortText = (maxLength: number, extra: Record<string, unknown> = {}) => Type.String({ minLength: 1, maxLength, ...extra });
+
+export const RepoSpec = Type.Object(
+  {
+    url: ShortText(2048, { description: "git remote: https://, ssh://, git://, file:// or scp-like user@host:path" }),
+    ref: Type.Optional(GitRef),
+  },
+  { additionalProperties: false },
+);
+
+export const ScriptStep = Type.Union([
+  Type.Object({ run: ShortText(65_536) }, { additionalProperties: false }),
+  Type.Object({ patch: ShortText(5_000_000, { description: "a unified diff applied with git apply" }) }, { additionalProperties: false }),
+]);
+
+export const ScriptAgent = Type.Object(
+  { kind: Type.Literal("script"), steps: Type.Array(ScriptStep, { minItems: 1, maxItems: 100 }) },
+  { additionalProperties: false },
+);
+
+const ModelEndpoint = {
+  baseUrl: Type.Optional(ShortText(2048, { description: "OpenAI-compatible base URL, e.g. https://api.openai.com/v1" })),
+  apiKeySecret: Type.Optional(SecretName),
+};
+
+export const OpenAIAgent = Type.Object(
+  {
+    kind: Type.Literal("openai"),
+    model: ShortText(200),
+    ...ModelEndpoint,
+    maxTurns: Type.Optional(Type.Integer({ minimum: 1, maximum: 200 })),
+    temperature: Type.Optional(Type.Number({ minimum: 0, maximum: 2 })),
+  },
+  { additionalProperties: false },
+);
+
+export const McpServer = Type.Union([
+  Type.Object(
+    {
+      type: Type.Literal("local"),
+      command: Type.Array(ShortText(4096), { minItems: 1, maxItems: 64 }),
+      environment: Type.Optional(Type.Record(EnvName, Type.String({ maxLength: 4096 }))),
+    },
+    { additionalProperties: false },
+  ),
+  Type.Object({ type: Type.Literal("remote"), url: ShortText(2048) }, { additionalProperties: false }),
+]);
+
+export const OpenCodeAgent = Type.Object(
+  {
+    kind: Type.Literal("opencode"),
+    model: ShortText(200, { description: "model id as OpenCode names it: provider/model" }),
+    ...ModelEndpoint,
+    mcp: Type.Optional(Type.Record(Type.String({ pattern: "^[A-Za-z0-9_-]{1,64}$" }), McpServer)),
+  },
+  { additionalProperties: false },
+);
+
+export const ClaudeCodeAgent = Type.Object(
+  {
+    kind: Type.Literal("claude-code"),
+    model: Type.Optional(ShortText(200)),
+    baseUrl: Type.Optional(ShortText(2048)),
+    apiKeySecret: Type.Optional(SecretName),
+    maxTurns: Type.Optional(Type.Integer({ minimum: 1, maximum: 500 })),
+    allowedTools: Type.Optional(Type.Array(ShortText(200), { maxItems: 100 })),
+    permissionMode: Type.Optional(
+      Type.Union([Type.Literal("acceptEdits"), Type.Literal("bypassPermissions"), Type.Literal("default"), Type.Literal("plan")]),
+    ),
+  },
+  { additionalProperties: false },
+);
+
+export const CommandAgent = Type.Object(
+  {
+    kind: Type.Literal("command"),
+    argv: Type.Array(ShortText(4096), { minItems: 1, maxItems: 256, description: "argv, never a shell string" }),
+    image: Type.Optional(ShortText(512)),
+  },
+  { additionalProperties: false },
+);
+
+export const AgentSpec = Type.Union([ScriptAgent, OpenAIAgent, OpenCodeAgent, ClaudeCodeAgent, CommandAgent]);
+export type AgentSpec = Static<typeof AgentSpec>;
+export type AgentKind = AgentSpec["kind"];
+
+export const PlaybookStep = Type.Object(
+  {
+    name: ShortText(200),
+    command: ShortText(65_536),
+    timeout_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMIT_MAXIMA.timeoutSeconds })),
+    retry_count: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 })),
+    condition: Type.Optional(ShortText(4096, { description: "shell test; the step runs only when it exits 0" })),
+    fail_fast: Type.Optional(Type.Boolean({ default: true })),
+  },
+  { additionalProperties: false },
+);
+
+export const Playbook = Type.Object(
+  { name: Type.Optional(ShortText(200)), steps: Type.Array(PlaybookStep, { minItems: 1, maxItems: 100 }) },
+  { additionalProperties: false },
+);
+
+const TestReport = Type.Object(
+  {
+    path: ShortText(1024, { description: "path inside the workspace the command writes its report to" }),
+    format: Type.Union([Type.Literal("junit"), Type.Literal("tap")]),
+  },
+  { additionalProperties: false },
+);
+
+export const TestSpec = Type.Union([
+  Type.Object({ command: ShortText(65_536), report: Type.Optional(TestReport) }, { additionalProperties: false }),
+  Type.Object({ playbook: Playbook, report: Type.Optional(TestReport) }, { additionalProperties: false }),
+]);
+
+export const PushSpec = Type.Object(
+  {
+    enabled: Type.Boolean({ default: true }),
+    branch: Type.Optional(GitRef),
+    commitMessage: Type.Optional(ShortText(10_000)),
+  },
+  { additionalProperties: false },
+);
+
+export const LimitsSpec = Type.Object(
+  {
+    timeoutSeconds: Type.Integer({ minimum: 10, maximum: LIMIT_MAXIMA.timeoutSeconds, default: LIMIT_DEFAULTS.timeoutSeconds }),
+    memoryMb: Type.Integer({ minimum: 64, maximum: LIMIT_MAXIMA.memoryMb, default: LIMIT_DEFAULTS.memoryMb }),
+    cpus: Type.Number({ minimum: 0.1, maximum: LIMIT_MAXIMA.cpus, default: LIMIT_DEFAULTS.cpus }),
+  },
+  { additionalProperties: false },
+);
+
+export const Labels = Type.Record(Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$" }), Type.String({ maxLength: 256 }), {
+  maxProperties: 32,
+});
+
+export const TaskSpec = Type.Object(
+  {
+    repo: RepoSpec,
+    title: ShortText(500),
+    prompt: Type.String({ maxLength: 200_000 }),
+    acceptanceCriteria: Type.Optional(Type.Array(ShortText(2000), { maxItems: 100 })),
+    agent: AgentSpec,
+    test: Type.Optional(TestSpec),
+    push: Type.Optional(PushSpec),
+    limits: Type.Optional(LimitsSpec),
+    env: Type.Optional(
+      Type.Record(EnvName, Type.String({ maxLength: 32_768 }), {
+        maxProperties: 100,
+        description: "plain environment for the task's commands; secrets go in `secrets`",
+      }),
+    ),
+    secrets: Type.Optional(
+      Type.Array(SecretName, {
+        maxItems: 50,
+        uniqueItems: true,
+        description: "names of secrets the runner injects as env vars at exec time and masks in every output",
+      }),
+    ),
+    labels: Type.Optional(Labels),
+  },
+  { additionalProperties: false, $id: "TaskSpec" },
+);
+export type TaskSpec = Static<typeof TaskSpec>;
+export type TestSpec = Static<typeof TestSpec>;
+export type Playbook = Static<typeof Playbook>;
+export type PlaybookStep = Static<typeof PlaybookStep>;
+export type LimitsSpec = Static<typeof LimitsSpec>;
+
+/** A task spec with every default applied: what the runner works from. */
+export type ResolvedTaskSpec = TaskSpec & {
+  push: { enabled: boolean; branch: string; commitMessage?: string };
+  limits: { timeoutSeconds: number; memoryMb: number; cpus: number };
+};
+
+export function defaultBranchFor(taskId: string): string {
+  return `codefleet/${taskId}`;
+}
+
+export function resolveTaskSpec(spec: TaskSpec, taskId: string): ResolvedTaskSpec {
+  return {
+    ...spec,
+    push: {
+      enabled: spec.push?.enabled ?? true,
+      branch: spec.push?.branch ?? defaultBranchFor(taskId),
+      ...(spec.push?.commitMessage === undefined ? {} : { commitMessage: spec.push.commitMessage }),
+    },
+    limits: {
+      timeoutSeconds: spec.limits?.timeoutSeconds ?? LIMIT_DEFAULTS.timeoutSeconds,
+      memoryMb: spec.limits?.memoryMb ?? LIMIT_DEFAULTS.memoryMb,
+      cpus: spec.limits?.cpus ?? LIMIT_DEFAULTS.cpus,
+    },
+  };
+}

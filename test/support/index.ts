@@ -1,0 +1,10 @@
+import { randomBytes } from "node:crypto";
+
+export { natsConfig, startNats } from "./nats.js";
+export { createTestDatabase, startPostgres } from "./postgres.js";
+export * from "./processes.js";
+
+/** A bus namespace of its own for one test, so parallel runs and leftovers never collide. */
+export function testNamespace(): string {
+  return `t${randomBytes(5).toString("hex")}`;
+}
