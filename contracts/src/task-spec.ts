@@ -118,7 +118,7 @@ export const PlaybookStep = Type.Object(
     timeout_seconds: Type.Optional(Type.Integer({ minimum: 1, maximum: LIMIT_MAXIMA.timeoutSeconds })),
     retry_count: Type.Optional(Type.Integer({ minimum: 0, maximum: 10 })),
     condition: Type.Optional(ShortText(4096, { description: "shell test; the step runs only when it exits 0" })),
-    fail_fast: Type.Optional(Type.Boolean({ default: true })),
+    fail_fast: Type.Optional(Type.Boolean({ description: "stop the playbook when this step fails (default true)" })),
   },
   { additionalProperties: false },
 );
@@ -188,7 +188,7 @@ export const TaskSpec = Type.Object(
     ),
     labels: Type.Optional(Labels),
   },
-  { additionalProperties: false, $id: "TaskSpec" },
+  { additionalProperties: false, title: "TaskSpec" },
 );
 export type TaskSpec = Static<typeof TaskSpec>;
 export type TestSpec = Static<typeof TestSpec>;

@@ -8,3 +8,4 @@ export * from "./processes.js";
 export function testNamespace(): string {
   return `t${randomBytes(5).toString("hex")}`;
 }
+export * from "./services.js";

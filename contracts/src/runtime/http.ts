@@ -28,7 +28,7 @@ export function sendProblem(
   detail: string,
   extra: Record<string, unknown> = {},
 ): FastifyReply {
-  const body: Problem = { type: `https://codefleet.dev/problems/${code}`, title: titleFor(status), status, code, detail, ...extra };
+  const body: Problem = { ...extra, type: `https://codefleet.dev/problems/${code}`, title: titleFor(status), status, code, detail };
   return reply.code(status).header("content-type", "application/problem+json; charset=utf-8").send(body);
 }
 
@@ -89,12 +89,15 @@ export function tokenMatches(given: string, accepted: readonly Buffer[]): boolea
   return ok;
 }
 
-/** Bearer-token auth on every route except those marked `config: { public: true }`. */
-export function installBearerAuth(app: FastifyInstance, tokens: readonly string[]): void {
+/** Bearer-token auth on every route except those marked `config: { public: true }` or under a public prefix (API docs). */
+export function installBearerAuth(app: FastifyInstance, tokens: readonly string[], opts: { publicPrefixes?: string[] } = {}): void {
   const accepted = tokens.map((t) => Buffer.from(t));
+  const publicPrefixes = opts.publicPrefixes ?? ["/docs"];
   app.addHook("onRequest", async (req: FastifyRequest, reply: FastifyReply) => {
     if ((req.routeOptions.config as { public?: boolean } | undefined)?.public) return;
-    if (!req.routeOptions.url) return; // not-found handler answers 404
+    const url = req.routeOptions.url;
+    if (!url) return; // not-found handler answers 404
+    if (publicPrefixes.some((p) => url === p || url.startsWith(`${p}/`))) return;
     const header = req.headers.authorization ?? "";
     const match = /^Bearer\s+(\S+)$/i.exec(header);
     if (!match?.[1] || !tokenMatches(match[1], accepted)) {

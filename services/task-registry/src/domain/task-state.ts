@@ -1,0 +1,251 @@
+import {
+  assertNever,
+  type CodefleetEvent,
+  type EventData,
+  isFinalStatus,
+  type Phase,
+  resolveTaskSpec,
+  type TaskSpec,
+  type TaskStatus,
+} from "@codefleet/contracts";
+
+/**
+ * The task state machine, pure: `evolve` folds one event into the task's view. An event that would
+ * make an illegal transition is reported as an anomaly and leaves the view as it was, so the event
+ * is still stored (the log is the truth) but cannot corrupt the projection.
+ */
+
+export type PhaseView = {
+  phase: Phase;
+  startedAt?: string;
+  finishedAt?: string;
+  durationMs?: number;
+  outcome?: EventData<"phase.finished">["outcome"];
+  exitCode?: number;
+  detail?: string;
+  facts?: Record<string, string | number | boolean>;
+};
+
+export type ArtifactRef = EventData<"artifact.stored"> & { attempt: number; storedAt: string };
+
+export type AttemptView = {
+  attempt: number;
+  runnerId: string;
+  agentKind: string;
+  startedAt: string;
+  finishedAt?: string;
+  status?: TaskStatus;
+  reason?: string;
+  slotId?: string;
+  phases: PhaseView[];
+};
+
+export type TaskView = {
+  id: string;
+  status: TaskStatus;
+  title: string;
+  repo: { url: string; ref?: string };
+  agentKind: TaskSpec["agent"]["kind"];
+  labels: Record<string, string>;
+  spec: TaskSpec;
+  submittedVia: "http" | "bus";
+  submittedAt: string;
+  startedAt?: string;
+  finishedAt?: string;
+  /** Current (latest) attempt; 0 while queued. */
+  attempt: number;
+  currentPhase?: Phase;
+  runnerId?: string;
+  phases: PhaseView[];
+  attempts: AttemptView[];
+  branch: string;
+  commitSha?: string;
+  failureReason?: string;
+  reasonCode?: string;
+  cancelRequested: boolean;
+  artifacts: ArtifactRef[];
+  traceId?: string;
+  /** Version of the task's event stream this view reflects. */
+  version: number;
+  anomalies: number;
+};
+
+export type EvolveResult = { state: TaskView | undefined; anomaly?: string };
+
+const ok = (state: TaskView | undefined): EvolveResult => ({ state });
+const anomaly = (state: TaskView | undefined, reason: string): EvolveResult => ({
+  state: state ? { ...state, anomalies: state.anomalies + 1 } : state,
+  anomaly: reason,
+});
+
+export function traceIdFromTraceparent(traceparent: string | undefined): string | undefined {
+  return traceparent?.split("-")[1];
+}
+
+export function evolve(state: TaskView | undefined, event: CodefleetEvent): EvolveResult {
+  if (event.type === "task.submitted") {
+    if (state) return anomaly(state, "task.submitted for a task that already exists");
+    const spec = event.data.spec;
+    const resolved = resolveTaskSpec(spec, event.taskId);
+    return ok({
+      id: event.taskId,
+      status: "queued",
+      title: spec.title,
+      repo: spec.repo.ref === undefined ? { url: spec.repo.url } : { url: spec.repo.url, ref: spec.repo.ref },
+      agentKind: spec.agent.kind,
+      labels: spec.labels ?? {},
+      spec,
+      submittedVia: event.data.submittedVia,
+      submittedAt: event.occurredAt,
+      attempt: 0,
+      phases: [],
+      attempts: [],
+      branch: resolved.push.branch,
+      cancelRequested: false,
+      artifacts: [],
+      ...(traceIdFromTraceparent(event.metadata.traceparent) ? { traceId: traceIdFromTraceparent(event.metadata.traceparent) } : {}),
+      version: 0,
+      anomalies: 0,
+    });
+  }
+  if (!state) return anomaly(state, `${event.type} for a task that was never submitted`);
+
+  switch (event.type) {
+    case "task.cancel_requested": {
+      if (isFinalStatus(state.status)) return anomaly(state, `cancel requested after the task ended (${state.status})`);
+      if (state.status === "queued") {
+        // No runner owns it yet: the cancel itself ends it. A runner that picks it up later sees this.
+        return ok({
+          ...state,
+          status: "canceled",
+          cancelRequested: true,
+          finishedAt: event.occurredAt,
+          failureReason: event.data.reason ?? "canceled before it started",
+          reasonCode: "canceled",
+        });
+      }
+      return ok({ ...state, cancelRequested: true });
+    }
+    case "run.started": {
+      if (isFinalStatus(state.status))
+        return anomaly(state, `run.started for attempt ${event.attempt} after the task ended (${state.status})`);
+      if (event.attempt <= state.attempt)
+        return anomaly(state, `run.started for attempt ${event.attempt}, but attempt ${state.attempt} already started`);
+      const attempt: AttemptView = {
+        attempt: event.attempt,
+        runnerId: event.data.runnerId,
+        agentKind: event.data.agentKind,
+        startedAt: event.occurredAt,
+        phases: [],
+      };
+      const previous = state.attempts.map((a) =>
+        a.finishedAt ? a : { ...a, finishedAt: event.occurredAt, status: "failed" as const, reason: "superseded by a newer attempt" },
+      );
+      const { currentPhase: _dropped, ...rest } = state;
+      return ok({
+        ...rest,
+        status: "running",
+        attempt: event.attempt,
+        runnerId: event.data.runnerId,
+        startedAt: state.startedAt ?? event.occurredAt,
+        phases: [],
+        attempts: [...previous, attempt],
+      });
+    }
+    case "phase.started":
+    case "phase.finished": {
+      const problem = currentAttemptProblem(state, event);
+      if (problem) return anomaly(state, problem);
+      const phase = event.data.phase;
+      const existing = state.phases.find((p) => p.phase === phase);
+      let updated: PhaseView;
+      if (event.type === "phase.started") {
+        if (existing?.startedAt) return anomaly(state, `phase ${phase} of attempt ${event.attempt} started twice`);
+        updated = { phase, startedAt: event.occurredAt };
+      } else {
+        if (existing?.finishedAt) return anomaly(state, `phase ${phase} of attempt ${event.attempt} finished twice`);
+        const d = event.data;
+        updated = {
+          ...(existing ?? { phase }),
+          finishedAt: event.occurredAt,
+          durationMs: d.durationMs,
+          outcome: d.outcome,
+          ...(d.exitCode === undefined ? {} : { exitCode: d.exitCode }),
+          ...(d.detail === undefined ? {} : { detail: d.detail }),
+          ...(d.facts === undefined ? {} : { facts: d.facts }),
+        };
+      }
+      const phases = existing ? state.phases.map((p) => (p.phase === phase ? updated : p)) : [...state.phases, updated];
+      const commitSha =
+        event.type === "phase.finished" && typeof event.data.facts?.commitSha === "string" ? event.data.facts.commitSha : state.commitSha;
+      const next: TaskView = {
+        ...state,
+        phases,
+        attempts: withCurrentAttempt(state, (a) => ({ ...a, phases })),
+        ...(commitSha ? { commitSha } : {}),
+      };
+      if (event.type === "phase.started") next.currentPhase = phase;
+      return ok(next);
+    }
+    case "run.finished": {
+      const problem = currentAttemptProblem(state, event);
+      if (problem) return anomaly(state, problem);
+      const d = event.data;
+      return ok({
+        ...state,
+        status: d.status,
+        finishedAt: event.occurredAt,
+        ...(d.branch ? { branch: d.branch } : {}),
+        ...(d.commitSha ? { commitSha: d.commitSha } : {}),
+        ...(d.reason !== undefined && d.status !== "succeeded" ? { failureReason: d.reason } : {}),
+        ...(d.reasonCode !== undefined ? { reasonCode: d.reasonCode } : {}),
+        attempts: withCurrentAttempt(state, (a) => ({
+          ...a,
+          finishedAt: event.occurredAt,
+          status: d.status,
+          ...(d.reason === undefined ? {} : { reason: d.reason }),
+        })),
+      });
+    }
+    case "slot.allocated":
+    case "slot.released":
+    case "slot.reclaimed": {
+      if (event.attempt !== state.attempt && event.attempt !== 0) {
+        // Slot events of an older attempt are normal when a stale lease is reclaimed: keep, don't apply.
+        return ok(state);
+      }
+      const slotId = event.type === "slot.allocated" ? event.data.slotId : undefined;
+      return ok({ ...state, attempts: withCurrentAttempt(state, (a) => (slotId ? { ...a, slotId } : a)) });
+    }
+    case "artifact.stored": {
+      if (state.artifacts.some((a) => a.artifactId === event.data.artifactId)) return ok(state);
+      return ok({ ...state, artifacts: [...state.artifacts, { ...event.data, attempt: event.attempt, storedAt: event.occurredAt }] });
+    }
+    default:
+      return assertNever(event, "event type");
+  }
+}
+
+function currentAttemptProblem(state: TaskView, event: CodefleetEvent): string | undefined {
+  if (event.attempt < state.attempt) return `${event.type} from attempt ${event.attempt}, but attempt ${state.attempt} is current`;
+  if (event.attempt > state.attempt) return `${event.type} from attempt ${event.attempt}, which never started`;
+  if (state.status !== "running") return `${event.type} while the task is ${state.status}`;
+  return undefined;
+}
+
+function withCurrentAttempt(state: TaskView, f: (a: AttemptView) => AttemptView): AttemptView[] {
+  return state.attempts.map((a) => (a.attempt === state.attempt ? f(a) : a));
+}
+
+/** Folds one stored event: like evolve, and the view remembers the stream version it reflects. */
+export function applyStored(state: TaskView | undefined, event: CodefleetEvent, streamVersion: number): EvolveResult {
+  const r = evolve(state, event);
+  return r.state ? { ...r, state: { ...r.state, version: streamVersion } } : r;
+}
+
+/** Decides whether a cancel may be requested; the HTTP layer maps the answer to 202/409. */
+export function decideCancel(state: TaskView): { kind: "accept" } | { kind: "reject"; reason: string } {
+  if (isFinalStatus(state.status)) return { kind: "reject", reason: `task already ${state.status}` };
+  if (state.cancelRequested) return { kind: "accept" };
+  return { kind: "accept" };
+}

@@ -1,0 +1,147 @@
+import { type CodefleetEvent, createEvent, type EventData, type EventType } from "@codefleet/contracts";
+import { describe, expect, it } from "vitest";
+import { applyStored, decideCancel, type TaskView } from "./task-state.js";
+
+const taskId = "tsk_TEST";
+const spec = {
+  repo: { url: "file:///tmp/repo.git" },
+  title: "add a file",
+  prompt: "do it",
+  agent: { kind: "script" as const, steps: [{ run: "echo hi" }] },
+  labels: { team: "a" },
+};
+
+function ev<T extends EventType>(type: T, data: EventData<T>, attempt = 0): CodefleetEvent {
+  return createEvent(type, { taskId, attempt, data, producer: "test" }) as CodefleetEvent;
+}
+
+/** Given events, when one more arrives, then: the emmett DeciderSpecification shape. */
+function given(...events: CodefleetEvent[]) {
+  let state: TaskView | undefined;
+  let version = 0;
+  for (const e of events) {
+    const r = applyStored(state, e, ++version);
+    if (r.anomaly) throw new Error(`given-events produced an anomaly: ${r.anomaly}`);
+    state = r.state;
+  }
+  return {
+    when: (e: CodefleetEvent) => applyStored(state, e, version + 1),
+    state: () => state,
+  };
+}
+
+const submitted = () => ev("task.submitted", { spec, submittedVia: "http" });
+const started = (attempt: number) => ev("run.started", { runnerId: `r${attempt}`, agentKind: "script" }, attempt);
+const phaseStarted = (phase: "fetch" | "implement" | "test" | "push", attempt = 1) => ev("phase.started", { phase }, attempt);
+const phaseFinished = (phase: "fetch" | "implement" | "test" | "push", attempt = 1, facts?: Record<string, string>) =>
+  ev("phase.finished", { phase, outcome: "succeeded", durationMs: 5, ...(facts ? { facts } : {}) }, attempt);
+const finished = (status: "succeeded" | "failed", attempt = 1) =>
+  ev(
+    "run.finished",
+    {
+      status,
+      durationMs: 10,
+      reason: status === "failed" ? "tests failed" : undefined,
+      reasonCode: status === "failed" ? "test_failed" : undefined,
+      commitSha: status === "succeeded" ? "a".repeat(40) : undefined,
+    },
+    attempt,
+  );
+
+describe("task state machine", () => {
+  it("follows a task from queued through every phase to succeeded", () => {
+    const r = given(
+      submitted(),
+      started(1),
+      phaseStarted("fetch"),
+      phaseFinished("fetch"),
+      phaseStarted("implement"),
+      phaseFinished("implement"),
+      phaseStarted("push"),
+    ).when(phaseFinished("push", 1, { commitSha: "b".repeat(40) }));
+    expect(r.anomaly).toBeUndefined();
+    expect(r.state?.status).toBe("running");
+    expect(r.state?.currentPhase).toBe("push");
+    expect(r.state?.commitSha).toBe("b".repeat(40));
+    expect(r.state?.phases.map((p) => [p.phase, p.outcome])).toEqual([
+      ["fetch", "succeeded"],
+      ["implement", "succeeded"],
+      ["push", "succeeded"],
+    ]);
+    const done = given(submitted(), started(1)).when(finished("succeeded"));
+    expect(done.state?.status).toBe("succeeded");
+    expect(done.state?.finishedAt).toBeDefined();
+    expect(done.state?.attempts[0]?.status).toBe("succeeded");
+  });
+
+  it("flags a phase event after the task succeeded and leaves the view unchanged", () => {
+    const g = given(submitted(), started(1), finished("succeeded"));
+    const r = g.when(phaseStarted("test"));
+    expect(r.anomaly).toMatch(/while the task is succeeded/);
+    expect(r.state?.status).toBe("succeeded");
+    expect(r.state?.phases).toEqual(g.state()?.phases);
+    expect(r.state?.anomalies).toBe(1);
+  });
+
+  it("flags an older attempt's event once a newer attempt started", () => {
+    const r = given(submitted(), started(1), phaseStarted("fetch", 1), started(2)).when(phaseFinished("fetch", 1));
+    expect(r.anomaly).toMatch(/attempt 1, but attempt 2 is current/);
+    expect(r.state?.attempt).toBe(2);
+    expect(r.state?.attempts.map((a) => [a.attempt, a.status])).toEqual([
+      [1, "failed"],
+      [2, undefined],
+    ]);
+  });
+
+  it("flags a run that starts for an attempt that is not newer", () => {
+    const r = given(submitted(), started(2)).when(started(1));
+    expect(r.anomaly).toMatch(/attempt 2 already started/);
+  });
+
+  it("flags events of a task that was never submitted and creates no view", () => {
+    const r = given().when(started(1));
+    expect(r.anomaly).toMatch(/never submitted/);
+    expect(r.state).toBeUndefined();
+  });
+
+  it("flags a second submission of the same task id", () => {
+    expect(given(submitted()).when(submitted()).anomaly).toMatch(/already exists/);
+  });
+
+  it("cancels a queued task at once, and only marks a running one", () => {
+    const queued = given(submitted()).when(ev("task.cancel_requested", { reason: "no longer needed" }));
+    expect(queued.state?.status).toBe("canceled");
+    expect(queued.state?.failureReason).toBe("no longer needed");
+    const running = given(submitted(), started(1)).when(ev("task.cancel_requested", {}));
+    expect(running.state?.status).toBe("running");
+    expect(running.state?.cancelRequested).toBe(true);
+    const afterEnd = given(submitted(), started(1), finished("failed")).when(ev("task.cancel_requested", {}));
+    expect(afterEnd.anomaly).toMatch(/after the task ended/);
+  });
+
+  it("decides cancel: accepted while not final, rejected after", () => {
+    const running = given(submitted(), started(1)).state() as TaskView;
+    expect(decideCancel(running).kind).toBe("accept");
+    const done = given(submitted(), started(1), finished("succeeded")).state() as TaskView;
+    expect(decideCancel(done)).toEqual({ kind: "reject", reason: "task already succeeded" });
+  });
+
+  it("records failure reason and code, and artifacts once each", () => {
+    const art = ev(
+      "artifact.stored",
+      { artifactId: "art_1", kind: "diff", name: "changes.diff", size: 10, sha256: "c".repeat(64), contentType: "text/x-diff" },
+      1,
+    );
+    const r = given(submitted(), started(1), art, art).when(finished("failed"));
+    expect(r.state?.status).toBe("failed");
+    expect(r.state?.failureReason).toBe("tests failed");
+    expect(r.state?.reasonCode).toBe("test_failed");
+    expect(r.state?.artifacts).toHaveLength(1);
+  });
+
+  it("remembers the stream version and the default branch", () => {
+    const g = given(submitted(), started(1));
+    expect(g.state()?.version).toBe(2);
+    expect(g.state()?.branch).toBe(`codefleet/${taskId}`);
+  });
+});

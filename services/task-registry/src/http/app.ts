@@ -1,0 +1,242 @@
+import { isValidTaskId, TASK_STATUSES, TaskSpec, type TaskStatus } from "@codefleet/contracts";
+import type { Bus } from "@codefleet/contracts/bus";
+import { contextFromFields } from "@codefleet/contracts/bus";
+import {
+  type HealthOptions,
+  HttpProblem,
+  installBearerAuth,
+  installErrorHandling,
+  installHealthRoutes,
+} from "@codefleet/contracts/runtime";
+import swagger from "@fastify/swagger";
+import swaggerUi from "@fastify/swagger-ui";
+import { Type } from "@sinclair/typebox";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
+import type { Logger } from "pino";
+import { requestCancel, submitTask } from "../domain/submission.js";
+import type { TaskView } from "../domain/task-state.js";
+import type { Db } from "../store/database.js";
+import { readTaskEvents } from "../store/event-store.js";
+import { getTaskView, listTaskViews } from "../store/task-queries.js";
+import { type LogTailDeps, streamTaskLogs } from "./logs.js";
+
+export type AppDeps = {
+  db: Db;
+  bus: Bus;
+  logger: Logger;
+  apiTokens: readonly string[];
+  bodyLimitBytes: number;
+  artifactStorePublicUrl: string;
+  health: HealthOptions;
+  logTail: Omit<LogTailDeps, "bus" | "db">;
+};
+
+const TaskIdParam = Type.Object({ id: Type.String({ maxLength: 128 }) });
+const Problem = Type.Object(
+  { type: Type.String(), title: Type.String(), status: Type.Integer(), code: Type.String(), detail: Type.Optional(Type.String()) },
+  { additionalProperties: true },
+);
+const TaskViewSchema = Type.Object(
+  {
+    id: Type.String(),
+    status: Type.Union(TASK_STATUSES.map((s) => Type.Literal(s))),
+    title: Type.String(),
+    attempt: Type.Integer(),
+    currentPhase: Type.Optional(Type.String()),
+    branch: Type.String(),
+    commitSha: Type.Optional(Type.String()),
+    traceId: Type.Optional(Type.String()),
+  },
+  { additionalProperties: true, description: "The task's projection: status, phases, attempts, artifacts and more" },
+);
+
+function traceCtx(req: FastifyRequest) {
+  return contextFromFields(req.headers as Record<string, string | string[] | undefined>);
+}
+
+function requireTaskId(id: string): string {
+  if (!isValidTaskId(id)) throw new HttpProblem(404, "task_not_found", `no task '${id.slice(0, 128)}'`);
+  return id;
+}
+
+async function requireTask(db: Db, id: string): Promise<TaskView> {
+  const view = await getTaskView(db, requireTaskId(id));
+  if (!view) throw new HttpProblem(404, "task_not_found", `no task '${id}'`);
+  return view;
+}
+
+/** Builds the registry's HTTP API. It never listens: main.ts (or a test's inject) does. */
+export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: deps.bodyLimitBytes,
+    disableRequestLogging: false,
+    requestIdHeader: "x-request-id",
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, useDefaults: true, allErrors: false } },
+  });
+  installErrorHandling(app);
+  await app.register(swagger, {
+    openapi: {
+      info: {
+        title: "codefleet task-registry",
+        version: "1.0.0",
+        description: "Submit tasks, follow them, read their history, logs and artifacts.",
+      },
+      components: { securitySchemes: { bearer: { type: "http", scheme: "bearer" } } },
+      security: [{ bearer: [] }],
+    },
+  });
+  await app.register(swaggerUi, { routePrefix: "/docs" });
+  installBearerAuth(app, deps.apiTokens);
+  installHealthRoutes(app, deps.health);
+
+  app.post(
+    "/v1/tasks",
+    {
+      schema: {
+        summary: "Submit a task",
+        body: TaskSpec,
+        headers: Type.Object({ "idempotency-key": Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }),
+        response: { 202: TaskViewSchema, 401: Problem, 413: Problem, 422: Problem },
+      },
+    },
+    async (req, reply) => {
+      const key = req.headers["idempotency-key"];
+      const { task, created } = await submitTask(deps, req.body as TaskSpec, {
+        ...(typeof key === "string" ? { idempotencyKey: key } : {}),
+        ctx: traceCtx(req),
+      });
+      return reply
+        .code(202)
+        .header("location", `/v1/tasks/${task.id}`)
+        .header("idempotent-replayed", created ? "false" : "true")
+        .send(task);
+    },
+  );
+
+  app.get(
+    "/v1/tasks",
+    {
+      schema: {
+        summary: "List tasks, newest first",
+        querystring: Type.Object({
+          status: Type.Optional(Type.String({ description: "comma-separated statuses" })),
+          repo: Type.Optional(Type.String({ maxLength: 2048 })),
+          label: Type.Optional(Type.Union([Type.String(), Type.Array(Type.String())], { description: "key=value; repeatable" })),
+          limit: Type.Optional(Type.String({ pattern: "^[0-9]{1,3}$" })),
+          cursor: Type.Optional(Type.String({ maxLength: 500 })),
+        }),
+      },
+    },
+    async (req) => {
+      const q = req.query as { status?: string; repo?: string; label?: string | string[]; limit?: string; cursor?: string };
+      const status = q.status?.split(",").filter(Boolean) ?? [];
+      for (const s of status) {
+        if (!TASK_STATUSES.includes(s as TaskStatus))
+          throw new HttpProblem(422, "invalid_status", `unknown status '${s}'; one of ${TASK_STATUSES.join(", ")}`);
+      }
+      const labels: Record<string, string> = {};
+      for (const l of [q.label ?? []].flat()) {
+        const i = l.indexOf("=");
+        if (i <= 0) throw new HttpProblem(422, "invalid_label_filter", `label filter '${l}' must be key=value`);
+        labels[l.slice(0, i)] = l.slice(i + 1);
+      }
+      const limit = Math.min(Math.max(Number(q.limit ?? 50), 1), 200);
+      const page = await listTaskViews(deps.db, {
+        limit,
+        ...(status.length ? { status: status as TaskStatus[] } : {}),
+        ...(q.repo ? { repo: q.repo } : {}),
+        ...(Object.keys(labels).length ? { labels } : {}),
+        ...(q.cursor ? { cursor: q.cursor } : {}),
+      });
+      return page;
+    },
+  );
+
+  app.get(
+    "/v1/tasks/:id",
+    { schema: { summary: "A task's current view", params: TaskIdParam, response: { 200: TaskViewSchema, 404: Problem } } },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      return requireTask(deps.db, id);
+    },
+  );
+
+  app.get("/v1/tasks/:id/events", { schema: { summary: "The task's raw event history, in order", params: TaskIdParam } }, async (req) => {
+    const { id } = req.params as { id: string };
+    await requireTask(deps.db, id);
+    const rows = await readTaskEvents(deps.db, id);
+    return {
+      items: rows.map((r) => ({
+        position: r.position,
+        streamVersion: r.stream_version,
+        id: r.event_id,
+        type: r.type,
+        version: r.schema_version,
+        attempt: r.attempt,
+        occurredAt: new Date(r.occurred_at).toISOString(),
+        recordedAt: new Date(r.recorded_at).toISOString(),
+        data: r.data,
+        metadata: r.metadata,
+        ...(r.anomaly ? { anomaly: r.anomaly } : {}),
+      })),
+    };
+  });
+
+  app.post(
+    "/v1/tasks/:id/cancel",
+    {
+      schema: {
+        summary: "Request cancellation",
+        description: 'Optional JSON body: { "reason": "..." }',
+        params: TaskIdParam,
+        response: { 202: TaskViewSchema, 404: Problem, 409: Problem },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const body = (req.body ?? {}) as { reason?: unknown };
+      if (typeof body !== "object" || (body.reason !== undefined && (typeof body.reason !== "string" || body.reason.length > 2000))) {
+        throw new HttpProblem(422, "invalid_request", "body must be { reason?: string (at most 2000 characters) }");
+      }
+      const reason = typeof body.reason === "string" ? body.reason : undefined;
+      const view = await requestCancel(deps, requireTaskId(id), { ...(reason ? { reason } : {}), ctx: traceCtx(req) });
+      return reply.code(202).send(view);
+    },
+  );
+
+  app.get("/v1/tasks/:id/artifacts", { schema: { summary: "Artifacts stored for the task", params: TaskIdParam } }, async (req) => {
+    const { id } = req.params as { id: string };
+    const view = await requireTask(deps.db, id);
+    const base = deps.artifactStorePublicUrl.replace(/\/$/, "");
+    return {
+      items: view.artifacts.map((a) => ({ ...a, downloadUrl: `${base}/v1/artifacts/${a.artifactId}/content` })),
+    };
+  });
+
+  app.get(
+    "/v1/tasks/:id/logs",
+    {
+      schema: {
+        summary: "The task's log: live over SSE (Accept: text/event-stream, resumable with Last-Event-ID), or the text so far",
+        params: TaskIdParam,
+        querystring: Type.Object({ attempt: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })) }),
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      await requireTask(deps.db, id);
+      const attempt = (req.query as { attempt?: string }).attempt;
+      await streamTaskLogs(
+        { ...deps.logTail, bus: deps.bus, db: deps.db },
+        req,
+        reply,
+        id,
+        attempt === undefined ? undefined : Number(attempt),
+      );
+      return reply;
+    },
+  );
+
+  return app;
+}

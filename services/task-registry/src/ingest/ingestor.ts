@@ -1,0 +1,74 @@
+import { type CodefleetEvent, errorMessage, parseEvent } from "@codefleet/contracts";
+import type { Bus, Delivery, Subscription } from "@codefleet/contracts/bus";
+import type { Logger } from "@codefleet/contracts/runtime";
+import type { Meter } from "@opentelemetry/api";
+import { type Db, isTransientDbError } from "../store/database.js";
+import { type AppendResult, appendEvents } from "../store/event-store.js";
+
+export type IngestorOptions = {
+  bus: Bus;
+  db: Db;
+  log: Logger;
+  meter: Meter;
+  batchSize: number;
+  /** Called after each committed batch (e.g. to wake live readers). */
+  onCommitted?: (result: AppendResult) => void;
+};
+
+/**
+ * Feeds every codefleet event from JetStream into the event store and projections: one
+ * transaction per fetched batch, acked only after commit. While Postgres is unreachable the batch
+ * is held (with working() heartbeats) and retried instead of burning deliveries.
+ */
+export async function startIngestor(opts: IngestorOptions): Promise<Subscription> {
+  const { bus, db, log, meter } = opts;
+  const ingested = meter.createCounter("codefleet_registry_events_ingested_total", { description: "events appended to the event store" });
+  const duplicates = meter.createCounter("codefleet_registry_events_duplicate_total", {
+    description: "redelivered events skipped as duplicates",
+  });
+  const anomalies = meter.createCounter("codefleet_registry_event_anomalies_total", {
+    description: "events stored but flagged as illegal transitions",
+  });
+  const lag = meter.createHistogram("codefleet_registry_ingest_lag_ms", {
+    description: "time from event occurrence to projection commit",
+    unit: "ms",
+  });
+  const c = bus.topology.consumers.registryIngest;
+
+  return bus.consumeBatches<CodefleetEvent>({
+    stream: c.stream,
+    durable: c.durable,
+    filter: c.filter,
+    description: "task-registry: event store and projections",
+    decode: (data) => parseEvent(data),
+    batchSize: opts.batchSize,
+    maxDeliver: 20,
+    ackWaitMs: 30_000,
+    maxAckPending: opts.batchSize * 4,
+    handleBatch: async (batch: readonly Delivery<CodefleetEvent>[]) => {
+      const incoming = batch.map((d) => ({ event: d.value, natsStream: c.stream, natsSeq: d.ctx.streamSequence }));
+      let attempt = 0;
+      for (;;) {
+        try {
+          const result = await appendEvents(db, incoming);
+          ingested.add(result.appended);
+          duplicates.add(result.duplicates);
+          anomalies.add(result.anomalies.length);
+          const now = Date.now();
+          for (const d of batch) lag.record(Math.max(0, now - Date.parse(d.value.occurredAt)));
+          for (const a of result.anomalies)
+            log.warn({ taskId: a.taskId, eventId: a.eventId, anomaly: a.reason }, "event stored as anomaly");
+          opts.onCommitted?.(result);
+          return;
+        } catch (err) {
+          const signal = batch[0]?.ctx.signal;
+          if (!isTransientDbError(err) || signal?.aborted) throw err;
+          attempt++;
+          log.warn({ attempt, error: errorMessage(err) }, "database unavailable; holding the batch and retrying");
+          for (const d of batch) d.ctx.working();
+          await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** Math.min(attempt, 5), 5000)));
+        }
+      }
+    },
+  });
+}

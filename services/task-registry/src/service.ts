@@ -1,0 +1,76 @@
+import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { createLogger, type Logger, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
+import type { FastifyInstance } from "fastify";
+import { sql } from "kysely";
+import type { RegistryConfig } from "./config.js";
+import { buildApp } from "./http/app.js";
+import { startIngestor } from "./ingest/ingestor.js";
+import { createDatabase, type Db, migrate } from "./store/database.js";
+
+export type RegistryService = {
+  app: FastifyInstance;
+  db: Db;
+  bus: Bus;
+  log: Logger;
+  stop(): Promise<void>;
+};
+
+/** Composes the registry from its config: database, bus, ingestion, HTTP app. Does not listen. */
+export async function startRegistry(
+  config: RegistryConfig,
+  opts: { logger?: Logger; telemetry?: Telemetry } = {},
+): Promise<RegistryService> {
+  const log = opts.logger ?? createLogger({ service: "task-registry", level: config.LOG_LEVEL });
+  const telemetry = opts.telemetry ?? startTelemetry({ serviceName: "task-registry" });
+  const { db } = createDatabase({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA });
+  await migrate(db, config.DATABASE_SCHEMA);
+  const nc = await connectNats({
+    servers: config.natsServers,
+    name: "task-registry",
+    log: (level, msg, fields) => log[level](fields ?? {}, msg),
+  });
+  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, storage: config.NATS_STORAGE });
+  await bus.ensureStreams();
+  const ingestion = await startIngestor({ bus, db, log, meter: telemetry.meter, batchSize: config.INGEST_BATCH_SIZE });
+
+  const app = await buildApp({
+    db,
+    bus,
+    logger: log,
+    apiTokens: config.apiTokens,
+    bodyLimitBytes: config.BODY_LIMIT_BYTES,
+    artifactStorePublicUrl: config.ARTIFACT_STORE_PUBLIC_URL,
+    logTail: { heartbeatMs: 15_000, finishCheckMs: 1000 },
+    health: {
+      metrics: telemetry.metricsHandler,
+      ready: async () => {
+        const checks: Record<string, string> = {};
+        checks.nats = nc.isClosed() ? "closed" : "ok";
+        checks.postgres = await sql`select 1`
+          .execute(db)
+          .then(() => "ok")
+          .catch((e: Error) => e.message);
+        return { ok: Object.values(checks).every((v) => v === "ok"), checks };
+      },
+    },
+  });
+
+  await app.ready(); // schema compilation errors surface at start, not on the first request
+
+  let stopped = false;
+  return {
+    app,
+    db,
+    bus,
+    log,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await app.close();
+      await ingestion.stop();
+      await bus.drain();
+      await db.destroy();
+      if (!opts.telemetry) await telemetry.shutdown();
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import { type CodefleetEvent, parseEvent } from "@codefleet/contracts";
+import { sql } from "kysely";
+import { applyStored, type TaskView } from "../domain/task-state.js";
+import type { Db, StoredEventRow } from "./database.js";
+
+export type IncomingEvent = { event: CodefleetEvent; natsStream?: string; natsSeq?: number };
+
+export type AppendResult = {
+  appended: number;
+  duplicates: number;
+  anomalies: { eventId: string; taskId: string; reason: string }[];
+  /** Views that changed, for notifications and metrics. */
+  changed: TaskView[];
+};
+
+/**
+ * Appends a batch of events and updates the task projections in one transaction.
+ * Idempotent by event id (a redelivered event is a no-op); stream versions are assigned as
+ * max+1 under a unique (stream_id, stream_version) constraint, so two writers racing on one task
+ * cannot both win: the loser's transaction fails and its batch is retried.
+ */
+export async function appendEvents(db: Db, incoming: readonly IncomingEvent[]): Promise<AppendResult> {
+  if (incoming.length === 0) return { appended: 0, duplicates: 0, anomalies: [], changed: [] };
+  return db.transaction().execute(async (trx) => {
+    const ids = [...new Set(incoming.map((i) => i.event.id))];
+    const existing = new Set(
+      (await trx.selectFrom("events").select("event_id").where("event_id", "in", ids).execute()).map((r) => r.event_id),
+    );
+    const fresh: IncomingEvent[] = [];
+    const seen = new Set<string>();
+    for (const item of incoming) {
+      if (existing.has(item.event.id) || seen.has(item.event.id)) continue;
+      seen.add(item.event.id);
+      fresh.push(item);
+    }
+    const duplicates = incoming.length - fresh.length;
+    if (fresh.length === 0) return { appended: 0, duplicates, anomalies: [], changed: [] };
+
+    const taskIds = [...new Set(fresh.map((i) => i.event.taskId))];
+    const views = new Map<string, TaskView | undefined>();
+    for (const row of await trx.selectFrom("tasks").select(["task_id", "view"]).where("task_id", "in", taskIds).forUpdate().execute()) {
+      views.set(row.task_id, row.view);
+    }
+    const versions = new Map<string, number>();
+    for (const row of await trx
+      .selectFrom("events")
+      .select(["stream_id", (eb) => eb.fn.max("stream_version").as("v")])
+      .where("stream_id", "in", taskIds)
+      .groupBy("stream_id")
+      .execute()) {
+      versions.set(row.stream_id, Number(row.v));
+    }
+
+    const anomalies: AppendResult["anomalies"] = [];
+    const rows = [];
+    const changed = new Set<string>();
+    for (const { event, natsStream, natsSeq } of fresh) {
+      const version = (versions.get(event.taskId) ?? 0) + 1;
+      versions.set(event.taskId, version);
+      const r = applyStored(views.get(event.taskId), event, version);
+      views.set(event.taskId, r.state);
+      if (r.state) changed.add(event.taskId);
+      if (r.anomaly) anomalies.push({ eventId: event.id, taskId: event.taskId, reason: r.anomaly });
+      rows.push({
+        stream_id: event.taskId,
+        stream_version: version,
+        event_id: event.id,
+        type: event.type,
+        schema_version: event.version,
+        attempt: event.attempt,
+        data: JSON.stringify(event.data),
+        metadata: JSON.stringify(event.metadata),
+        occurred_at: event.occurredAt,
+        nats_stream: natsStream ?? null,
+        nats_seq: natsSeq ?? null,
+        anomaly: r.anomaly ?? null,
+      });
+    }
+    for (let i = 0; i < rows.length; i += 500)
+      await trx
+        .insertInto("events")
+        .values(rows.slice(i, i + 500))
+        .execute();
+
+    const changedViews: TaskView[] = [];
+    for (const taskId of changed) {
+      const view = views.get(taskId);
+      if (!view) continue;
+      changedViews.push(view);
+      await upsertTaskRow(trx, view);
+    }
+    return { appended: fresh.length, duplicates, anomalies, changed: changedViews };
+  });
+}
+
+export async function upsertTaskRow(db: Db, view: TaskView, table: "tasks" = "tasks"): Promise<void> {
+  const row = {
+    task_id: view.id,
+    status: view.status,
+    repo_url: view.repo.url,
+    labels: JSON.stringify(view.labels),
+    submitted_at: view.submittedAt,
+    finished_at: view.finishedAt ?? null,
+    version: view.version,
+    view: JSON.stringify(view),
+  };
+  await db
+    .insertInto(table)
+    .values(row)
+    .onConflict((oc) =>
+      oc.column("task_id").doUpdateSet({
+        status: row.status,
+        labels: row.labels,
+        finished_at: row.finished_at,
+        version: row.version,
+        view: row.view,
+        updated_at: sql`now()`,
+      }),
+    )
+    .execute();
+}
+
+/** The stored history of one task, in order, each row parsed back into its latest shape. */
+export async function readTaskEvents(db: Db, taskId: string): Promise<StoredEventRow[]> {
+  return db.selectFrom("events").selectAll().where("stream_id", "=", taskId).orderBy("stream_version").execute();
+}
+
+export function rowToEvent(row: StoredEventRow): CodefleetEvent {
+  return parseEvent({
+    id: row.event_id,
+    type: row.type,
+    version: row.schema_version,
+    occurredAt: new Date(row.occurred_at).toISOString(),
+    taskId: row.stream_id,
+    attempt: row.attempt,
+    metadata: row.metadata,
+    data: row.data,
+  });
+}
+
+/**
+ * Reads the global log after `position`, never past a transaction that may still commit below it
+ * (xid8 / snapshot-xmin: a row is visible only once every older transaction has finished).
+ */
+export async function readAllAfter(db: Db, position: number, limit: number, opts: { gapSafe?: boolean } = {}): Promise<StoredEventRow[]> {
+  let q = db.selectFrom("events").selectAll().where("position", ">", position);
+  if (opts.gapSafe ?? true) q = q.where(sql<boolean>`transaction_id < pg_snapshot_xmin(pg_current_snapshot())`);
+  return q.orderBy("position").limit(limit).execute();
+}
+
+export async function countEvents(db: Db): Promise<number> {
+  const r = await db
+    .selectFrom("events")
+    .select((eb) => eb.fn.countAll<number>().as("n"))
+    .executeTakeFirstOrThrow();
+  return Number(r.n);
+}
