@@ -45,7 +45,15 @@ afterAll(async () => {
 
 async function eventually<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
   let value: T | undefined;
-  await waitFor(what, async () => (value = await f()) !== undefined, timeoutMs, 50);
+  await waitFor(
+    what,
+    async () => {
+      value = await f();
+      return value !== undefined;
+    },
+    timeoutMs,
+    50,
+  );
   return value as T;
 }
 
@@ -247,7 +255,10 @@ describe("task-registry on real Postgres and NATS", () => {
     ];
     // Random mutations of a valid spec: drop, retype or add fields.
     let seed = 42;
-    const rand = () => (seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31;
+    const rand = () => {
+      seed = (seed * 1103515245 + 12345) % 2 ** 31;
+      return seed / 2 ** 31;
+    };
     const values = [null, 0, -1, 1e308, "", "x".repeat(300), [], {}, true, [1, 2], { nested: { deeper: [] } }];
     for (let i = 0; i < 150; i++) {
       const mutated: Record<string, unknown> = JSON.parse(JSON.stringify(spec));
