@@ -49,11 +49,14 @@ function titleFor(status: number): string {
   return titles[status] ?? (status >= 500 ? "Internal Server Error" : "Error");
 }
 
-export function installErrorHandling(app: FastifyInstance): void {
+/** One error handler per app; `mapError` turns a service's own error types into problems. */
+export function installErrorHandling(app: FastifyInstance, opts: { mapError?: (err: Error) => HttpProblem | undefined } = {}): void {
   app.setNotFoundHandler((req, reply) => {
     sendProblem(reply, 404, "route_not_found", `no route ${req.method} ${req.url.split("?")[0]}`);
   });
   app.setErrorHandler((err: FastifyError, req, reply) => {
+    const mapped = opts.mapError?.(err);
+    if (mapped) return sendProblem(reply, mapped.status, mapped.code, mapped.message, mapped.extra);
     if (err instanceof HttpProblem) return sendProblem(reply, err.status, err.code, err.message, err.extra);
     if (err instanceof ValidationError) return sendProblem(reply, 422, err.code, err.message, { issues: err.issues });
     if (err.validation) {

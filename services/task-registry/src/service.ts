@@ -1,7 +1,6 @@
 import { Bus, connectNats } from "@codefleet/contracts/bus";
-import { createLogger, type Logger, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
+import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
 import type { FastifyInstance } from "fastify";
-import { sql } from "kysely";
 import type { RegistryConfig } from "./config.js";
 import { buildApp } from "./http/app.js";
 import { startIngestor } from "./ingest/ingestor.js";
@@ -46,10 +45,7 @@ export async function startRegistry(
       ready: async () => {
         const checks: Record<string, string> = {};
         checks.nats = nc.isClosed() ? "closed" : "ok";
-        checks.postgres = await sql`select 1`
-          .execute(db)
-          .then(() => "ok")
-          .catch((e: Error) => e.message);
+        checks.postgres = await pingDatabase(db);
         return { ok: Object.values(checks).every((v) => v === "ok"), checks };
       },
     },
