@@ -8,4 +8,5 @@ export * from "./processes.js";
 export function testNamespace(): string {
   return `t${randomBytes(5).toString("hex")}`;
 }
+export * from "./git.js";
 export * from "./services.js";

@@ -158,7 +158,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         .header("content-disposition", contentDisposition(a.name))
         .header("cache-control", "private, max-age=31536000, immutable");
       const inm = req.headers["if-none-match"];
-      if (inm && inm.split(",").some((t) => t.trim() === etag || t.trim() === "*")) return reply.code(304).send();
+      if (inm?.split(",").some((t) => t.trim() === etag || t.trim() === "*")) return reply.code(304).send();
       const range = parseRange(typeof req.headers.range === "string" ? req.headers.range : undefined, a.size);
       if (range === "unsatisfiable") {
         reply.header("content-range", `bytes */${a.size}`);

@@ -1,7 +1,5 @@
-import { CodefleetError, errorMessage } from "@codefleet/contracts";
 import { createKysely, isTransientDbError, runMigrations } from "@codefleet/contracts/runtime";
 import type { ColumnType, Generated, Kysely, Migration, Selectable } from "kysely";
-import pg from "pg";
 import type { TaskView } from "../domain/task-state.js";
 import * as initial from "./migrations/2026-11-23T00-00-initial.js";
 

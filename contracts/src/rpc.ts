@@ -1,0 +1,60 @@
+import { type Static, Type } from "@sinclair/typebox";
+import { GIT_REF_PATTERN } from "./git-names.js";
+import { TASK_ID_PATTERN } from "./ids.js";
+
+/**
+ * Request/reply APIs over NATS (subjects: topology().subjects.rpc(service, verb)). Every reply is
+ * `{ ok: true, result }` or `{ ok: false, error: { code, message, retryable } }`.
+ */
+
+export type RpcError = { code: string; message: string; retryable: boolean };
+export type RpcReply<T> = { ok: true; result: T } | { ok: false; error: RpcError };
+
+export const REPO_POOL_SERVICE = "repo-pool";
+
+const SlotId = Type.String({ pattern: "^slot_[0-9A-Z]{26}$" });
+const Owner = { taskId: Type.String({ pattern: TASK_ID_PATTERN }), attempt: Type.Integer({ minimum: 1, maximum: 1000 }) };
+
+export const AllocateRequest = Type.Object(
+  {
+    repoUrl: Type.String({ minLength: 1, maxLength: 2048 }),
+    ref: Type.Optional(Type.String({ pattern: GIT_REF_PATTERN, maxLength: 200 })),
+    ...Owner,
+    leaseTtlMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000 }),
+  },
+  { additionalProperties: false },
+);
+export type AllocateRequest = Static<typeof AllocateRequest>;
+
+export type AllocateResult = {
+  slotId: string;
+  /** Path of the working copy inside repo-pool's data dir. */
+  path: string;
+  /** Path the Docker engine must bind-mount (differs from `path` when repo-pool runs in a container). */
+  hostPath: string;
+  /** The ref that was resolved (the remote's default branch when none was asked for). */
+  ref: string;
+  commitSha: string;
+  /** The remote URL without credentials, as set for `origin` in the slot. */
+  remoteUrl: string;
+  /** True when an existing warm slot was reused rather than created. */
+  warm: boolean;
+  leaseExpiresAt: string;
+};
+
+export const HeartbeatRequest = Type.Object(
+  { slotId: SlotId, ...Owner, leaseTtlMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000 }) },
+  { additionalProperties: false },
+);
+export type HeartbeatRequest = Static<typeof HeartbeatRequest>;
+export type HeartbeatResult = { leaseExpiresAt: string; diskBytes?: number; overQuota: boolean };
+
+export const ReleaseRequest = Type.Object({ slotId: SlotId, ...Owner }, { additionalProperties: false });
+export type ReleaseRequest = Static<typeof ReleaseRequest>;
+export type ReleaseResult = { outcome: "recycled" | "destroyed"; reason?: string };
+
+export type PoolStatus = {
+  slots: { total: number; warm: number; leased: number; creating: number };
+  mirrors: number;
+  limits: { maxSlots: number; maxSlotsPerRepo: number };
+};

@@ -1,0 +1,68 @@
+import {
+  type AllocateRequest,
+  type AllocateResult,
+  CodefleetError,
+  type HeartbeatRequest,
+  type HeartbeatResult,
+  type PoolStatus,
+  REPO_POOL_SERVICE,
+  type ReleaseRequest,
+  type ReleaseResult,
+  type RpcReply,
+  topology,
+} from "@codefleet/contracts";
+import { injectIntoHeaders } from "@codefleet/contracts/bus";
+import { headers, type NatsConnection } from "@nats-io/transport-node";
+import { type Context, context } from "@opentelemetry/api";
+
+export class RepoPoolError extends CodefleetError {
+  override readonly name = "RepoPoolError";
+}
+
+/** Typed client of the repo-pool request/reply API. Errors keep the server's code and retry meaning. */
+export class RepoPoolClient {
+  private readonly subject: (verb: string) => string;
+
+  constructor(
+    private readonly nc: NatsConnection,
+    opts: { namespace?: string } = {},
+  ) {
+    const t = topology(opts.namespace);
+    this.subject = (verb) => t.subjects.rpc(REPO_POOL_SERVICE, verb);
+  }
+
+  allocate(req: AllocateRequest, opts: { timeoutMs?: number; ctx?: Context } = {}): Promise<AllocateResult> {
+    return this.call("allocate", req, opts.timeoutMs ?? 300_000, opts.ctx);
+  }
+
+  heartbeat(req: HeartbeatRequest, opts: { ctx?: Context } = {}): Promise<HeartbeatResult> {
+    return this.call("heartbeat", req, 30_000, opts.ctx);
+  }
+
+  release(req: ReleaseRequest, opts: { ctx?: Context } = {}): Promise<ReleaseResult> {
+    return this.call("release", req, 120_000, opts.ctx);
+  }
+
+  status(): Promise<PoolStatus> {
+    return this.call("status", {}, 10_000);
+  }
+
+  private async call<T>(verb: string, body: unknown, timeout: number, ctx?: Context): Promise<T> {
+    const h = headers();
+    injectIntoHeaders(ctx ?? context.active(), h);
+    let msg: Awaited<ReturnType<NatsConnection["request"]>>;
+    try {
+      msg = await this.nc.request(this.subject(verb), new TextEncoder().encode(JSON.stringify(body)), { timeout, headers: h });
+    } catch (err) {
+      throw new RepoPoolError("repo_pool_unavailable", `repo-pool ${verb} got no answer: ${(err as Error).message}`, {
+        cause: err,
+        retry: { kind: "backoff" },
+      });
+    }
+    const reply = JSON.parse(new TextDecoder().decode(msg.data)) as RpcReply<T>;
+    if (reply.ok) return reply.result;
+    throw new RepoPoolError(reply.error.code, reply.error.message, {
+      retry: reply.error.retryable ? { kind: "backoff" } : { kind: "never" },
+    });
+  }
+}

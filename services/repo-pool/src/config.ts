@@ -1,0 +1,42 @@
+import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
+import { csv, loadConfig } from "@codefleet/contracts/runtime";
+import { type Static, Type } from "@sinclair/typebox";
+
+export const RepoPoolEnv = Type.Object({
+  PORT: Type.Integer({ default: 8082, minimum: 0, maximum: 65535, description: "health and metrics" }),
+  HOST: Type.String({ default: "0.0.0.0" }),
+  DATABASE_URL: Type.String({ minLength: 1 }),
+  DATABASE_SCHEMA: Type.String({ default: "repo_pool", pattern: "^[a-z_][a-z0-9_]{0,62}$" }),
+  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222" }),
+  CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
+  REPO_POOL_DATA_DIR: Type.String({ default: "/var/lib/codefleet/repo-pool", description: "mirrors and slots live here" }),
+  REPO_POOL_HOST_DATA_DIR: Type.Optional(
+    Type.String({ description: "the data dir as the Docker engine sees it (default: REPO_POOL_DATA_DIR)" }),
+  ),
+  MAX_SLOTS: Type.Integer({ default: 32, minimum: 1 }),
+  MAX_SLOTS_PER_REPO: Type.Integer({ default: 16, minimum: 1 }),
+  WARM_SLOTS_PER_REPO: Type.Integer({ default: 2, minimum: 0 }),
+  SLOT_DISK_QUOTA_BYTES: Type.Integer({ default: 1024 * 1024 * 1024, minimum: 1024 }),
+  SLOT_UID: Type.Integer({ default: 1000, minimum: 0, description: "owner of slot files (agents run as this uid)" }),
+  SLOT_GID: Type.Integer({ default: 1000, minimum: 0 }),
+  MIRROR_REFRESH_MS: Type.Integer({
+    default: 0,
+    minimum: 0,
+    description: "skip the upstream fetch if the mirror is fresher than this (0: always fetch)",
+  }),
+  REAPER_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  SLOT_IDLE_EVICT_MS: Type.Integer({ default: 3_600_000, minimum: 1000 }),
+  MIRROR_IDLE_EVICT_MS: Type.Integer({ default: 7 * 24 * 3_600_000, minimum: 1000 }),
+  GIT_USERNAME: Type.Optional(Type.String()),
+  GIT_PASSWORD: Type.Optional(Type.String({ description: "token for HTTPS remotes; used per command, never written to disk" })),
+  GIT_SSH_KEY_FILE: Type.Optional(Type.String()),
+  GIT_TIMEOUT_MS: Type.Integer({ default: 600_000, minimum: 1000 }),
+  LOG_LEVEL: Type.String({ default: "info" }),
+});
+
+export type RepoPoolConfig = Static<typeof RepoPoolEnv> & { natsServers: string[] };
+
+export function loadRepoPoolConfig(env: Record<string, string | undefined> = process.env): RepoPoolConfig {
+  const c = loadConfig(RepoPoolEnv, env);
+  return { ...c, natsServers: csv(c.NATS_URL) };
+}

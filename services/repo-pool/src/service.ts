@@ -1,0 +1,191 @@
+import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { join } from "node:path";
+import { createEvent, errorMessage } from "@codefleet/contracts";
+import { Bus, connectNats } from "@codefleet/contracts/bus";
+import {
+  createLogger,
+  installErrorHandling,
+  installHealthRoutes,
+  type Logger,
+  pingDatabase,
+  SecretMasker,
+  startTelemetry,
+} from "@codefleet/contracts/runtime";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { RepoPoolConfig } from "./config.js";
+import { ASKPASS_SCRIPT, createGitRunner, type GitCredentials } from "./git/git.js";
+import { MirrorCache } from "./pool/mirrors.js";
+import { type SlotEvent, SlotPool } from "./pool/slots.js";
+import { serveRepoPool } from "./rpc/server.js";
+import { createDatabase, type Db, migrate } from "./store/database.js";
+
+export type RepoPoolService = {
+  app: FastifyInstance;
+  pool: SlotPool;
+  mirrors: MirrorCache;
+  db: Db;
+  bus: Bus;
+  log: Logger;
+  stop(): Promise<void>;
+};
+
+const PRODUCER = "repo-pool";
+
+/** Composes repo-pool: database, mirrors, slots, the NATS API, the reaper, and a health endpoint. Does not listen. */
+export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Logger } = {}): Promise<RepoPoolService> {
+  const masker = new SecretMasker([config.GIT_PASSWORD ?? ""]);
+  const log = opts.logger ?? createLogger({ service: "repo-pool", level: config.LOG_LEVEL, masker });
+  const telemetry = startTelemetry({ serviceName: "repo-pool" });
+  const { db } = createDatabase({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA });
+  await migrate(db, config.DATABASE_SCHEMA);
+
+  const root = config.REPO_POOL_DATA_DIR;
+  await mkdir(root, { recursive: true });
+  const askPassPath = join(root, "askpass.sh");
+  await writeFile(askPassPath, ASKPASS_SCRIPT);
+  await chmod(askPassPath, 0o700);
+  const git = createGitRunner({ askPassPath, masker, defaultTimeoutMs: config.GIT_TIMEOUT_MS });
+  const configured: GitCredentials | undefined =
+    config.GIT_PASSWORD || config.GIT_SSH_KEY_FILE
+      ? {
+          ...(config.GIT_PASSWORD ? { password: config.GIT_PASSWORD, username: config.GIT_USERNAME ?? "x-access-token" } : {}),
+          ...(config.GIT_SSH_KEY_FILE ? { sshKeyFile: config.GIT_SSH_KEY_FILE } : {}),
+        }
+      : undefined;
+  const mirrors = new MirrorCache({
+    root: join(root, "mirrors"),
+    git,
+    db,
+    refreshMs: config.MIRROR_REFRESH_MS,
+    credentialsFor: (remote) => {
+      if (remote.embedded) masker.add(remote.embedded.password);
+      return remote.embedded ?? configured;
+    },
+  });
+  await mirrors.init();
+
+  const nc = await connectNats({
+    servers: config.natsServers,
+    name: "repo-pool",
+    log: (level, msg, fields) => log[level](fields ?? {}, msg),
+  });
+  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log });
+  await bus.ensureStreams();
+
+  const publishSlotEvent = async (e: SlotEvent) => {
+    try {
+      if (e.type === "slot.allocated") {
+        await bus.publish(
+          createEvent("slot.allocated", {
+            taskId: e.taskId,
+            attempt: e.attempt,
+            producer: PRODUCER,
+            data: {
+              slotId: e.slot.id,
+              repoUrl: e.repoUrl,
+              ref: e.slot.ref ?? "",
+              ...(e.slot.commit_sha ? { commitSha: e.slot.commit_sha } : {}),
+              leaseExpiresAt: e.slot.lease_expires_at ? new Date(e.slot.lease_expires_at).toISOString() : new Date().toISOString(),
+              warm: e.warm,
+            },
+          }),
+        );
+      } else if (e.type === "slot.released") {
+        await bus.publish(
+          createEvent("slot.released", {
+            taskId: e.taskId,
+            attempt: e.attempt,
+            producer: PRODUCER,
+            data: { slotId: e.slotId, outcome: e.outcome, ...(e.reason ? { reason: e.reason } : {}) },
+          }),
+        );
+      } else {
+        await bus.publish(
+          createEvent("slot.reclaimed", {
+            taskId: e.taskId,
+            attempt: e.attempt,
+            producer: PRODUCER,
+            data: { slotId: e.slotId, reason: e.reason },
+          }),
+        );
+      }
+    } catch (err) {
+      // The slot state is already durable in Postgres; a lost notification must not fail the operation.
+      log.warn({ error: errorMessage(err), event: e.type }, "could not publish slot event");
+    }
+  };
+
+  const pool = new SlotPool({
+    root,
+    hostRoot: config.REPO_POOL_HOST_DATA_DIR ?? root,
+    git,
+    db,
+    mirrors,
+    maxSlots: config.MAX_SLOTS,
+    maxSlotsPerRepo: config.MAX_SLOTS_PER_REPO,
+    warmSlotsPerRepo: config.WARM_SLOTS_PER_REPO,
+    diskQuotaBytes: config.SLOT_DISK_QUOTA_BYTES,
+    slotOwner: { uid: config.SLOT_UID, gid: config.SLOT_GID },
+    onEvent: publishSlotEvent,
+  });
+  await pool.init();
+  await mirrors.reconcile();
+  const reconciled = await pool.reconcile();
+  log.info(reconciled, "reconciled slots with disk");
+
+  const subs = serveRepoPool(bus, pool, log);
+
+  let reaping = false;
+  const reaper = setInterval(() => {
+    if (reaping) return;
+    reaping = true;
+    (async () => {
+      const reclaimed = await pool.reclaimExpired();
+      if (reclaimed) log.info({ reclaimed }, "reclaimed expired leases");
+      await pool.evictIdle(config.SLOT_IDLE_EVICT_MS);
+      await mirrors.evictCold(config.MIRROR_IDLE_EVICT_MS);
+    })()
+      .catch((err) => log.error({ err }, "reaper failed"))
+      .finally(() => {
+        reaping = false;
+      });
+  }, config.REAPER_INTERVAL_MS);
+
+  const gauge = telemetry.meter.createObservableGauge("codefleet_repo_pool_slots", { description: "slots by state" });
+  gauge.addCallback(async (r) => {
+    const s = await pool.status().catch(() => undefined);
+    if (!s) return;
+    r.observe(s.slots.warm, { state: "warm" });
+    r.observe(s.slots.leased, { state: "leased" });
+    r.observe(s.slots.creating, { state: "creating" });
+  });
+
+  const app = Fastify({ loggerInstance: log as FastifyBaseLogger });
+  installErrorHandling(app);
+  installHealthRoutes(app, {
+    metrics: telemetry.metricsHandler,
+    ready: async () => {
+      const checks = { nats: nc.isClosed() ? "closed" : "ok", postgres: await pingDatabase(db) };
+      return { ok: Object.values(checks).every((v) => v === "ok"), checks };
+    },
+  });
+  app.get("/v1/status", async () => pool.status());
+  await app.ready();
+
+  return {
+    app,
+    pool,
+    mirrors,
+    db,
+    bus,
+    log,
+    async stop() {
+      clearInterval(reaper);
+      for (const s of subs) await s.drain().catch(() => undefined);
+      await app.close();
+      await bus.drain();
+      await db.destroy();
+      await telemetry.shutdown();
+    },
+  };
+}
