@@ -54,6 +54,10 @@ cmd=${1:-}
 shift || true
 case "$cmd" in
   up)
+    mkdir -p "${CODEFLEET_DATA_DIR:-/var/lib/codefleet}/repo-pool"
+    if ! docker image inspect "${CODEFLEET_AGENT_IMAGE:-codefleet/agent:latest}" >/dev/null 2>&1; then
+      NODE_IMAGE=${NODE_IMAGE:-node:24-slim} bash images/agent/build.sh
+    fi
     compose up -d "$@"
     wait_healthy
     ;;

@@ -107,7 +107,7 @@ export class ArtifactStoreClient {
   }
 
   async close(): Promise<void> {
-    await this.dispatcher.close();
+    if (!this.dispatcher.destroyed && !this.dispatcher.closed) await this.dispatcher.close();
   }
 
   private headers(): Record<string, string> {

@@ -83,13 +83,20 @@ export type GitRunner = {
  * @param askPassPath path of an executable that answers git's credential prompts from
  *   CODEFLEET_GIT_USERNAME / CODEFLEET_GIT_PASSWORD (written by repo-pool at start).
  */
-export function createGitRunner(opts: { askPassPath: string; masker: SecretMasker; defaultTimeoutMs?: number }): GitRunner {
+export function createGitRunner(opts: {
+  askPassPath: string;
+  masker: SecretMasker;
+  defaultTimeoutMs?: number;
+  /** Run git as this user (when the process is root), e.g. the owner of workspace files. */
+  runAs?: { uid: number; gid: number };
+}): GitRunner {
+  const runAs = opts.runAs && process.getuid?.() === 0 ? opts.runAs : undefined;
   return {
     askPassPath: opts.askPassPath,
     run(args, runOpts = {}) {
       const env: NodeJS.ProcessEnv = {
         PATH: process.env.PATH,
-        HOME: process.env.HOME,
+        HOME: runAs ? "/tmp" : process.env.HOME,
         LANG: "C",
         GIT_TERMINAL_PROMPT: "0",
         GIT_CONFIG_NOSYSTEM: "1",

@@ -1,0 +1,57 @@
+import type { AgentSpec, ResolvedTaskSpec } from "@codefleet/contracts";
+import type { SecretMasker } from "@codefleet/contracts/runtime";
+import type { RunHandle } from "../execution/driver.js";
+import type { LogStream } from "../logs/log-stream.js";
+
+/** What an agent driver gets: the run's container, the task, its environment and its limits. */
+export type AgentContext = {
+  taskId: string;
+  attempt: number;
+  spec: ResolvedTaskSpec;
+  run: RunHandle;
+  /** Environment for commands in the container: the task's env plus its resolved secrets. */
+  env: Record<string, string>;
+  /** Secrets by name, resolved by the runner (never from the spec). */
+  secrets: Record<string, string>;
+  log: LogStream;
+  masker: SecretMasker;
+  signal: AbortSignal;
+  /** Wall-clock budget of the implement phase. */
+  timeoutMs: number;
+  /** Kill the agent when it printed nothing for this long. */
+  idleTimeoutMs: number;
+  /** Where OpenAI-compatible and Anthropic-compatible calls go when the spec does not say. */
+  defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
+};
+
+export type AgentResult = {
+  /** 0 when the agent finished its work. */
+  exitCode: number;
+  timedOut?: boolean;
+  idleTimedOut?: boolean;
+  canceled?: boolean;
+  summary?: string;
+  /** The conversation or event stream, stored as the transcript artifact. */
+  transcript?: string;
+  transcriptContentType?: string;
+  usage?: { inputTokens?: number; outputTokens?: number; costUsd?: number; turns?: number; sessionId?: string };
+};
+
+/** One interface for every agent kind (the seed's TaskRunner: run a task, report through the log). */
+export interface AgentDriver<K extends AgentSpec["kind"] = AgentSpec["kind"]> {
+  readonly kind: K;
+  run(agent: Extract<AgentSpec, { kind: K }>, ctx: AgentContext): Promise<AgentResult>;
+}
+
+/** The prompt an agent receives: the task's prompt plus its acceptance criteria. */
+export function fullPrompt(spec: ResolvedTaskSpec): string {
+  const parts = [`# ${spec.title}`, "", spec.prompt];
+  if (spec.acceptanceCriteria?.length) parts.push("", "## Acceptance criteria", ...spec.acceptanceCriteria.map((c) => `- ${c}`));
+  if (spec.test && "command" in spec.test) parts.push("", `The change is verified with: ${spec.test.command}`);
+  return parts.join("\n");
+}
+
+/** Streams an exec's output into the task log. */
+export function toLog(ctx: AgentContext) {
+  return (stream: "stdout" | "stderr", chunk: Buffer) => ctx.log.write(stream, chunk);
+}

@@ -1,0 +1,55 @@
+import { hostname } from "node:os";
+import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
+import { csv, loadConfig } from "@codefleet/contracts/runtime";
+import { type Static, Type } from "@sinclair/typebox";
+
+export const RunnerEnv = Type.Object({
+  PORT: Type.Integer({ default: 8083, minimum: 0, maximum: 65535, description: "health and metrics" }),
+  HOST: Type.String({ default: "0.0.0.0" }),
+  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222" }),
+  CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
+  RUNNER_ID: Type.String({ default: hostname(), minLength: 1, maxLength: 100 }),
+  RUNNER_CONCURRENCY: Type.Integer({ default: 10, minimum: 1, maximum: 200 }),
+  RUNNER_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
+  RUNNER_ACK_WAIT_MS: Type.Integer({
+    default: 30_000,
+    minimum: 1000,
+    description: "how long a silent runner keeps a task before it is redelivered",
+  }),
+  RUNNER_HEARTBEAT_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  ARTIFACT_STORE_URL: Type.String({ default: "http://127.0.0.1:8081" }),
+  CODEFLEET_API_TOKEN: Type.String({ minLength: 1, description: "bearer token for the artifact-store" }),
+  DOCKER_SOCKET: Type.String({ default: "/var/run/docker.sock" }),
+  AGENT_IMAGE: Type.String({ default: "codefleet/agent:latest" }),
+  AGENT_IMAGE_OPENCODE: Type.String({ default: "codefleet/agent-opencode:latest" }),
+  AGENT_IMAGE_CLAUDE_CODE: Type.String({ default: "codefleet/agent-claude-code:latest" }),
+  AGENT_NETWORK: Type.Union([Type.Literal("bridge"), Type.Literal("none")], {
+    default: "bridge",
+    description: "'none' forbids network to every agent container",
+  }),
+  AGENT_PIDS_LIMIT: Type.Integer({ default: 512, minimum: 16 }),
+  AGENT_IDLE_TIMEOUT_MS: Type.Integer({ default: 600_000, minimum: 1000, description: "no-output watchdog of the implement phase" }),
+  SLOT_LEASE_TTL_MS: Type.Integer({ default: 60_000, minimum: 2000 }),
+  NO_CAPACITY_RETRY_MS: Type.Integer({ default: 300_000, minimum: 0, description: "how long to wait for a free workspace slot" }),
+  MAX_LOG_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024 }),
+  COMMIT_AUTHOR_NAME: Type.String({ default: "codefleet" }),
+  COMMIT_AUTHOR_EMAIL: Type.String({ default: "codefleet@localhost" }),
+  GIT_USERNAME: Type.Optional(Type.String()),
+  GIT_PASSWORD: Type.Optional(Type.String({ description: "token for HTTPS remotes; used by fetch and push only" })),
+  GIT_SSH_KEY_FILE: Type.Optional(Type.String()),
+  WORKSPACE_UID: Type.Integer({ default: 1000, minimum: 0 }),
+  WORKSPACE_GID: Type.Integer({ default: 1000, minimum: 0 }),
+  SECRETS_DIR: Type.Optional(
+    Type.String({ description: "directory of secret files (<dir>/<NAME>); CODEFLEET_SECRET_<NAME> env vars also work" }),
+  ),
+  OPENAI_BASE_URL: Type.String({ default: "https://api.openai.com/v1" }),
+  ANTHROPIC_BASE_URL: Type.Optional(Type.String()),
+  LOG_LEVEL: Type.String({ default: "info" }),
+});
+
+export type RunnerConfig = Static<typeof RunnerEnv> & { natsServers: string[] };
+
+export function loadRunnerConfig(env: Record<string, string | undefined> = process.env): RunnerConfig {
+  const c = loadConfig(RunnerEnv, env);
+  return { ...c, natsServers: csv(c.NATS_URL) };
+}

@@ -1,0 +1,296 @@
+import { PassThrough } from "node:stream";
+import { CodefleetError, errorMessage } from "@codefleet/contracts";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import Docker from "dockerode";
+import {
+  type ContainerState,
+  type ExecOptions,
+  type ExecResult,
+  type ExecutionDriver,
+  LABELS,
+  type RunContainerSpec,
+  type RunHandle,
+} from "./driver.js";
+
+const tracer = trace.getTracer("@codefleet/runner");
+
+export class DriverError extends CodefleetError {
+  override readonly name = "DriverError";
+}
+
+/** Wraps a dockerode call in a client span. */
+async function traced<T>(name: string, attrs: Record<string, string | number>, f: () => Promise<T>): Promise<T> {
+  return tracer.startActiveSpan(name, { kind: SpanKind.CLIENT, attributes: { "codefleet.driver": "docker", ...attrs } }, async (span) => {
+    try {
+      return await f();
+    } catch (err) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) });
+      throw err;
+    } finally {
+      span.end();
+    }
+  });
+}
+
+/**
+ * Runs each task attempt in one hardened container: non-root, all capabilities dropped,
+ * no-new-privileges, read-only root filesystem with tmpfs /tmp and HOME, pids/memory/CPU limits,
+ * the default seccomp profile, its own bridge network (or none), and ownership labels.
+ */
+export class DockerDriver implements ExecutionDriver {
+  readonly name = "docker";
+  readonly docker: Docker;
+
+  constructor(opts: { socketPath?: string; host?: string; port?: number } = {}) {
+    this.docker = opts.host
+      ? new Docker({ host: opts.host, port: opts.port ?? 2375 })
+      : new Docker({ socketPath: opts.socketPath ?? "/var/run/docker.sock" });
+  }
+
+  async ping(): Promise<void> {
+    try {
+      await this.docker.ping();
+    } catch (err) {
+      throw new DriverError("docker_unreachable", `Docker engine unreachable: ${errorMessage(err)}`, {
+        cause: err,
+        retry: { kind: "backoff" },
+      });
+    }
+  }
+
+  async imageExists(image: string): Promise<boolean> {
+    try {
+      await this.docker.getImage(image).inspect();
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  async running(runnerId: string): Promise<number> {
+    const list = await this.docker.listContainers({ filters: { label: [`${LABELS.managed}=true`, `${LABELS.runnerId}=${runnerId}`] } });
+    return list.length;
+  }
+
+  async removeStale(taskId: string, keepAttempt?: number): Promise<number> {
+    const containers = await this.docker.listContainers({
+      all: true,
+      filters: { label: [`${LABELS.managed}=true`, `${LABELS.taskId}=${taskId}`] },
+    });
+    let removed = 0;
+    for (const c of containers) {
+      if (keepAttempt !== undefined && c.Labels[LABELS.attempt] === String(keepAttempt)) continue;
+      await this.docker
+        .getContainer(c.Id)
+        .remove({ force: true })
+        .catch(() => undefined);
+      removed++;
+    }
+    const networks = await this.docker.listNetworks({ filters: { label: [`${LABELS.managed}=true`, `${LABELS.taskId}=${taskId}`] } });
+    for (const n of networks) {
+      if (keepAttempt !== undefined && n.Labels?.[LABELS.attempt] === String(keepAttempt)) continue;
+      await this.docker
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => undefined);
+    }
+    return removed;
+  }
+
+  async createRun(spec: RunContainerSpec): Promise<RunHandle> {
+    const labels = {
+      [LABELS.managed]: "true",
+      [LABELS.taskId]: spec.taskId,
+      [LABELS.attempt]: String(spec.attempt),
+      [LABELS.runnerId]: spec.runnerId,
+      ...(spec.labels ?? {}),
+    };
+    if (!(await this.imageExists(spec.image))) {
+      throw new DriverError(
+        "image_missing",
+        `agent image '${spec.image}' is not present on the Docker engine (build it with npm run images:offline, or pull it)`,
+        {
+          retry: { kind: "never" },
+        },
+      );
+    }
+    let networkName: string | undefined;
+    if (spec.network === "bridge") {
+      networkName = `codefleet-${spec.taskId}-${spec.attempt}`.toLowerCase().slice(0, 60);
+      await traced("docker network create", { "codefleet.task_id": spec.taskId }, () =>
+        this.docker.createNetwork({ Name: networkName as string, Driver: "bridge", Labels: labels, CheckDuplicate: true }),
+      ).catch(async (err) => {
+        if (!errorMessage(err).includes("already exists")) throw err;
+      });
+    }
+    const container = await traced(
+      "docker container create",
+      { "codefleet.task_id": spec.taskId, "codefleet.attempt": spec.attempt, "container.image.name": spec.image },
+      () =>
+        this.docker.createContainer({
+          name: `codefleet-${spec.taskId}-${spec.attempt}`.toLowerCase().slice(0, 120),
+          Image: spec.image,
+          Cmd: spec.command ?? ["sleep", "infinity"],
+          User: "1000:1000",
+          WorkingDir: "/workspace",
+          Env: Object.entries({ HOME: "/home/agent", ...spec.env }).map(([k, v]) => `${k}=${v}`),
+          Labels: labels,
+          ExposedPorts: Object.fromEntries((spec.exposedPorts ?? []).map((p) => [`${p}/tcp`, {}])),
+          HostConfig: {
+            Binds: [`${spec.workspaceHostPath}:/workspace:rw`],
+            Memory: spec.memoryMb * 1024 * 1024,
+            MemorySwap: spec.memoryMb * 1024 * 1024,
+            NanoCpus: Math.round(spec.cpus * 1e9),
+            PidsLimit: spec.pidsLimit,
+            CapDrop: ["ALL"],
+            SecurityOpt: ["no-new-privileges:true"],
+            ReadonlyRootfs: true,
+            Tmpfs: { "/tmp": "rw,nosuid,nodev,size=512m", "/home/agent": "rw,nosuid,nodev,size=512m,uid=1000,gid=1000,mode=0700" },
+            NetworkMode: networkName ?? "none",
+            Init: true,
+            AutoRemove: false,
+            LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "1" } },
+          },
+        }),
+    );
+    try {
+      await traced("docker container start", { "container.id": container.id }, () => container.start());
+    } catch (err) {
+      await container.remove({ force: true }).catch(() => undefined);
+      throw err;
+    }
+    return new DockerRun(this.docker, container, networkName);
+  }
+}
+
+class DockerRun implements RunHandle {
+  private removed = false;
+  constructor(
+    private readonly docker: Docker,
+    private readonly container: Docker.Container,
+    private readonly networkName: string | undefined,
+  ) {}
+
+  get id(): string {
+    return this.container.id;
+  }
+
+  async exec(cmd: string[], opts: ExecOptions): Promise<ExecResult> {
+    const started = Date.now();
+    // `timeout` inside the container kills the process tree on the wall-clock limit; the runner
+    // also kills the container if the exec outlives its limit (a process ignoring signals).
+    const seconds = Math.max(1, Math.ceil(opts.timeoutMs / 1000));
+    const wrapped = ["timeout", "-s", "KILL", String(seconds), ...cmd];
+    const exec = await this.container.exec({
+      Cmd: wrapped,
+      Env: Object.entries(opts.env ?? {}).map(([k, v]) => `${k}=${v}`),
+      WorkingDir: opts.workdir ?? "/workspace",
+      AttachStdout: true,
+      AttachStderr: true,
+      AttachStdin: opts.stdin !== undefined,
+      Tty: false,
+    });
+    const stream = await exec.start({ hijack: true, stdin: opts.stdin !== undefined });
+    const stdout = new PassThrough();
+    const stderr = new PassThrough();
+    let lastOutput = Date.now();
+    stdout.on("data", (c: Buffer) => {
+      lastOutput = Date.now();
+      opts.onOutput?.("stdout", c);
+    });
+    stderr.on("data", (c: Buffer) => {
+      lastOutput = Date.now();
+      opts.onOutput?.("stderr", c);
+    });
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+    if (opts.stdin !== undefined) {
+      stream.write(opts.stdin);
+      (stream as unknown as { end(): void }).end();
+    }
+    let timedOut = false;
+    let idleTimedOut = false;
+    let canceled = false;
+    const ended = new Promise<void>((resolve) => {
+      stream.on("end", resolve);
+      stream.on("close", resolve);
+      stream.on("error", () => resolve());
+    });
+    const kill = async () => {
+      // Docker has no API to kill an exec: kill the container; the run is over either way.
+      await this.container.kill({ signal: "SIGKILL" }).catch(() => undefined);
+    };
+    const watchdog = setInterval(() => {
+      const now = Date.now();
+      if (!timedOut && now - started > opts.timeoutMs + 10_000) {
+        timedOut = true;
+        void kill();
+      }
+      if (!idleTimedOut && opts.idleTimeoutMs && now - lastOutput > opts.idleTimeoutMs) {
+        idleTimedOut = true;
+        void kill();
+      }
+    }, 500);
+    const onAbort = () => {
+      canceled = true;
+      void kill();
+    };
+    opts.signal?.addEventListener("abort", onAbort, { once: true });
+    if (opts.signal?.aborted) onAbort();
+    try {
+      await ended;
+    } finally {
+      clearInterval(watchdog);
+      opts.signal?.removeEventListener("abort", onAbort);
+    }
+    let exitCode = -1;
+    for (let i = 0; i < 20; i++) {
+      const info = await exec.inspect().catch(() => undefined);
+      if (!info || !info.Running) {
+        exitCode = info?.ExitCode ?? -1;
+        break;
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    // coreutils timeout exits 137 when it had to KILL
+    if (exitCode === 137 && Date.now() - started >= opts.timeoutMs - 100) timedOut = true;
+    return { exitCode, timedOut, idleTimedOut, canceled, durationMs: Date.now() - started };
+  }
+
+  async state(): Promise<ContainerState> {
+    try {
+      const info = await this.container.inspect();
+      return { running: info.State.Running, oomKilled: info.State.OOMKilled, exitCode: info.State.ExitCode };
+    } catch {
+      return { running: false, oomKilled: false };
+    }
+  }
+
+  async address(): Promise<string | undefined> {
+    const info = await this.container.inspect();
+    const nets = info.NetworkSettings.Networks ?? {};
+    const net = (this.networkName && nets[this.networkName]) || Object.values(nets)[0];
+    return net?.IPAddress || undefined;
+  }
+
+  async remove(): Promise<void> {
+    if (this.removed) return;
+    this.removed = true;
+    await traced("docker container remove", { "container.id": this.container.id }, () =>
+      this.container.remove({ force: true, v: true }),
+    ).catch(() => undefined);
+    if (this.networkName)
+      await this.docker
+        .getNetwork(this.networkName)
+        .remove()
+        .catch(() => undefined);
+  }
+
+  /** Connects another container (the runner itself, in compose) to this run's network. */
+  async connect(containerId: string): Promise<void> {
+    if (!this.networkName) return;
+    await this.docker
+      .getNetwork(this.networkName)
+      .connect({ Container: containerId })
+      .catch(() => undefined);
+  }
+}

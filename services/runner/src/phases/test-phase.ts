@@ -1,0 +1,103 @@
+import type { PlaybookStep, TestSpec } from "@codefleet/contracts";
+import { workspacePath } from "../agents/openai.js";
+import type { ExecResult, RunHandle } from "../execution/driver.js";
+import type { LogStream } from "../logs/log-stream.js";
+import { parseReport, type TestCounts } from "./test-report.js";
+
+export type TestOutcome = {
+  outcome: "succeeded" | "failed" | "timed_out" | "canceled";
+  exitCode?: number;
+  detail: string;
+  counts?: TestCounts;
+  report?: { content: string; format: "junit" | "tap"; path: string };
+};
+
+type Ctx = { run: RunHandle; env: Record<string, string>; log: LogStream; signal: AbortSignal; timeoutMs: number };
+
+function settle(r: ExecResult): TestOutcome["outcome"] {
+  if (r.canceled) return "canceled";
+  if (r.timedOut || r.idleTimedOut) return "timed_out";
+  return r.exitCode === 0 ? "succeeded" : "failed";
+}
+
+/** Runs the task's test command or playbook in the container and collects its report. */
+export async function runTestPhase(test: TestSpec, ctx: Ctx): Promise<TestOutcome> {
+  const deadline = Date.now() + ctx.timeoutMs;
+  const exec = (command: string, timeoutMs: number) =>
+    ctx.run.exec(["sh", "-c", command], {
+      env: ctx.env,
+      timeoutMs: Math.max(1000, Math.min(timeoutMs, deadline - Date.now())),
+      signal: ctx.signal,
+      onOutput: (s, c) => ctx.log.write(s, c),
+    });
+  let result: TestOutcome;
+  if ("command" in test) {
+    ctx.log.system(`test: ${test.command.split("\n")[0]?.slice(0, 200)}`);
+    const r = await exec(test.command, ctx.timeoutMs);
+    const outcome = settle(r);
+    result = {
+      outcome,
+      exitCode: r.exitCode,
+      detail: outcome === "succeeded" ? "tests passed" : `test command exited ${r.exitCode}${r.timedOut ? " (timed out)" : ""}`,
+    };
+  } else {
+    result = await runPlaybook(test.playbook.steps, exec, ctx);
+  }
+  if (test.report) {
+    const path = workspacePath(test.report.path);
+    let content = "";
+    const r = await ctx.run.exec(["cat", "--", path], {
+      timeoutMs: 30_000,
+      signal: ctx.signal,
+      onOutput: (s, c) => (s === "stdout" ? (content += c.toString()) : undefined),
+    });
+    if (r.exitCode === 0 && content) {
+      const counts = parseReport(content, test.report.format);
+      result = { ...result, report: { content, format: test.report.format, path: test.report.path }, ...(counts ? { counts } : {}) };
+      if (counts) ctx.log.system(`test report: ${counts.passed} passed, ${counts.failed} failed, ${counts.skipped} skipped`);
+    } else {
+      ctx.log.system(`no test report at ${test.report.path}`);
+    }
+  }
+  return result;
+}
+
+/** NecroCode-style playbook: named steps with condition, timeout, retries and fail-fast. */
+async function runPlaybook(
+  steps: PlaybookStep[],
+  exec: (cmd: string, timeoutMs: number) => Promise<ExecResult>,
+  ctx: Ctx,
+): Promise<TestOutcome> {
+  const failures: string[] = [];
+  for (const step of steps) {
+    if (step.condition) {
+      const c = await exec(step.condition, 60_000);
+      if (c.canceled) return { outcome: "canceled", detail: `canceled at step '${step.name}'` };
+      if (c.exitCode !== 0) {
+        ctx.log.system(`step '${step.name}': skipped (condition not met)`);
+        continue;
+      }
+    }
+    const tries = (step.retry_count ?? 0) + 1;
+    let last: ExecResult | undefined;
+    for (let t = 1; t <= tries; t++) {
+      ctx.log.system(`step '${step.name}'${tries > 1 ? ` (try ${t}/${tries})` : ""}: ${step.command.split("\n")[0]?.slice(0, 200)}`);
+      last = await exec(step.command, (step.timeout_seconds ?? 1800) * 1000);
+      if (last.exitCode === 0 || last.canceled) break;
+    }
+    const outcome = settle(last as ExecResult);
+    if (outcome === "canceled") return { outcome, detail: `canceled at step '${step.name}'` };
+    if (outcome !== "succeeded") {
+      failures.push(`${step.name} (exit ${last?.exitCode}${outcome === "timed_out" ? ", timed out" : ""})`);
+      if (step.fail_fast ?? true)
+        return {
+          outcome: outcome === "timed_out" ? "timed_out" : "failed",
+          exitCode: last?.exitCode ?? 1,
+          detail: `step '${step.name}' failed`,
+        };
+    }
+  }
+  return failures.length
+    ? { outcome: "failed", exitCode: 1, detail: `failed steps: ${failures.join(", ")}` }
+    : { outcome: "succeeded", exitCode: 0, detail: `${steps.length} step(s) passed` };
+}

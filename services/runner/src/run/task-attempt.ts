@@ -1,0 +1,569 @@
+import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
+import type { AllocateResult, ArtifactKind, CodefleetEventOf, EventData, Phase, ResolvedTaskSpec } from "@codefleet/contracts";
+import { CodefleetError, createEvent, errorMessage, isCodefleetError, resolveTaskSpec } from "@codefleet/contracts";
+import type { Bus } from "@codefleet/contracts/bus";
+import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
+import type { RepoPoolClient } from "@codefleet/repo-pool/client";
+import type { GitCredentials, GitRunner } from "@codefleet/repo-pool/git";
+import { type Context, context, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { AgentDriver, AgentResult } from "../agents/agent.js";
+import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
+import { LogStream } from "../logs/log-stream.js";
+import { runTestPhase, type TestOutcome } from "../phases/test-phase.js";
+import type { SecretResolver } from "../secrets.js";
+import { WorkspaceGit } from "../workspace/workspace-git.js";
+import type { ClaimStore } from "./claims.js";
+
+const tracer = trace.getTracer("@codefleet/runner");
+const PRODUCER = "runner";
+
+export type RunnerSettings = {
+  runnerId: string;
+  images: { default: string; opencode: string; claudeCode: string };
+  network: "bridge" | "none";
+  pidsLimit: number;
+  leaseTtlMs: number;
+  heartbeatMs: number;
+  noCapacityRetryMs: number;
+  agentIdleTimeoutMs: number;
+  maxLogBytes: number;
+  commitAuthor: { name: string; email: string };
+  gitCredentials?: GitCredentials;
+  defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
+};
+
+export type AttemptDeps = {
+  bus: Bus;
+  driver: ExecutionDriver;
+  repoPool: RepoPoolClient;
+  artifacts: ArtifactStoreClient;
+  claims: ClaimStore;
+  secrets: SecretResolver;
+  /** Masks the runner's own secrets; per-task secrets are added on top. */
+  masker: SecretMasker;
+  git: GitRunner;
+  agents: Record<string, AgentDriver>;
+  log: Logger;
+  settings: RunnerSettings;
+  metrics?: { phaseDuration(phase: Phase, outcome: string, ms: number): void; finished(status: string): void };
+};
+
+export type AttemptInput = {
+  event: CodefleetEventOf<"task.submitted">;
+  attempt: number;
+  /** Keeps the JetStream message alive while the attempt runs. */
+  working: () => void;
+  /** Aborted when the task's cancel is requested. */
+  cancel: AbortSignal;
+  traceContext: Context;
+};
+
+type Final = { status: EventData<"run.finished">["status"]; reason?: string; reasonCode?: string; commitSha?: string };
+
+class AttemptFailure extends CodefleetError {
+  override readonly name = "AttemptFailure";
+}
+
+const fail = (reasonCode: string, reason: string) => new AttemptFailure(reasonCode, reason, { retry: { kind: "never" } });
+
+/** What happened to a delivery of task.submitted. */
+export type AttemptOutcome = "ran" | "skipped_finished" | "skipped_canceled" | "skipped_superseded";
+
+async function lastEventOf(bus: Bus, taskId: string, type: "run.finished" | "task.cancel_requested"): Promise<unknown | undefined> {
+  try {
+    const m = await bus.jsm.streams.getMessage(bus.topology.streams.events.name, {
+      last_by_subj: bus.topology.subjects.event(taskId, type),
+    });
+    return m ? m.json() : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Runs one attempt of a task: claim → run.started → slot → container → fetch → implement → test →
+ * push → artifacts → run.finished, with heartbeats, cancel, timeout and clean-up whatever happens.
+ */
+export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promise<AttemptOutcome> {
+  const { bus, settings, log: baseLog } = deps;
+  const taskId = input.event.taskId;
+  const attempt = input.attempt;
+  if (await lastEventOf(bus, taskId, "run.finished")) return "skipped_finished";
+  if (await lastEventOf(bus, taskId, "task.cancel_requested")) return "skipped_canceled";
+  const claimed = await deps.claims.claim(taskId, attempt, settings.runnerId);
+  if (claimed === undefined) return "skipped_superseded";
+  let revision = claimed;
+
+  const log = baseLog.child({ taskId, attempt });
+  const spec = resolveTaskSpec(input.event.data.spec, taskId);
+  const started = Date.now();
+  const abort = new AbortController();
+  let abortReason: Final | undefined;
+  const stop = (f: Final) => {
+    if (!abortReason) abortReason = f;
+    abort.abort();
+  };
+  const onCancel = () => stop({ status: "canceled", reason: "cancel requested", reasonCode: "canceled" });
+  input.cancel.addEventListener("abort", onCancel, { once: true });
+  if (input.cancel.aborted) onCancel();
+  const timeout = setTimeout(
+    () => stop({ status: "timed_out", reason: `task exceeded its ${spec.limits.timeoutSeconds} s limit`, reasonCode: "task_timeout" }),
+    spec.limits.timeoutSeconds * 1000,
+  );
+
+  const removed = await deps.driver.removeStale(taskId).catch(() => 0);
+  if (removed) log.info({ removed }, "removed containers of earlier attempts");
+
+  const root = await tracer.startActiveSpan(
+    `task attempt ${attempt}`,
+    {
+      attributes: {
+        "codefleet.task_id": taskId,
+        "codefleet.attempt": attempt,
+        "codefleet.repo": spec.repo.url,
+        "codefleet.agent_kind": spec.agent.kind,
+        "codefleet.runner_id": settings.runnerId,
+      },
+    },
+    input.traceContext,
+    (span) => span,
+  );
+  const ctx = trace.setSpan(input.traceContext, root);
+  const publish = (e: Parameters<Bus["publish"]>[0]) => bus.publish(e, { ctx });
+  const event = <T extends Parameters<typeof createEvent>[0]>(type: T, data: EventData<T>) =>
+    createEvent(type, { taskId, attempt, producer: PRODUCER, data, causationId: input.event.id, correlationId: taskId } as never) as never;
+
+  let secretValues: Record<string, string> = {};
+  const workDir = await mkdtemp(join(tmpdir(), `codefleet-${taskId}-`));
+  let masker = deps.masker;
+  const logStream = new LogStream({
+    taskId,
+    attempt,
+    masker,
+    sink: (chunk) => bus.publishLog(chunk, { ctx }).then(() => undefined),
+    filePath: join(workDir, "task.log"),
+    maxBytes: settings.maxLogBytes,
+    onSinkError: (err) => log.warn({ error: errorMessage(err) }, "live log chunk not published"),
+  });
+
+  let slot: AllocateResult | undefined;
+  let run: RunHandle | undefined;
+  let baseSha: string | undefined;
+  let final: Final = { status: "failed", reason: "the attempt did not finish", reasonCode: "internal_error" };
+  let agentResult: AgentResult | undefined;
+  let testOutcome: TestOutcome | undefined;
+  let pushedSha: string | undefined;
+  const heartbeat = setInterval(() => {
+    input.working();
+    if (slot) {
+      deps.repoPool
+        .heartbeat({ slotId: slot.slotId, taskId, attempt, leaseTtlMs: settings.leaseTtlMs }, { ctx })
+        .then((hb) => {
+          if (hb.overQuota)
+            stop({
+              status: "failed",
+              reason: `workspace exceeds its disk quota (${hb.diskBytes} bytes)`,
+              reasonCode: "disk_quota_exceeded",
+            });
+        })
+        .catch((err) => log.warn({ error: errorMessage(err) }, "slot heartbeat failed"));
+    }
+  }, settings.heartbeatMs);
+
+  type PhaseResult<T> = {
+    outcome: EventData<"phase.finished">["outcome"];
+    detail?: string;
+    exitCode?: number;
+    facts?: Record<string, string | number | boolean>;
+    value: T;
+  };
+  const phase = async <T>(name: Phase, f: (signal: AbortSignal) => Promise<PhaseResult<T>>): Promise<T> => {
+    if (abort.signal.aborted) throw fail(abortReason?.reasonCode ?? "aborted", abortReason?.reason ?? "aborted");
+    logStream.phase = name;
+    logStream.system(`phase ${name} started`);
+    await publish(event("phase.started", { phase: name }));
+    const t0 = Date.now();
+    return tracer.startActiveSpan(
+      `phase ${name}`,
+      { attributes: { "codefleet.phase": name, "codefleet.task_id": taskId, "codefleet.attempt": attempt } },
+      ctx,
+      async (span) => {
+        let outcome: EventData<"phase.finished">["outcome"] = "failed";
+        let detail: string | undefined;
+        let exitCode: number | undefined;
+        let facts: Record<string, string | number | boolean> | undefined;
+        try {
+          const r = await f(abort.signal);
+          ({ outcome, detail, exitCode, facts } = r);
+          return r.value;
+        } catch (err) {
+          outcome = abort.signal.aborted
+            ? abortReason?.status === "timed_out"
+              ? "timed_out"
+              : abortReason?.status === "canceled"
+                ? "canceled"
+                : "failed"
+            : "failed";
+          detail = masker.mask(errorMessage(err));
+          throw err;
+        } finally {
+          const durationMs = Date.now() - t0;
+          span.setAttribute("codefleet.outcome", outcome);
+          if (exitCode !== undefined) span.setAttribute("process.exit.code", exitCode);
+          if (outcome === "failed" || outcome === "timed_out") span.setStatus({ code: SpanStatusCode.ERROR, message: detail ?? outcome });
+          span.end();
+          deps.metrics?.phaseDuration(name, outcome, durationMs);
+          logStream.system(`phase ${name} ${outcome}${detail ? `: ${detail}` : ""} (${durationMs} ms)`);
+          await publish(
+            event("phase.finished", {
+              phase: name,
+              outcome,
+              durationMs,
+              ...(exitCode === undefined ? {} : { exitCode }),
+              ...(detail ? { detail: masker.mask(detail).slice(0, 4000) } : {}),
+              ...(facts ? { facts } : {}),
+            }),
+          ).catch((err) => log.warn({ error: errorMessage(err) }, "phase.finished not published"));
+        }
+      },
+    );
+  };
+
+  try {
+    await publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: imageFor(spec, settings) }));
+    secretValues = await resolveSecrets(deps, spec);
+    masker = deps.masker.with(Object.values(secretValues));
+    logStream.masker = masker;
+    logStream.system(`runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}`);
+
+    slot = await allocateSlot(deps, spec, taskId, attempt, abort.signal, ctx, input.working);
+    logStream.system(`workspace slot ${slot.slotId} at ${slot.commitSha.slice(0, 12)} (${slot.warm ? "warm" : "new"})`);
+    const ws = new WorkspaceGit(deps.git, slot.path);
+
+    run = await deps.driver.createRun({
+      taskId,
+      attempt,
+      runnerId: settings.runnerId,
+      image: imageFor(spec, settings),
+      workspaceHostPath: slot.hostPath,
+      memoryMb: spec.limits.memoryMb,
+      cpus: spec.limits.cpus,
+      pidsLimit: settings.pidsLimit,
+      network: networkFor(spec, settings),
+      env: {
+        CODEFLEET_TASK_ID: taskId,
+        CODEFLEET_ATTEMPT: String(attempt),
+        GIT_CONFIG_COUNT: "1",
+        GIT_CONFIG_KEY_0: "safe.directory",
+        GIT_CONFIG_VALUE_0: "*",
+      },
+    });
+    const container = run;
+    root.setAttribute("container.id", container.id);
+    const execEnv = {
+      ...(spec.env ?? {}),
+      ...secretValues,
+      CODEFLEET_TASK_ID: taskId,
+      GIT_AUTHOR_NAME: settings.commitAuthor.name,
+      GIT_AUTHOR_EMAIL: settings.commitAuthor.email,
+      GIT_COMMITTER_NAME: settings.commitAuthor.name,
+      GIT_COMMITTER_EMAIL: settings.commitAuthor.email,
+    };
+
+    await phase("fetch", async () => {
+      const fetched = await ws.ensureCommit(
+        slot?.remoteUrl as string,
+        spec.repo.ref ?? (slot?.ref as string),
+        slot?.commitSha as string,
+        settings.gitCredentials,
+      );
+      await ws.createBranch(spec.push.branch, slot?.commitSha as string);
+      baseSha = slot?.commitSha;
+      return {
+        outcome: "succeeded",
+        detail: `branch ${spec.push.branch} at ${baseSha?.slice(0, 12)}`,
+        facts: { baseSha: baseSha as string, branch: spec.push.branch, fetched: fetched === "fetched" },
+        value: undefined,
+      };
+    });
+
+    agentResult = await phase("implement", async (signal) => {
+      const driver = deps.agents[spec.agent.kind];
+      if (!driver) throw fail("agent_unsupported", `agent kind '${spec.agent.kind}' is not available on this runner`);
+      const budget = Math.max(1000, spec.limits.timeoutSeconds * 1000 - (Date.now() - started));
+      const r = await driver.run(spec.agent as never, {
+        taskId,
+        attempt,
+        spec,
+        run: container,
+        env: execEnv,
+        secrets: secretValues,
+        log: logStream,
+        masker,
+        signal,
+        timeoutMs: budget,
+        idleTimeoutMs: settings.agentIdleTimeoutMs,
+        defaults: settings.defaults,
+      });
+      const facts: Record<string, number | string> = {};
+      if (r.usage?.inputTokens !== undefined) facts.inputTokens = r.usage.inputTokens;
+      if (r.usage?.outputTokens !== undefined) facts.outputTokens = r.usage.outputTokens;
+      if (r.usage?.costUsd !== undefined) facts.costUsd = r.usage.costUsd;
+      if (r.usage?.turns !== undefined) facts.turns = r.usage.turns;
+      if (r.usage?.sessionId !== undefined) facts.sessionId = r.usage.sessionId;
+      const outcome = r.canceled ? "canceled" : r.timedOut || r.idleTimedOut ? "timed_out" : r.exitCode === 0 ? "succeeded" : "failed";
+      return { outcome, exitCode: r.exitCode, ...(r.summary ? { detail: r.summary } : {}), facts, value: r };
+    });
+    if (abort.signal.aborted) throw fail(abortReason?.reasonCode ?? "aborted", abortReason?.reason ?? "aborted");
+    if (agentResult.exitCode !== 0) {
+      const st = await container.state();
+      if (st.oomKilled || agentResult.exitCode === 137) {
+        if (st.oomKilled || !agentResult.timedOut)
+          throw fail("oom_killed", `the agent was killed for exceeding ${spec.limits.memoryMb} MB of memory`);
+      }
+      if (agentResult.idleTimedOut)
+        throw fail("agent_stalled", `the agent printed nothing for ${Math.round(settings.agentIdleTimeoutMs / 1000)} s and was stopped`);
+      if (agentResult.timedOut) stop({ status: "timed_out", reason: "the agent ran out of time", reasonCode: "task_timeout" });
+      throw fail("agent_failed", `the agent failed: ${agentResult.summary ?? `exit code ${agentResult.exitCode}`}`);
+    }
+
+    if (spec.test) {
+      const test = spec.test;
+      testOutcome = await phase("test", async (signal) => {
+        const budget = Math.max(1000, spec.limits.timeoutSeconds * 1000 - (Date.now() - started));
+        const r = await runTestPhase(test, { run: container, env: execEnv, log: logStream, signal, timeoutMs: budget });
+        const facts: Record<string, number> = r.counts ? { ...r.counts } : {};
+        return { outcome: r.outcome, detail: r.detail, ...(r.exitCode === undefined ? {} : { exitCode: r.exitCode }), facts, value: r };
+      });
+      if (testOutcome.outcome !== "succeeded") {
+        const st = await container.state();
+        if (st.oomKilled) throw fail("oom_killed", `the tests were killed for exceeding ${spec.limits.memoryMb} MB of memory`);
+        if (testOutcome.outcome === "timed_out")
+          stop({ status: "timed_out", reason: "the tests ran out of time", reasonCode: "test_timeout" });
+        throw fail("test_failed", testOutcome.detail);
+      }
+    }
+
+    await phase("push", async (): Promise<PhaseResult<undefined>> => {
+      const message = spec.push.commitMessage ?? `${spec.title}\n\nCodefleet-Task: ${taskId}\nCodefleet-Attempt: ${attempt}\n`;
+      const withTrailer = message.includes("Codefleet-Task:") ? message : `${message.trimEnd()}\n\nCodefleet-Task: ${taskId}\n`;
+      const commit = await ws.commitAll(withTrailer, settings.commitAuthor, baseSha as string);
+      if (!commit.changed) return { outcome: "skipped", detail: "nothing changed", value: undefined };
+      pushedSha = commit.sha;
+      if (!spec.push.enabled)
+        return { outcome: "skipped", detail: "push disabled for this task", facts: { commitSha: commit.sha }, value: undefined };
+      // Exactly one push per task: a previous attempt that pushed and died before finishing counts.
+      const remote = await ws.remoteBranch(slot?.remoteUrl as string, spec.push.branch, settings.gitCredentials);
+      if (remote) {
+        await ws.fetchCommit(slot?.remoteUrl as string, spec.push.branch, settings.gitCredentials).catch(() => undefined);
+        const msg = await ws.commitMessage(remote).catch(() => "");
+        if (msg.includes(`Codefleet-Task: ${taskId}`)) {
+          pushedSha = remote;
+          return {
+            outcome: "skipped",
+            detail: `already pushed by an earlier attempt (${remote.slice(0, 12)})`,
+            facts: { commitSha: remote, branch: spec.push.branch, alreadyPushed: true },
+            value: undefined,
+          };
+        }
+        throw fail("push_rejected", `branch ${spec.push.branch} already exists on the remote with other work`);
+      }
+      const fence = await deps.claims.advance(taskId, attempt, settings.runnerId, revision, "pushing");
+      if (fence === undefined) throw new Superseded();
+      revision = fence;
+      try {
+        await ws.push(slot?.remoteUrl as string, spec.push.branch, settings.gitCredentials);
+      } catch (err) {
+        throw fail("push_rejected", `push to ${spec.push.branch} was rejected: ${masker.mask(errorMessage(err))}`);
+      }
+      return {
+        outcome: "succeeded",
+        detail: `pushed ${commit.sha.slice(0, 12)} to ${spec.push.branch}`,
+        facts: { commitSha: commit.sha, branch: spec.push.branch },
+        value: undefined,
+      };
+    });
+    final = { status: "succeeded", ...(pushedSha ? { commitSha: pushedSha } : {}) };
+  } catch (err) {
+    if (err instanceof Superseded) {
+      log.warn("attempt superseded by a newer one: not pushing, not finishing");
+      final = { status: "failed", reasonCode: "superseded" };
+    } else if (abortReason) final = abortReason;
+    else if (isCodefleetError(err)) final = { status: "failed", reason: masker.mask(err.message), reasonCode: err.code };
+    else {
+      log.error({ err }, "attempt failed unexpectedly");
+      final = { status: "failed", reason: masker.mask(errorMessage(err)), reasonCode: "internal_error" };
+    }
+    logStream.system(`attempt failed: ${final.reason ?? final.reasonCode}`);
+  } finally {
+    clearTimeout(timeout);
+    clearInterval(heartbeat);
+    input.cancel.removeEventListener("abort", onCancel);
+  }
+
+  // Clean-up and the record of what happened, whatever happened.
+  await run?.remove().catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
+  await logStream.close();
+  if (final.reasonCode !== "superseded") {
+    await uploadArtifacts(deps, { taskId, attempt, workDir, slot, baseSha, agentResult, testOutcome, masker, log, ctx });
+  }
+  if (slot) {
+    await deps.repoPool
+      .release({ slotId: slot.slotId, taskId, attempt }, { ctx })
+      .catch((err) => log.warn({ error: errorMessage(err) }, "slot not released (its lease will expire)"));
+  }
+  await rm(workDir, { recursive: true, force: true });
+
+  if (final.reasonCode !== "superseded") {
+    const fenced = await deps.claims.advance(taskId, attempt, settings.runnerId, revision, "finished").catch(() => undefined);
+    if (fenced === undefined) {
+      log.warn("attempt superseded before it finished: not publishing a final status");
+    } else {
+      await publish(
+        event("run.finished", {
+          status: final.status,
+          durationMs: Date.now() - started,
+          branch: spec.push.branch,
+          ...(final.reason ? { reason: masker.mask(final.reason).slice(0, 4000) } : {}),
+          ...(final.reasonCode ? { reasonCode: final.reasonCode } : {}),
+          ...(final.commitSha ? { commitSha: final.commitSha } : {}),
+        }),
+      );
+      deps.metrics?.finished(final.status);
+    }
+  }
+  if (final.status !== "succeeded")
+    root.setStatus({ code: SpanStatusCode.ERROR, message: final.reason ?? final.reasonCode ?? final.status });
+  root.setAttribute("codefleet.status", final.status);
+  root.end();
+  log.info({ status: final.status, reasonCode: final.reasonCode, ms: Date.now() - started }, "attempt finished");
+  return "ran";
+}
+
+class Superseded extends Error {}
+
+function imageFor(spec: ResolvedTaskSpec, settings: RunnerSettings): string {
+  switch (spec.agent.kind) {
+    case "opencode":
+      return settings.images.opencode;
+    case "claude-code":
+      return settings.images.claudeCode;
+    case "command":
+      return spec.agent.image ?? settings.images.default;
+    default:
+      return settings.images.default;
+  }
+}
+
+/** Agents whose model runs in the runner (script, openai) need no network in their container. */
+function networkFor(spec: ResolvedTaskSpec, settings: RunnerSettings): "bridge" | "none" {
+  if (settings.network === "none") return "none";
+  return spec.agent.kind === "script" || spec.agent.kind === "openai" ? "none" : "bridge";
+}
+
+async function resolveSecrets(deps: AttemptDeps, spec: ResolvedTaskSpec): Promise<Record<string, string>> {
+  const required = await deps.secrets.resolve(spec.secrets ?? []);
+  const agent = spec.agent as { apiKeySecret?: string; kind: string };
+  const defaultKey =
+    agent.kind === "openai" || agent.kind === "opencode"
+      ? "OPENAI_API_KEY"
+      : agent.kind === "claude-code"
+        ? "ANTHROPIC_API_KEY"
+        : undefined;
+  const keyName = agent.apiKeySecret ?? defaultKey;
+  const optional = keyName ? await deps.secrets.resolveOptional([keyName]) : {};
+  return { ...optional, ...required };
+}
+
+async function allocateSlot(
+  deps: AttemptDeps,
+  spec: ResolvedTaskSpec,
+  taskId: string,
+  attempt: number,
+  signal: AbortSignal,
+  ctx: Context,
+  working: () => void,
+): Promise<AllocateResult> {
+  const deadline = Date.now() + deps.settings.noCapacityRetryMs;
+  let delay = 500;
+  for (;;) {
+    try {
+      return await deps.repoPool.allocate(
+        { repoUrl: spec.repo.url, ...(spec.repo.ref ? { ref: spec.repo.ref } : {}), taskId, attempt, leaseTtlMs: deps.settings.leaseTtlMs },
+        { ctx },
+      );
+    } catch (err) {
+      const retryable = isCodefleetError(err) && err.retry.kind !== "never";
+      if (!retryable || Date.now() > deadline || signal.aborted) {
+        if (isCodefleetError(err) && err.code === "no_capacity")
+          throw fail("no_capacity", `no workspace slot became free within ${Math.round(deps.settings.noCapacityRetryMs / 1000)} s`);
+        throw err;
+      }
+      working();
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 10_000);
+    }
+  }
+}
+
+async function uploadArtifacts(
+  deps: AttemptDeps,
+  a: {
+    taskId: string;
+    attempt: number;
+    workDir: string;
+    slot?: AllocateResult;
+    baseSha?: string;
+    agentResult?: AgentResult;
+    testOutcome?: TestOutcome;
+    masker: SecretMasker;
+    log: Logger;
+    ctx: Context;
+  },
+): Promise<void> {
+  const uploads: { name: string; kind: ArtifactKind; contentType: string; body: () => Promise<string | Buffer> }[] = [];
+  const logPath = join(a.workDir, "task.log");
+  if (await stat(logPath).catch(() => undefined))
+    uploads.push({ name: "task.log", kind: "log", contentType: "text/plain; charset=utf-8", body: () => readFile(logPath) });
+  if (a.slot && a.baseSha) {
+    const ws = new WorkspaceGit(deps.git, a.slot.path);
+    const base = a.baseSha;
+    uploads.push({
+      name: "changes.diff",
+      kind: "diff",
+      contentType: "text/x-diff; charset=utf-8",
+      body: async () => a.masker.mask(await ws.diff(base)),
+    });
+  }
+  if (a.testOutcome?.report) {
+    const r = a.testOutcome.report;
+    uploads.push({
+      name: r.format === "junit" ? "test-report.xml" : "test-report.tap",
+      kind: "test-report",
+      contentType: r.format === "junit" ? "application/xml" : "text/plain",
+      body: async () => a.masker.mask(r.content),
+    });
+  }
+  if (a.agentResult?.transcript) {
+    const t = a.agentResult.transcript;
+    uploads.push({
+      name: "transcript",
+      kind: "transcript",
+      contentType: a.agentResult.transcriptContentType ?? "text/plain",
+      body: async () => a.masker.mask(t),
+    });
+  }
+  for (const u of uploads) {
+    try {
+      const body = await u.body();
+      await context.with(a.ctx, () =>
+        deps.artifacts.upload({ taskId: a.taskId, attempt: a.attempt, name: u.name, kind: u.kind, contentType: u.contentType, body }),
+      );
+    } catch (err) {
+      a.log.warn({ artifact: u.name, error: errorMessage(err) }, "artifact not stored");
+    }
+  }
+}

@@ -1,0 +1,95 @@
+import { type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/contracts";
+import type { Bus, Subscription } from "@codefleet/contracts/bus";
+import type { Logger } from "@codefleet/contracts/runtime";
+import type { Subscription as CoreSubscription } from "@nats-io/transport-node";
+import { type AttemptDeps, runAttempt } from "./task-attempt.js";
+
+export type WorkerOptions = {
+  concurrency: number;
+  /** Attempts per task before the submission is dead-lettered. */
+  maxAttempts: number;
+  /** The JetStream ack deadline; heartbeats (working()) keep running attempts alive. */
+  ackWaitMs: number;
+};
+
+/**
+ * Takes task.submitted from the shared durable consumer (every runner replica pulls from it, each
+ * up to its concurrency), runs attempts, and stops running attempts whose cancel is requested.
+ * A runner that dies stops heartbeating: the message is redelivered after the ack deadline with
+ * the delivery count as the next attempt number.
+ */
+export class Worker {
+  private readonly running = new Map<string, AbortController>();
+  private sub: Subscription | undefined;
+  private cancelSub: CoreSubscription | undefined;
+
+  constructor(
+    private readonly deps: AttemptDeps,
+    private readonly opts: WorkerOptions,
+    private readonly log: Logger,
+  ) {}
+
+  get active(): number {
+    return this.running.size;
+  }
+
+  async start(): Promise<void> {
+    const bus: Bus = this.deps.bus;
+    this.cancelSub = bus.nc.subscribe(bus.topology.subjects.eventsOfType("task.cancel_requested"), {
+      callback: (err, msg) => {
+        if (err) return;
+        try {
+          const e = parseEvent(msg.json());
+          const ctl = this.running.get(e.taskId);
+          if (ctl) {
+            this.log.info({ taskId: e.taskId }, "cancel requested: stopping the attempt");
+            ctl.abort();
+          }
+        } catch {
+          /* not ours to judge: the registry records invalid events */
+        }
+      },
+    });
+    const c = bus.topology.consumers.runnerTasks;
+    this.sub = await bus.consumeEvents({
+      durable: c.durable,
+      filter: c.filter,
+      description: "runner: the shared work queue of submitted tasks",
+      concurrency: this.opts.concurrency,
+      ackWaitMs: this.opts.ackWaitMs,
+      maxDeliver: this.opts.maxAttempts,
+      // Many runners × their concurrency may hold tasks at once.
+      maxAckPending: 10_000,
+      retryDelayMs: (n) => Math.min(5000 * n, 60_000),
+      spanName: (e) => `run ${e.type}`,
+      handle: async (event, ctx) => {
+        if (event.type !== "task.submitted") return;
+        const submitted = event as CodefleetEventOf<"task.submitted">;
+        const ctl = new AbortController();
+        this.running.set(submitted.taskId, ctl);
+        try {
+          const outcome = await runAttempt(this.deps, {
+            event: submitted,
+            attempt: ctx.deliveryCount,
+            working: ctx.working,
+            cancel: ctl.signal,
+            traceContext: ctx.traceContext,
+          });
+          if (outcome !== "ran") this.log.info({ taskId: submitted.taskId, attempt: ctx.deliveryCount, outcome }, "delivery skipped");
+        } catch (err) {
+          this.log.error({ taskId: submitted.taskId, error: errorMessage(err) }, "attempt crashed; it will be redelivered");
+          throw err;
+        } finally {
+          this.running.delete(submitted.taskId);
+        }
+      },
+    });
+  }
+
+  /** Stops taking work; running attempts finish (SIGTERM) unless `abort` (they are then redelivered elsewhere). */
+  async stop(opts: { abort?: boolean } = {}): Promise<void> {
+    if (opts.abort) for (const ctl of this.running.values()) ctl.abort();
+    await this.sub?.stop();
+    this.cancelSub?.unsubscribe();
+  }
+}

@@ -1,0 +1,351 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
+import { loadArtifactStoreConfig } from "@codefleet/artifact-store/config";
+import { type ArtifactStore, startArtifactStore } from "@codefleet/artifact-store/service";
+import { type CodefleetEvent, createEvent, newTaskId, parseEvent, type TaskSpec } from "@codefleet/contracts";
+import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
+import { type RepoPoolService, startRepoPool } from "@codefleet/repo-pool/service";
+import {
+  createTestDatabase,
+  createTestRepo,
+  git,
+  spawnService,
+  startScriptedOpenAI,
+  type TestRepo,
+  testNamespace,
+  waitFor,
+} from "@codefleet/test/support";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+import { loadRunnerConfig } from "./config.js";
+import { type RunnerService, startRunner } from "./service.js";
+
+const execFileP = promisify(execFile);
+const TOKEN = "runner-test-token";
+const SECRET = "sk-live-TOPSECRET-0123456789abcdef";
+const AGENT_IMAGE = process.env.CODEFLEET_AGENT_IMAGE ?? "codefleet/agent:latest";
+
+let repo: TestRepo;
+let nc: NatsConnection;
+let bus: Bus;
+let artifactStore: ArtifactStore;
+let artifacts: ArtifactStoreClient;
+let pool: RepoPoolService;
+let runner: RunnerService;
+let env: Record<string, string>;
+const cleanups: (() => Promise<void> | void)[] = [];
+
+beforeAll(async () => {
+  repo = await createTestRepo({ "README.md": "# sample\n", "greet.sh": "#!/bin/sh\necho hello\n" });
+  await git(repo.bare, "config", "core.logAllRefUpdates", "always");
+  const database = await createTestDatabase(inject("databaseUrl"));
+  cleanups.push(database.drop);
+  const dataDir = mkdtempSync(join(tmpdir(), "cf-runner-"));
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  env = {
+    DATABASE_URL: database.url,
+    NATS_URL: inject("natsUrl"),
+    CODEFLEET_NAMESPACE: testNamespace(),
+    CODEFLEET_API_TOKENS: TOKEN,
+    CODEFLEET_API_TOKEN: TOKEN,
+    ARTIFACT_DATA_DIR: join(dataDir, "artifacts"),
+    REPO_POOL_DATA_DIR: join(dataDir, "repo-pool"),
+    REAPER_INTERVAL_MS: "500",
+    AGENT_IMAGE,
+    RUNNER_ID: "runner-a",
+    RUNNER_HEARTBEAT_MS: "1000",
+    RUNNER_ACK_WAIT_MS: "4000",
+    CODEFLEET_SECRET_API_TOKEN: SECRET,
+    LOG_LEVEL: "warn",
+  };
+  artifactStore = await startArtifactStore(loadArtifactStoreConfig(env));
+  env.ARTIFACT_STORE_URL = await artifactStore.app.listen({ port: 0, host: "127.0.0.1" });
+  artifacts = new ArtifactStoreClient({ baseUrl: env.ARTIFACT_STORE_URL, token: TOKEN });
+  pool = await startRepoPool(loadRepoPoolConfig(env));
+  runner = await startRunner(loadRunnerConfig(env), { env });
+  nc = await connectNats({ servers: inject("natsUrl"), name: "runner-test" });
+  bus = await Bus.create(nc, { namespace: env.CODEFLEET_NAMESPACE });
+}, 120_000);
+
+afterAll(async () => {
+  await runner?.stop();
+  await pool?.stop();
+  await artifacts?.close();
+  await artifactStore?.stop();
+  await nc?.drain();
+  for (const c of cleanups.reverse()) await c();
+  repo?.cleanup();
+});
+
+function spec(overrides: Partial<TaskSpec> = {}): TaskSpec {
+  return {
+    repo: { url: repo.fileUrl, ref: "main" },
+    title: "add a greeting",
+    prompt: "create HELLO.txt",
+    agent: { kind: "script", steps: [{ run: "echo 'hello from codefleet' > HELLO.txt" }] },
+    test: { command: "grep -q codefleet HELLO.txt" },
+    ...overrides,
+  };
+}
+
+async function submit(s: TaskSpec): Promise<string> {
+  const taskId = newTaskId();
+  await bus.publish(createEvent("task.submitted", { taskId, producer: "test", data: { spec: s, submittedVia: "bus" } }));
+  return taskId;
+}
+
+async function eventsOf(taskId: string): Promise<CodefleetEvent[]> {
+  const oc = await bus.js.consumers.get(bus.topology.streams.events.name, { filter_subjects: bus.topology.subjects.eventsOfTask(taskId) });
+  const out: CodefleetEvent[] = [];
+  const info = await bus.jsm.streams.info(bus.topology.streams.events.name, {
+    subjects_filter: bus.topology.subjects.eventsOfTask(taskId),
+  });
+  const total = Object.values(info.state.subjects ?? {}).reduce((a, b) => a + b, 0);
+  if (total === 0) return out;
+  const iter = await oc.fetch({ max_messages: total, expires: 2000 });
+  for await (const m of iter) {
+    out.push(parseEvent(m.json()));
+    if (out.length >= total) break;
+  }
+  return out;
+}
+
+async function finished(taskId: string, timeoutMs = 60_000) {
+  let result: Extract<CodefleetEvent, { type: "run.finished" }> | undefined;
+  await waitFor(
+    `run.finished of ${taskId}`,
+    async () => {
+      const m = await bus.jsm.streams
+        .getMessage(bus.topology.streams.events.name, { last_by_subj: bus.topology.subjects.event(taskId, "run.finished") })
+        .catch(() => null);
+      if (m) result = parseEvent(m.json()) as typeof result;
+      return m !== null && m !== undefined;
+    },
+    timeoutMs,
+    200,
+  );
+  return result as NonNullable<typeof result>;
+}
+
+async function containersOf(taskId: string): Promise<string[]> {
+  const { stdout } = await execFileP("docker", ["ps", "-aq", "--filter", `label=codefleet.task-id=${taskId}`]);
+  return stdout.split("\n").filter(Boolean);
+}
+
+async function leasedSlots(): Promise<number> {
+  return (await pool.pool.status()).slots.leased;
+}
+
+describe("runner: hardened containers through fetch → implement → test → push", () => {
+  it("runs a script task end to end: the branch with the change is on the remote, diff and log are stored", async () => {
+    const taskId = await submit(spec());
+    const done = await finished(taskId);
+    expect(done.data).toMatchObject({ status: "succeeded", branch: `codefleet/${taskId}` });
+    const branchSha = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
+    expect(done.data.commitSha).toBe(branchSha);
+    expect(await git(repo.bare, "show", `${branchSha}:HELLO.txt`)).toBe("hello from codefleet");
+    expect(await git(repo.bare, "log", "-1", "--format=%B", branchSha)).toContain(`Codefleet-Task: ${taskId}`);
+    const events = await eventsOf(taskId);
+    const phases = events
+      .filter((e) => e.type === "phase.finished")
+      .map((e) => (e.type === "phase.finished" ? [e.data.phase, e.data.outcome] : []));
+    expect(phases).toEqual([
+      ["fetch", "succeeded"],
+      ["implement", "succeeded"],
+      ["test", "succeeded"],
+      ["push", "succeeded"],
+    ]);
+    expect(events.map((e) => e.type)).toContain("slot.allocated");
+    const stored = await waitForArtifacts(taskId, ["changes.diff", "task.log"]);
+    const diff = await artifacts.downloadText(stored["changes.diff"] as string);
+    expect(diff).toContain("+hello from codefleet");
+    const log = await artifacts.downloadText(stored["task.log"] as string);
+    expect(log).toContain("phase implement started");
+    expect(await containersOf(taskId)).toEqual([]);
+    expect(await leasedSlots()).toBe(0);
+  });
+
+  it("runs an openai agent against a scripted OpenAI-compatible server", async () => {
+    const llm = await startScriptedOpenAI((req) => {
+      const last = req.messages[req.messages.length - 1];
+      if (last?.role === "tool") return { content: "Created HELLO.txt with a greeting." };
+      return { toolCalls: [{ name: "write_file", arguments: { path: "HELLO.txt", content: "hello from the model\n" } }] };
+    });
+    try {
+      const taskId = await submit(
+        spec({ agent: { kind: "openai", model: "scripted", baseUrl: llm.url }, test: { command: "grep -q model HELLO.txt" } }),
+      );
+      const done = await finished(taskId);
+      expect(done.data.status).toBe("succeeded");
+      expect(await git(repo.bare, "show", `refs/heads/codefleet/${taskId}:HELLO.txt`)).toBe("hello from the model");
+      expect(llm.requests.length).toBe(2);
+      expect(llm.requests[0]?.tools?.map((t) => t.function.name)).toEqual(["list_files", "read_file", "write_file", "run_command"]);
+      const implement = (await eventsOf(taskId)).find((e) => e.type === "phase.finished" && e.data.phase === "implement");
+      expect(implement?.type === "phase.finished" && implement.data.facts).toMatchObject({ inputTokens: 200, outputTokens: 40, turns: 2 });
+      await waitForArtifacts(taskId, ["transcript", "changes.diff"]);
+    } finally {
+      await llm.stop();
+    }
+  });
+
+  it("ends a task whose tests fail as failed, with the test report stored", async () => {
+    const junit = `<testsuite name="t" tests="3" failures="1" errors="0" skipped="0"><testcase name="a"/><testcase name="b"/><testcase name="c"><failure/></testcase></testsuite>`;
+    const taskId = await submit(
+      spec({ test: { command: `printf '%s' '${junit}' > report.xml; exit 1`, report: { path: "report.xml", format: "junit" } } }),
+    );
+    const done = await finished(taskId);
+    expect(done.data).toMatchObject({ status: "failed", reasonCode: "test_failed" });
+    const test = (await eventsOf(taskId)).find((e) => e.type === "phase.finished" && e.data.phase === "test");
+    expect(test?.type === "phase.finished" && test.data.facts).toMatchObject({ total: 3, failed: 1, passed: 2 });
+    const stored = await waitForArtifacts(taskId, ["test-report.xml"]);
+    expect(await artifacts.downloadText(stored["test-report.xml"] as string)).toContain("testsuite");
+    expect(await git(repo.bare, "branch", "--list", `codefleet/${taskId}`)).toBe("");
+    expect(await leasedSlots()).toBe(0);
+  });
+
+  it("stops a canceled task within 5 seconds and leaves no container and no leased slot", async () => {
+    const taskId = await submit(spec({ agent: { kind: "script", steps: [{ run: "echo working; sleep 120" }] } }));
+    await waitFor(
+      "implement to start",
+      async () => (await eventsOf(taskId)).some((e) => e.type === "phase.started" && e.data.phase === "implement"),
+      30_000,
+      100,
+    );
+    await new Promise((r) => setTimeout(r, 500));
+    const t0 = Date.now();
+    await bus.publish(createEvent("task.cancel_requested", { taskId, producer: "test", data: { reason: "no longer needed" } }));
+    const done = await finished(taskId, 15_000);
+    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(done.data.status).toBe("canceled");
+    expect(await containersOf(taskId)).toEqual([]);
+    expect(await leasedSlots()).toBe(0);
+  });
+
+  it("reports timed_out when the task exceeds its time limit", async () => {
+    const taskId = await submit(
+      spec({ agent: { kind: "script", steps: [{ run: "sleep 120" }] }, limits: { timeoutSeconds: 10, memoryMb: 512, cpus: 0.5 } }),
+    );
+    const done = await finished(taskId, 40_000);
+    expect(done.data).toMatchObject({ status: "timed_out", reasonCode: "task_timeout" });
+    expect(await containersOf(taskId)).toEqual([]);
+    expect(await leasedSlots()).toBe(0);
+  });
+
+  it("reports an OOM kill as such", async () => {
+    const hog = `node -e "const a=[]; for(;;) a.push(Buffer.alloc(1<<20, 1))"`;
+    const taskId = await submit(
+      spec({ agent: { kind: "script", steps: [{ run: hog }] }, limits: { timeoutSeconds: 120, memoryMb: 64, cpus: 0.5 } }),
+    );
+    const done = await finished(taskId, 60_000);
+    expect(done.data).toMatchObject({ status: "failed", reasonCode: "oom_killed" });
+    expect(await containersOf(taskId)).toEqual([]);
+  });
+
+  it("fails with push_rejected when the branch exists upstream with other work", async () => {
+    const taskId = await submit(spec({ push: { enabled: true, branch: "main" } }));
+    const done = await finished(taskId);
+    expect(done.data).toMatchObject({ status: "failed", reasonCode: "push_rejected" });
+    expect(await leasedSlots()).toBe(0);
+  });
+
+  it("keeps a task's secret out of every log line, event and artifact", async () => {
+    const taskId = await submit(
+      spec({
+        secrets: ["API_TOKEN"],
+        agent: {
+          kind: "script",
+          steps: [{ run: 'echo "token is $API_TOKEN"; echo "$API_TOKEN" > leaked.txt; echo "$API_TOKEN" >&2; exit 0' }],
+        },
+        test: { command: 'echo "testing with $API_TOKEN"; test -n "$API_TOKEN"' },
+      }),
+    );
+    const done = await finished(taskId);
+    expect(done.data.status).toBe("succeeded");
+    const stored = await waitForArtifacts(taskId, ["changes.diff", "task.log"]);
+    const texts = [JSON.stringify(await eventsOf(taskId))];
+    for (const id of Object.values(stored)) texts.push(await artifacts.downloadText(id));
+    const logs = await readLogs(taskId);
+    texts.push(logs);
+    expect(logs).toContain("token is ***");
+    for (const t of texts) expect(t).not.toContain(SECRET);
+  });
+
+  it("runs 10 tasks at once on one runner", async () => {
+    const ids = await Promise.all(
+      Array.from({ length: 10 }, (_, i) =>
+        submit(
+          spec({
+            agent: { kind: "script", steps: [{ run: `echo task ${i} > TASK.txt; sleep 1` }] },
+            test: { command: "test -f TASK.txt" },
+          }),
+        ),
+      ),
+    );
+    const results = await Promise.all(ids.map((id) => finished(id, 120_000)));
+    expect(results.map((r) => r.data.status)).toEqual(Array(10).fill("succeeded"));
+  }, 180_000);
+
+  async function waitForArtifacts(taskId: string, names: string[]): Promise<Record<string, string>> {
+    let byName: Record<string, string> = {};
+    await waitFor(
+      `artifacts ${names.join(", ")}`,
+      async () => {
+        byName = Object.fromEntries((await artifacts.list(taskId)).map((a) => [a.name, a.id]));
+        return names.every((n) => byName[n]);
+      },
+      20_000,
+      200,
+    );
+    return byName;
+  }
+
+  async function readLogs(taskId: string): Promise<string> {
+    const oc = await bus.js.consumers.get(bus.topology.streams.logs.name, { filter_subjects: bus.topology.subjects.logs(taskId) });
+    let text = "";
+    for (;;) {
+      const m = await oc.next({ expires: 1000 });
+      if (!m) break;
+      text += (m.json() as { text: string }).text;
+      if (m.info.pending === 0) break;
+    }
+    return text;
+  }
+});
+
+describe("runner crash safety", () => {
+  it("completes a task on redelivery after kill -9 of its runner, with exactly one push and the orphan container removed", async () => {
+    // Only the child runner may take this task: stop the in-process one first.
+    await runner.stop();
+    const procEnv = { ...env, RUNNER_ID: "runner-victim", PORT: "0" };
+    let proc = spawnService("services/runner/src/main.ts", procEnv);
+    try {
+      const taskId = await submit(
+        spec({ agent: { kind: "script", steps: [{ run: "echo attempt > HELLO.txt; sleep 4; echo codefleet >> HELLO.txt" }] } }),
+      );
+      await waitFor(
+        "implement under way",
+        async () => (await eventsOf(taskId)).some((e) => e.type === "phase.started" && e.data.phase === "implement"),
+        60_000,
+        100,
+      );
+      await proc.kill("SIGKILL");
+      expect((await containersOf(taskId)).length).toBe(1); // the orphan
+      proc = spawnService("services/runner/src/main.ts", { ...procEnv, RUNNER_ID: "runner-rescuer" });
+      const done = await finished(taskId, 90_000);
+      expect(done.attempt).toBe(2);
+      expect(done.data.status).toBe("succeeded");
+      const reflog = await git(repo.bare, "reflog", "show", "--format=%H", `refs/heads/codefleet/${taskId}`);
+      expect(reflog.split("\n").filter(Boolean)).toHaveLength(1);
+      expect(await containersOf(taskId)).toEqual([]);
+      const starts = (await eventsOf(taskId)).filter((e) => e.type === "run.started").map((e) => e.attempt);
+      expect(starts).toEqual([1, 2]);
+    } finally {
+      await proc.kill("SIGTERM");
+    }
+  }, 180_000);
+});

@@ -1,0 +1,154 @@
+import { chmod, mkdtemp, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
+import { Bus, connectNats } from "@codefleet/contracts/bus";
+import {
+  createLogger,
+  installErrorHandling,
+  installHealthRoutes,
+  type Logger,
+  SecretMasker,
+  startTelemetry,
+} from "@codefleet/contracts/runtime";
+import { RepoPoolClient } from "@codefleet/repo-pool/client";
+import { ASKPASS_SCRIPT, createGitRunner } from "@codefleet/repo-pool/git";
+import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
+import type { AgentDriver } from "./agents/agent.js";
+import { claudeCodeAgent } from "./agents/claude-code.js";
+import { commandAgent } from "./agents/command.js";
+import { openaiAgent } from "./agents/openai.js";
+import { opencodeAgent } from "./agents/opencode.js";
+import { scriptAgent } from "./agents/script.js";
+import type { RunnerConfig } from "./config.js";
+import { DockerDriver } from "./execution/docker-driver.js";
+import type { ExecutionDriver } from "./execution/driver.js";
+import { ClaimStore } from "./run/claims.js";
+import type { RunnerSettings } from "./run/task-attempt.js";
+import { Worker } from "./run/worker.js";
+import { SecretResolver } from "./secrets.js";
+
+export type RunnerService = { app: FastifyInstance; worker: Worker; driver: ExecutionDriver; bus: Bus; log: Logger; stop(): Promise<void> };
+
+/** Composes a runner: bus, fencing, clients of repo-pool and artifact-store, Docker, agents, worker. Does not listen. */
+export async function startRunner(
+  config: RunnerConfig,
+  opts: { logger?: Logger; env?: Record<string, string | undefined> } = {},
+): Promise<RunnerService> {
+  const masker = new SecretMasker([config.GIT_PASSWORD ?? "", config.CODEFLEET_API_TOKEN]);
+  const log = opts.logger ?? createLogger({ service: "runner", level: config.LOG_LEVEL, masker });
+  const telemetry = startTelemetry({ serviceName: "runner" });
+  const driver = new DockerDriver({ socketPath: config.DOCKER_SOCKET });
+  await driver.ping();
+
+  const nc = await connectNats({
+    servers: config.natsServers,
+    name: `runner-${config.RUNNER_ID}`,
+    log: (level, msg, fields) => log[level](fields ?? {}, msg),
+  });
+  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log });
+  await bus.ensureStreams();
+  const claims = await ClaimStore.open(nc, config.CODEFLEET_NAMESPACE);
+
+  const gitDir = await mkdtemp(join(tmpdir(), "codefleet-runner-git-"));
+  const askPassPath = join(gitDir, "askpass.sh");
+  await writeFile(askPassPath, ASKPASS_SCRIPT);
+  await chmod(askPassPath, 0o755);
+  const git = createGitRunner({ askPassPath, masker, runAs: { uid: config.WORKSPACE_UID, gid: config.WORKSPACE_GID } });
+
+  const settings: RunnerSettings = {
+    runnerId: config.RUNNER_ID,
+    images: { default: config.AGENT_IMAGE, opencode: config.AGENT_IMAGE_OPENCODE, claudeCode: config.AGENT_IMAGE_CLAUDE_CODE },
+    network: config.AGENT_NETWORK,
+    pidsLimit: config.AGENT_PIDS_LIMIT,
+    leaseTtlMs: config.SLOT_LEASE_TTL_MS,
+    heartbeatMs: config.RUNNER_HEARTBEAT_MS,
+    noCapacityRetryMs: config.NO_CAPACITY_RETRY_MS,
+    agentIdleTimeoutMs: config.AGENT_IDLE_TIMEOUT_MS,
+    maxLogBytes: config.MAX_LOG_BYTES,
+    commitAuthor: { name: config.COMMIT_AUTHOR_NAME, email: config.COMMIT_AUTHOR_EMAIL },
+    ...(config.GIT_PASSWORD || config.GIT_SSH_KEY_FILE
+      ? {
+          gitCredentials: {
+            ...(config.GIT_PASSWORD ? { password: config.GIT_PASSWORD, username: config.GIT_USERNAME ?? "x-access-token" } : {}),
+            ...(config.GIT_SSH_KEY_FILE ? { sshKeyFile: config.GIT_SSH_KEY_FILE } : {}),
+          },
+        }
+      : {}),
+    defaults: {
+      openaiBaseUrl: config.OPENAI_BASE_URL,
+      ...(config.ANTHROPIC_BASE_URL ? { anthropicBaseUrl: config.ANTHROPIC_BASE_URL } : {}),
+    },
+  };
+  const agents: Record<string, AgentDriver> = Object.fromEntries(
+    [scriptAgent, openaiAgent, commandAgent, claudeCodeAgent, opencodeAgent].map((a) => [a.kind, a as AgentDriver]),
+  );
+  const phaseHist = telemetry.meter.createHistogram("codefleet_runner_phase_duration_ms", { description: "phase duration", unit: "ms" });
+  const finishedCounter = telemetry.meter.createCounter("codefleet_runner_tasks_finished_total", {
+    description: "attempts finished, by final status",
+  });
+  const artifacts = new ArtifactStoreClient({ baseUrl: config.ARTIFACT_STORE_URL, token: config.CODEFLEET_API_TOKEN });
+  const worker = new Worker(
+    {
+      bus,
+      driver,
+      repoPool: new RepoPoolClient(nc, { namespace: config.CODEFLEET_NAMESPACE }),
+      artifacts,
+      claims,
+      secrets: new SecretResolver({ env: opts.env ?? process.env, ...(config.SECRETS_DIR ? { dir: config.SECRETS_DIR } : {}) }),
+      masker,
+      git,
+      agents,
+      log,
+      settings,
+      metrics: {
+        phaseDuration: (phase, outcome, ms) => phaseHist.record(ms, { phase, outcome }),
+        finished: (status) => finishedCounter.add(1, { status }),
+      },
+    },
+    { concurrency: config.RUNNER_CONCURRENCY, maxAttempts: config.RUNNER_MAX_ATTEMPTS, ackWaitMs: config.RUNNER_ACK_WAIT_MS },
+    log,
+  );
+  await worker.start();
+
+  const gauge = telemetry.meter.createObservableGauge("codefleet_runner_running_containers", {
+    description: "task containers this runner has",
+  });
+  gauge.addCallback(async (r) => r.observe(await driver.running(config.RUNNER_ID).catch(() => 0)));
+  const active = telemetry.meter.createObservableGauge("codefleet_runner_active_attempts", { description: "attempts running now" });
+  active.addCallback((r) => r.observe(worker.active));
+
+  const app = Fastify({ loggerInstance: log as FastifyBaseLogger });
+  installErrorHandling(app);
+  installHealthRoutes(app, {
+    metrics: telemetry.metricsHandler,
+    ready: async () => {
+      const checks = {
+        nats: nc.isClosed() ? "closed" : "ok",
+        docker: await driver.ping().then(
+          () => "ok",
+          (e: Error) => e.message,
+        ),
+      };
+      return { ok: Object.values(checks).every((v) => v === "ok"), checks };
+    },
+  });
+  await app.ready();
+  let stopped = false;
+  return {
+    app,
+    worker,
+    driver,
+    bus,
+    log,
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await app.close();
+      await worker.stop();
+      await artifacts.close();
+      await bus.drain();
+      await telemetry.shutdown();
+    },
+  };
+}

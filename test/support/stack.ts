@@ -1,0 +1,74 @@
+import { execFile } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { freePort } from "./processes.js";
+import { REPO_ROOT } from "./services.js";
+
+const execFileP = promisify(execFile);
+
+export type Stack = {
+  project: string;
+  registryUrl: string;
+  artifactStoreUrl: string;
+  jaegerUrl: string;
+  token: string;
+  env: Record<string, string>;
+  /** Runs deploy/stack.sh with this stack's project and settings. */
+  stack(...args: string[]): Promise<string>;
+  down(): Promise<void>;
+};
+
+/**
+ * Brings up docker-compose.yml under its own project name, data directory and host ports
+ * (deploy/stack.sh, so the offline images are used when they were built), and waits until healthy.
+ */
+export async function startStack(): Promise<Stack> {
+  const project = `cfe2e${Math.random().toString(36).slice(2, 8)}`;
+  const dataDir = mkdtempSync(join(tmpdir(), "cf-stack-"));
+  const [registry, artifacts, jaeger] = [await freePort(), await freePort(), await freePort()];
+  const token = "e2e-token-0123456789";
+  const env: Record<string, string> = {
+    COMPOSE_PROJECT_NAME: project,
+    CODEFLEET_DATA_DIR: dataDir,
+    REGISTRY_PORT: String(registry),
+    ARTIFACT_STORE_PORT: String(artifacts),
+    JAEGER_UI_PORT: String(jaeger),
+    CODEFLEET_API_TOKENS: token,
+    CODEFLEET_API_TOKEN: token,
+    RUNNER_ID: `${project}-runner`,
+    ARTIFACT_STORE_PUBLIC_URL: `http://127.0.0.1:${artifacts}`,
+    LOG_LEVEL: "warn",
+  };
+  const stack = async (...args: string[]) => {
+    const { stdout } = await execFileP("bash", [join(REPO_ROOT, "deploy/stack.sh"), ...args], {
+      cwd: REPO_ROOT,
+      env: { ...process.env, ...env },
+      maxBuffer: 64 * 1024 * 1024,
+      timeout: 900_000,
+    });
+    return stdout;
+  };
+  try {
+    await stack("up");
+  } catch (err) {
+    const logs = await stack("logs", "--tail=80").catch(() => "");
+    await stack("down").catch(() => undefined);
+    throw new Error(`stack did not come up: ${(err as Error).message}\n${logs}`);
+  }
+  return {
+    project,
+    registryUrl: `http://127.0.0.1:${registry}`,
+    artifactStoreUrl: `http://127.0.0.1:${artifacts}`,
+    jaegerUrl: `http://127.0.0.1:${jaeger}`,
+    token,
+    env,
+    stack,
+    down: async () => {
+      await stack("down").catch(() => undefined);
+      // slots are written by containers (uid 1000 / root): remove through a container-free path
+      rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
