@@ -106,8 +106,12 @@ export class ArtifactStoreClient {
     return Buffer.concat(chunks).toString("utf8");
   }
 
+  private closed = false;
+
   async close(): Promise<void> {
-    if (!this.dispatcher.destroyed && !this.dispatcher.closed) await this.dispatcher.close();
+    if (this.closed) return;
+    this.closed = true;
+    await this.dispatcher.close();
   }
 
   private headers(): Record<string, string> {

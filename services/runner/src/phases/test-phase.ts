@@ -49,7 +49,9 @@ export async function runTestPhase(test: TestSpec, ctx: Ctx): Promise<TestOutcom
     const r = await ctx.run.exec(["cat", "--", path], {
       timeoutMs: 30_000,
       signal: ctx.signal,
-      onOutput: (s, c) => (s === "stdout" ? (content += c.toString()) : undefined),
+      onOutput: (s, c) => {
+        if (s === "stdout") content += c.toString();
+      },
     });
     if (r.exitCode === 0 && content) {
       const counts = parseReport(content, test.report.format);
