@@ -48,15 +48,26 @@ export class SecretMasker {
     return out;
   }
 
-  /** Masks every string inside a JSON-like value. */
-  maskDeep<T>(value: T): T {
+  /** Masks every string inside a JSON-like value (errors become plain objects; cycles and depth are bounded). */
+  maskDeep<T>(value: T, depth = 0, seen: WeakSet<object> = new WeakSet()): T {
     if (typeof value === "string") return this.mask(value) as T;
-    if (Array.isArray(value)) return value.map((v) => this.maskDeep(v)) as T;
-    if (value && typeof value === "object" && !(value instanceof Uint8Array) && !(value instanceof Date)) {
-      const out: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(value)) out[k] = this.maskDeep(v);
-      return out as T;
+    if (!value || typeof value !== "object" || depth > 12) return value;
+    if (seen.has(value)) return "[Circular]" as T;
+    seen.add(value);
+    if (value instanceof Error) {
+      const e = value as Error & { code?: unknown };
+      return {
+        type: e.name,
+        message: this.mask(e.message),
+        ...(e.stack ? { stack: this.mask(e.stack) } : {}),
+        ...(e.code === undefined ? {} : { code: e.code }),
+      } as T;
     }
-    return value;
+    if (Array.isArray(value)) return value.map((v) => this.maskDeep(v, depth + 1, seen)) as T;
+    const proto = Object.getPrototypeOf(value);
+    if (proto !== Object.prototype && proto !== null) return value;
+    const out: Record<string, unknown> = {};
+    for (const [k, v] of Object.entries(value)) out[k] = this.maskDeep(v, depth + 1, seen);
+    return out as T;
   }
 }

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -46,7 +46,8 @@ beforeAll(async () => {
   const database = await createTestDatabase(inject("databaseUrl"));
   cleanups.push(database.drop);
   const dataDir = mkdtempSync(join(tmpdir(), "cf-runner-"));
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  chmodSync(dataDir, 0o755); // the workspace owner (uid 1000) must reach the slots
+  if (!process.env.KEEP_DATA) cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
   env = {
     DATABASE_URL: database.url,
     NATS_URL: inject("natsUrl"),
@@ -87,7 +88,8 @@ function spec(overrides: Partial<TaskSpec> = {}): TaskSpec {
     repo: { url: repo.fileUrl, ref: "main" },
     title: "add a greeting",
     prompt: "create HELLO.txt",
-    agent: { kind: "script", steps: [{ run: "echo 'hello from codefleet' > HELLO.txt" }] },
+    // also rewrites a tracked file: slots are reused warm, and their files must stay writable by the agent
+    agent: { kind: "script", steps: [{ run: "echo 'hello from codefleet' > HELLO.txt && echo '# sample, by codefleet' > README.md" }] },
     test: { command: "grep -q codefleet HELLO.txt" },
     ...overrides,
   };
@@ -145,7 +147,10 @@ describe("runner: hardened containers through fetch → implement → test → p
   it("runs a script task end to end: the branch with the change is on the remote, diff and log are stored", async () => {
     const taskId = await submit(spec());
     const done = await finished(taskId);
-    expect(done.data).toMatchObject({ status: "succeeded", branch: `codefleet/${taskId}` });
+    expect(done.data, `${done.data.reason}\n${done.data.status === "succeeded" ? "" : await readLogs(taskId)}`).toMatchObject({
+      status: "succeeded",
+      branch: `codefleet/${taskId}`,
+    });
     const branchSha = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
     expect(done.data.commitSha).toBe(branchSha);
     expect(await git(repo.bare, "show", `${branchSha}:HELLO.txt`)).toBe("hello from codefleet");

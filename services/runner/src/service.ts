@@ -1,6 +1,8 @@
+import { execFile } from "node:child_process";
 import { chmod, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
@@ -27,6 +29,9 @@ import { ClaimStore } from "./run/claims.js";
 import type { RunnerSettings } from "./run/task-attempt.js";
 import { Worker } from "./run/worker.js";
 import { SecretResolver } from "./secrets.js";
+import type { WorkspaceGitRunners } from "./workspace/workspace-git.js";
+
+const execFileP = promisify(execFile);
 
 export type RunnerService = { app: FastifyInstance; worker: Worker; driver: ExecutionDriver; bus: Bus; log: Logger; stop(): Promise<void> };
 
@@ -51,10 +56,19 @@ export async function startRunner(
   const claims = await ClaimStore.open(nc, config.CODEFLEET_NAMESPACE);
 
   const gitDir = await mkdtemp(join(tmpdir(), "codefleet-runner-git-"));
+  await chmod(gitDir, 0o755); // git runs as the workspace owner and must reach the askpass helper
   const askPassPath = join(gitDir, "askpass.sh");
   await writeFile(askPassPath, ASKPASS_SCRIPT);
   await chmod(askPassPath, 0o755);
-  const git = createGitRunner({ askPassPath, masker, runAs: { uid: config.WORKSPACE_UID, gid: config.WORKSPACE_GID } });
+  const owner = { uid: config.WORKSPACE_UID, gid: config.WORKSPACE_GID };
+  const git: WorkspaceGitRunners = {
+    local: createGitRunner({ askPassPath, masker, runAs: owner }),
+    remote: createGitRunner({ askPassPath, masker }),
+    restoreOwnership: async (path) => {
+      if (process.getuid?.() !== 0) return;
+      await execFileP("chown", ["-R", `${owner.uid}:${owner.gid}`, "--", path]);
+    },
+  };
 
   const settings: RunnerSettings = {
     runnerId: config.RUNNER_ID,

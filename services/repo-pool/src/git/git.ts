@@ -126,8 +126,9 @@ export function createGitRunner(opts: {
             cwd: runOpts.cwd,
             env,
             timeout: runOpts.timeoutMs ?? opts.defaultTimeoutMs ?? 300_000,
-            maxBuffer: 64 * 1024 * 1024,
+            maxBuffer: 256 * 1024 * 1024,
             killSignal: "SIGKILL",
+            ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
           },
           (err, stdout, stderr) => {
             if (!err) return resolve(stdout);

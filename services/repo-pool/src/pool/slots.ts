@@ -325,6 +325,8 @@ export class SlotPool {
       for (const ref of branches) await git.run(["-C", path, "update-ref", "-d", ref]);
       const row = await this.o.db.selectFrom("mirrors").select("url").where("key", "=", slot.repo_key).executeTakeFirst();
       if (row) await git.run(["-C", path, "remote", "set-url", "origin", row.url]);
+      // files the reset re-created belong to repo-pool's user: hand them back to the agents' uid
+      await this.chownTree(path);
       await this.o.db
         .updateTable("slots")
         .set({

@@ -7,14 +7,14 @@ import { CodefleetError, createEvent, errorMessage, isCodefleetError, resolveTas
 import type { Bus } from "@codefleet/contracts/bus";
 import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
-import type { GitCredentials, GitRunner } from "@codefleet/repo-pool/git";
+import type { GitCredentials } from "@codefleet/repo-pool/git";
 import { type Context, context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { AgentDriver, AgentResult } from "../agents/agent.js";
 import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
 import { LogStream } from "../logs/log-stream.js";
 import { runTestPhase, type TestOutcome } from "../phases/test-phase.js";
 import type { SecretResolver } from "../secrets.js";
-import { WorkspaceGit } from "../workspace/workspace-git.js";
+import { WorkspaceGit, type WorkspaceGitRunners } from "../workspace/workspace-git.js";
 import type { ClaimStore } from "./claims.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
@@ -44,7 +44,7 @@ export type AttemptDeps = {
   secrets: SecretResolver;
   /** Masks the runner's own secrets; per-task secrets are added on top. */
   masker: SecretMasker;
-  git: GitRunner;
+  git: WorkspaceGitRunners;
   agents: Record<string, AgentDriver>;
   log: Logger;
   settings: RunnerSettings;

@@ -10,14 +10,27 @@ export type CommitAuthor = { name: string; email: string };
  * the agent container: fetch and push are the only steps that see git credentials, and the
  * agent's container never does.
  */
+export type WorkspaceGitRunners = {
+  /** Runs as the workspace's owner: everything that writes the working tree or the index. */
+  local: GitRunner;
+  /** Runs as the runner itself: talking to remotes (the runner's network and credentials). */
+  remote: GitRunner;
+  /** Hands files a remote operation wrote back to the workspace's owner. */
+  restoreOwnership: (path: string) => Promise<void>;
+};
+
 export class WorkspaceGit {
   constructor(
-    private readonly git: GitRunner,
+    private readonly git: WorkspaceGitRunners,
     readonly path: string,
   ) {}
 
   private run(args: string[], opts: { credentials?: GitCredentials; timeoutMs?: number } = {}): Promise<string> {
-    return this.git.run(["-C", this.path, ...args], opts);
+    return this.git.local.run(["-C", this.path, ...args], opts);
+  }
+
+  private runRemote(args: string[], credentials?: GitCredentials): Promise<string> {
+    return this.git.remote.run(["-C", this.path, ...args], credentials ? { credentials } : {});
   }
 
   async head(): Promise<string> {
@@ -31,7 +44,8 @@ export class WorkspaceGit {
       () => false,
     );
     if (present) return "present";
-    await this.run(["fetch", "--quiet", "--no-write-fetch-head", "--", remoteUrl, ref], credentials ? { credentials } : {});
+    await this.runRemote(["fetch", "--quiet", "--no-write-fetch-head", "--", remoteUrl, ref], credentials);
+    await this.git.restoreOwnership(join(this.path, ".git"));
     return "fetched";
   }
 
@@ -88,7 +102,7 @@ export class WorkspaceGit {
 
   /** The commit a branch points to on the remote, if the branch exists. */
   async remoteBranch(remoteUrl: string, branch: string, credentials?: GitCredentials): Promise<string | undefined> {
-    const out = await this.run(["ls-remote", "--heads", "--", remoteUrl, `refs/heads/${branch}`], credentials ? { credentials } : {});
+    const out = await this.runRemote(["ls-remote", "--heads", "--", remoteUrl, `refs/heads/${branch}`], credentials);
     return out.split("\t")[0]?.trim() || undefined;
   }
 
@@ -100,6 +114,6 @@ export class WorkspaceGit {
   }
 
   async push(remoteUrl: string, branch: string, credentials?: GitCredentials): Promise<void> {
-    await this.run(["push", "--quiet", "--porcelain", "--", remoteUrl, `HEAD:refs/heads/${branch}`], credentials ? { credentials } : {});
+    await this.runRemote(["push", "--quiet", "--porcelain", "--", remoteUrl, `HEAD:refs/heads/${branch}`], credentials);
   }
 }

@@ -1,0 +1,142 @@
+import { execFile } from "node:child_process";
+import { promisify } from "node:util";
+import { type Stack, startStack, waitFor } from "@codefleet/test/support";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const execFileP = promisify(execFile);
+let stack: Stack;
+
+beforeAll(async () => {
+  stack = await startStack();
+});
+
+afterAll(async () => {
+  await stack?.down();
+});
+
+type Task = {
+  id: string;
+  status: string;
+  commitSha?: string;
+  branch: string;
+  reasonCode?: string;
+  phases: { phase: string; outcome?: string }[];
+  artifacts: { name: string; artifactId: string }[];
+  traceId?: string;
+};
+
+async function api<T>(path: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${stack.registryUrl}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${stack.token}`, "content-type": "application/json", ...(init.headers ?? {}) },
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+const sampleTask = (overrides: Record<string, unknown> = {}) => ({
+  repo: { url: "git://git-server:9418/sample.git", ref: "main" },
+  title: "make the greeting mention codefleet",
+  prompt: "Change greet.sh so that it greets from codefleet.",
+  agent: { kind: "script", steps: [{ run: "printf '#!/bin/sh\\necho \"hello from codefleet\"\\n' > greet.sh" }] },
+  test: { command: "sh test.sh" },
+  ...overrides,
+});
+
+async function submitAndWait(body: unknown, headers: Record<string, string> = {}, timeoutMs = 120_000): Promise<Task> {
+  const res = await api<Task>("/v1/tasks", { method: "POST", body: JSON.stringify(body), headers });
+  expect(res.status).toBe(202);
+  let task: Task | undefined;
+  await waitFor(
+    `task ${res.body.id} to finish`,
+    async () => {
+      const r = await api<Task>(`/v1/tasks/${res.body.id}`);
+      task = r.status === 200 ? r.body : undefined;
+      return task !== undefined && ["succeeded", "failed", "timed_out", "canceled"].includes(task.status) && task.artifacts.length > 0;
+    },
+    timeoutMs,
+    500,
+  );
+  return task as Task;
+}
+
+async function gitServer(...args: string[]): Promise<string> {
+  const { stdout } = await execFileP("docker", [
+    "exec",
+    `${stack.project}_git-server_1`,
+    "git",
+    "-C",
+    "/srv/git/sample.git",
+    ...args,
+  ]).catch(async () => execFileP("docker", ["exec", `${stack.project}-git-server-1`, "git", "-C", "/srv/git/sample.git", ...args]));
+  return stdout.trim();
+}
+
+describe("the compose stack", () => {
+  it("brings NATS, Postgres and the four services to healthy", async () => {
+    const ids = (await stack.stack("ps", "-q")).split("\n").filter(Boolean);
+    const { stdout } = await execFileP("docker", [
+      "inspect",
+      "-f",
+      "{{.Name}} {{.State.Status}} {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+      ...ids,
+    ]);
+    for (const name of ["nats", "postgres", "task-registry", "artifact-store", "repo-pool", "runner"]) {
+      expect(stdout).toMatch(new RegExp(`${name}[-_]1 running healthy`));
+    }
+    expect((await fetch(`${stack.registryUrl}/healthz`)).status).toBe(200);
+    expect((await fetch(`${stack.artifactStoreUrl}/healthz`)).status).toBe(200);
+    expect((await fetch(`${stack.registryUrl}/readyz`)).status).toBe(200);
+  });
+
+  it("runs the demo task: fetch → implement → test → push, with the branch, diff and log kept", async () => {
+    const task = await submitAndWait(sampleTask());
+    expect(task.status).toBe("succeeded");
+    expect(task.phases.map((p) => [p.phase, p.outcome])).toEqual([
+      ["fetch", "succeeded"],
+      ["implement", "succeeded"],
+      ["test", "succeeded"],
+      ["push", "succeeded"],
+    ]);
+    expect(await gitServer("rev-parse", `refs/heads/${task.branch}`)).toBe(task.commitSha);
+    expect(await gitServer("show", `${task.commitSha}:greet.sh`)).toContain("codefleet");
+    const names = task.artifacts.map((a) => a.name);
+    expect(names).toEqual(expect.arrayContaining(["changes.diff", "task.log"]));
+    const diffId = task.artifacts.find((a) => a.name === "changes.diff")?.artifactId;
+    const diff = await fetch(`${stack.artifactStoreUrl}/v1/artifacts/${diffId}/content`, {
+      headers: { authorization: `Bearer ${stack.token}` },
+    });
+    expect(await diff.text()).toContain("hello from codefleet");
+    const logs = await fetch(`${stack.registryUrl}/v1/tasks/${task.id}/logs`, { headers: { authorization: `Bearer ${stack.token}` } });
+    expect(await logs.text()).toContain("phase push");
+  });
+
+  it("ends a task whose test fails as failed, with its test report stored", async () => {
+    const task = await submitAndWait(
+      sampleTask({
+        agent: { kind: "script", steps: [{ run: "echo 'nothing useful' > NOTES.md" }] },
+        test: { command: "sh test.sh > report.tap", report: { path: "report.tap", format: "tap" } },
+      }),
+    );
+    expect(task.status).toBe("failed");
+    expect(task.reasonCode).toBe("test_failed");
+    expect(task.artifacts.map((a) => a.name)).toContain("test-report.tap");
+  });
+
+  it("makes the same submission with one Idempotency-Key one task", async () => {
+    const key = `e2e-${Date.now()}`;
+    const body = JSON.stringify(sampleTask({ title: "idempotent" }));
+    const [a, b] = await Promise.all([
+      api<Task>("/v1/tasks", { method: "POST", body, headers: { "idempotency-key": key } }),
+      api<Task>("/v1/tasks", { method: "POST", body, headers: { "idempotency-key": key } }),
+    ]);
+    expect(a.status).toBe(202);
+    expect(b.status).toBe(202);
+    expect(a.body.id).toBe(b.body.id);
+  });
+
+  it("takes 20 tasks submitted at once to succeeded", async () => {
+    const tasks = await Promise.all(Array.from({ length: 20 }, (_, i) => submitAndWait(sampleTask({ title: `batch ${i}` }), {}, 300_000)));
+    expect(tasks.map((t) => t.status)).toEqual(Array(20).fill("succeeded"));
+  }, 400_000);
+});
