@@ -39,8 +39,7 @@ for (let tries = 0; tries < 30; tries++) {
     let ended = false;
     for await (const chunk of res.body) {
       buf += Buffer.from(chunk).toString();
-      let i;
-      while ((i = buf.indexOf("\n\n")) >= 0) {
+      for (let i = buf.indexOf("\n\n"); i >= 0; i = buf.indexOf("\n\n")) {
         const frame = buf.slice(0, i);
         buf = buf.slice(i + 2);
         const id = /^id: (.*)$/m.exec(frame)?.[1];
