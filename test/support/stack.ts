@@ -39,6 +39,7 @@ export async function startStack(): Promise<Stack> {
     CODEFLEET_API_TOKEN: token,
     RUNNER_ID: `${project}-runner`,
     ARTIFACT_STORE_PUBLIC_URL: `http://127.0.0.1:${artifacts}`,
+    RUNNER_ACK_WAIT_MS: "5000",
     LOG_LEVEL: "warn",
   };
   const stack = async (...args: string[]) => {
