@@ -65,14 +65,32 @@ async function containerOf(service: string): Promise<string> {
 }
 
 async function streamCount(): Promise<number> {
-  const { stdout } = await execFileP("docker", ["exec", await containerOf("nats"), "wget", "-qO-", "http://127.0.0.1:8222/jsz?streams=true"]);
+  const { stdout } = await execFileP("docker", [
+    "exec",
+    await containerOf("nats"),
+    "wget",
+    "-qO-",
+    "http://127.0.0.1:8222/jsz?streams=true",
+  ]);
   const jsz = JSON.parse(stdout) as { account_details?: { stream_detail?: { name: string; state: { messages: number } }[] }[] };
   const streams = (jsz.account_details ?? []).flatMap((a) => a.stream_detail ?? []);
   return streams.find((s) => s.name === "CODEFLEET_EVENTS")?.state.messages ?? -1;
 }
 
 async function tableCount(): Promise<number> {
-  const { stdout } = await execFileP("docker", ["exec", "-e", "PGPASSWORD=codefleet-dev", await containerOf("postgres"), "psql", "-U", "codefleet", "-d", "codefleet", "-tAc", "select count(*) from registry.events"]);
+  const { stdout } = await execFileP("docker", [
+    "exec",
+    "-e",
+    "PGPASSWORD=codefleet-dev",
+    await containerOf("postgres"),
+    "psql",
+    "-U",
+    "codefleet",
+    "-d",
+    "codefleet",
+    "-tAc",
+    "select count(*) from registry.events",
+  ]);
   return Number(stdout.trim());
 }
 
@@ -152,16 +170,34 @@ describe("the compose stack", () => {
   });
 
   it("completes a task after kill -9 of the runner container mid-implement, with exactly one push", async () => {
-    const res = await api<Task>("/v1/tasks", { method: "POST", body: JSON.stringify(sampleTask({ title: "survives a runner crash", agent: { kind: "script", steps: [{ run: "sleep 6; printf '#!/bin/sh\\necho codefleet\\n' > greet.sh" }] } })) });
+    const res = await api<Task>("/v1/tasks", {
+      method: "POST",
+      body: JSON.stringify(
+        sampleTask({
+          title: "survives a runner crash",
+          agent: { kind: "script", steps: [{ run: "sleep 6; printf '#!/bin/sh\\necho codefleet\\n' > greet.sh" }] },
+        }),
+      ),
+    });
     const id = res.body.id;
-    await waitFor("implement to start", async () => (await api<Task>(`/v1/tasks/${id}`)).body.phases?.some((p) => p.phase === "implement") ?? false, 60_000, 200);
+    await waitFor(
+      "implement to start",
+      async () => (await api<Task>(`/v1/tasks/${id}`)).body.phases?.some((p) => p.phase === "implement") ?? false,
+      60_000,
+      200,
+    );
     await execFileP("docker", ["kill", "-s", "KILL", await containerOf("runner")]);
     await stack.stack("start", "runner");
     let task: Task | undefined;
-    await waitFor("task to finish", async () => {
-      task = (await api<Task>(`/v1/tasks/${id}`)).body;
-      return task.status === "succeeded" || task.status === "failed";
-    }, 120_000, 500);
+    await waitFor(
+      "task to finish",
+      async () => {
+        task = (await api<Task>(`/v1/tasks/${id}`)).body;
+        return task.status === "succeeded" || task.status === "failed";
+      },
+      120_000,
+      500,
+    );
     expect(task?.status).toBe("succeeded");
     const reflog = await gitServer("reflog", "show", "--format=%H", `refs/heads/${task?.branch}`);
     expect(reflog.split("\n").filter(Boolean)).toHaveLength(1);
@@ -170,15 +206,33 @@ describe("the compose stack", () => {
   }, 240_000);
 
   it("finishes a run across a NATS restart, losing nothing", async () => {
-    const res = await api<Task>("/v1/tasks", { method: "POST", body: JSON.stringify(sampleTask({ title: "survives a NATS restart", agent: { kind: "script", steps: [{ run: "sleep 4; printf '#!/bin/sh\\necho codefleet\\n' > greet.sh" }] } })) });
-    await waitFor("implement to start", async () => (await api<Task>(`/v1/tasks/${res.body.id}`)).body.phases?.some((p) => p.phase === "implement") ?? false, 60_000, 200);
+    const res = await api<Task>("/v1/tasks", {
+      method: "POST",
+      body: JSON.stringify(
+        sampleTask({
+          title: "survives a NATS restart",
+          agent: { kind: "script", steps: [{ run: "sleep 4; printf '#!/bin/sh\\necho codefleet\\n' > greet.sh" }] },
+        }),
+      ),
+    });
+    await waitFor(
+      "implement to start",
+      async () => (await api<Task>(`/v1/tasks/${res.body.id}`)).body.phases?.some((p) => p.phase === "implement") ?? false,
+      60_000,
+      200,
+    );
     await execFileP("docker", ["restart", await containerOf("nats")]);
     let task: Task | undefined;
-    await waitFor("task to finish", async () => {
-      const r = await api<Task>(`/v1/tasks/${res.body.id}`).catch(() => undefined);
-      task = r?.body;
-      return task?.status === "succeeded" || task?.status === "failed";
-    }, 120_000, 500);
+    await waitFor(
+      "task to finish",
+      async () => {
+        const r = await api<Task>(`/v1/tasks/${res.body.id}`).catch(() => undefined);
+        task = r?.body;
+        return task?.status === "succeeded" || task?.status === "failed";
+      },
+      120_000,
+      500,
+    );
     expect(task?.status).toBe("succeeded");
   }, 240_000);
 

@@ -27,6 +27,10 @@ export const RunnerEnv = Type.Object({
     default: "bridge",
     description: "'none' forbids network to every agent container",
   }),
+  AGENT_EXTRA_HOSTS: Type.String({
+    default: "host.docker.internal:host-gateway",
+    description: "comma-separated host:ip entries for agent containers with a network",
+  }),
   AGENT_PIDS_LIMIT: Type.Integer({ default: 512, minimum: 16 }),
   AGENT_IDLE_TIMEOUT_MS: Type.Integer({ default: 600_000, minimum: 1000, description: "no-output watchdog of the implement phase" }),
   SLOT_LEASE_TTL_MS: Type.Integer({ default: 60_000, minimum: 2000 }),

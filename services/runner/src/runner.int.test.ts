@@ -198,6 +198,37 @@ describe("runner: hardened containers through fetch → implement → test → p
     }
   });
 
+  it("runs an opencode task with the real OpenCode server in the container", async () => {
+    // OpenCode runs inside the container and calls the model itself: the scripted server listens
+    // where containers reach the host (host.docker.internal → the bridge gateway).
+    const llm = await startScriptedOpenAI((req) => {
+      if (!req.tools?.length) return { content: "Greeting task" }; // OpenCode asks for a session title first
+      const last = req.messages[req.messages.length - 1];
+      if (last?.role === "tool") return { content: "Wrote HELLO.txt." };
+      return { toolCalls: [{ name: "write", arguments: { filePath: "/workspace/HELLO.txt", content: "hello from opencode\n" } }] };
+    }, "0.0.0.0");
+    try {
+      const port = new URL(llm.url).port;
+      const taskId = await submit(
+        spec({
+          agent: { kind: "opencode", model: "scripted/scripted", baseUrl: `http://host.docker.internal:${port}/v1` },
+          test: { command: "grep -q opencode HELLO.txt" },
+          limits: { timeoutSeconds: 90, memoryMb: 1024, cpus: 1 },
+        }),
+      );
+      const done = await finished(taskId, 120_000);
+      expect(
+        done.data,
+        `${done.data.reason}\n${done.data.status === "succeeded" ? "" : await readLogs(taskId)}\n${JSON.stringify(llm.requests.map((r) => r.messages.length))}`,
+      ).toMatchObject({ status: "succeeded" });
+      expect(await git(repo.bare, "show", `refs/heads/codefleet/${taskId}:HELLO.txt`)).toBe("hello from opencode");
+      expect(llm.requests.some((r) => r.tools?.some((t) => t.function.name === "write"))).toBe(true);
+      await waitForArtifacts(taskId, ["transcript"]);
+    } finally {
+      await llm.stop();
+    }
+  }, 240_000);
+
   it("ends a task whose tests fail as failed, with the test report stored", async () => {
     const junit = `<testsuite name="t" tests="3" failures="1" errors="0" skipped="0"><testcase name="a"/><testcase name="b"/><testcase name="c"><failure/></testcase></testsuite>`;
     const taskId = await submit(

@@ -7,6 +7,7 @@ import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
   createLogger,
+  csv,
   installErrorHandling,
   installHealthRoutes,
   type Logger,
@@ -74,6 +75,7 @@ export async function startRunner(
     runnerId: config.RUNNER_ID,
     images: { default: config.AGENT_IMAGE, opencode: config.AGENT_IMAGE_OPENCODE, claudeCode: config.AGENT_IMAGE_CLAUDE_CODE },
     network: config.AGENT_NETWORK,
+    extraHosts: csv(config.AGENT_EXTRA_HOSTS),
     pidsLimit: config.AGENT_PIDS_LIMIT,
     leaseTtlMs: config.SLOT_LEASE_TTL_MS,
     heartbeatMs: config.RUNNER_HEARTBEAT_MS,

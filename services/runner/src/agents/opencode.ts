@@ -87,15 +87,27 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
       return text ? JSON.parse(text) : undefined;
     };
     // wait for the server
+    ctx.log.system(`waiting for the OpenCode server at ${base}`);
+    let lastProblem = "";
     for (;;) {
-      if (Date.now() > deadline || ctx.signal.aborted)
-        return { exitCode: 1, timedOut: !ctx.signal.aborted, canceled: ctx.signal.aborted, summary: "opencode server did not start" };
-      const ok = await request(`${base}/doc`, { signal: ctx.signal }).then(
+      if (Date.now() > deadline || ctx.signal.aborted) {
+        return {
+          exitCode: 1,
+          timedOut: !ctx.signal.aborted,
+          canceled: ctx.signal.aborted,
+          summary: `the OpenCode server did not answer at ${base}: ${lastProblem}`,
+        };
+      }
+      const ok = await request(`${base}/doc`, { signal: ctx.signal, headersTimeout: 5000, bodyTimeout: 5000 }).then(
         async (r) => {
           await r.body.dump();
+          lastProblem = `HTTP ${r.statusCode}`;
           return r.statusCode < 500;
         },
-        () => false,
+        (err: Error) => {
+          lastProblem = errorMessage(err);
+          return false;
+        },
       );
       if (ok) break;
       await new Promise((r) => setTimeout(r, 250));
@@ -149,7 +161,24 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
         parts: [{ type: "text", text: fullPrompt(ctx.spec) }],
         model: { providerID, modelID: rest.join("/") || providerID },
       });
+      // Finished when the session is idle (SSE `session.idle`, or absent/idle in /session/status)
+      // and its last message is a completed assistant message.
+      let lastPoll = 0;
       while (!idle) {
+        if (Date.now() - lastPoll > 1000) {
+          lastPoll = Date.now();
+          const status = (await call("GET", "/session/status").catch(() => undefined)) as Record<string, { type?: string }> | undefined;
+          const st = status?.[sessionId]?.type;
+          if (status && (st === undefined || st === "idle")) {
+            const msgs = (await call("GET", `/session/${sessionId}/message`).catch(() => [])) as {
+              info?: { role?: string; time?: { completed?: number } };
+            }[];
+            const last = msgs[msgs.length - 1]?.info;
+            if (last?.role === "assistant" && last.time?.completed) idle = true;
+          }
+          if (st && st !== "idle") lastEvent = Date.now();
+        }
+        if (idle) break;
         if (ctx.signal.aborted || Date.now() > deadline || Date.now() - lastEvent > ctx.idleTimeoutMs) {
           await call("POST", `/session/${sessionId}/abort`).catch(() => undefined);
           const canceled = ctx.signal.aborted;

@@ -147,6 +147,7 @@ export class DockerDriver implements ExecutionDriver {
             ReadonlyRootfs: true,
             Tmpfs: { "/tmp": "rw,nosuid,nodev,size=512m", "/home/agent": "rw,nosuid,nodev,size=512m,uid=1000,gid=1000,mode=0700" },
             NetworkMode: networkName ?? "none",
+            ...(networkName && spec.extraHosts?.length ? { ExtraHosts: spec.extraHosts } : {}),
             Init: true,
             AutoRemove: false,
             LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "1" } },

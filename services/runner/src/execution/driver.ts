@@ -24,6 +24,8 @@ export type RunContainerSpec = {
   command?: string[];
   /** Ports of the command a runner needs to reach over the run's network (e.g. an agent server). */
   exposedPorts?: number[];
+  /** Extra /etc/hosts entries, e.g. host.docker.internal:host-gateway for a model server on the host. */
+  extraHosts?: string[];
 };
 
 export type ExecOptions = {

@@ -24,6 +24,7 @@ export type RunnerSettings = {
   runnerId: string;
   images: { default: string; opencode: string; claudeCode: string };
   network: "bridge" | "none";
+  extraHosts: string[];
   pidsLimit: number;
   leaseTtlMs: number;
   heartbeatMs: number;
@@ -253,6 +254,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
       cpus: spec.limits.cpus,
       pidsLimit: settings.pidsLimit,
       network: networkFor(spec, settings),
+      extraHosts: settings.extraHosts,
       env: {
         CODEFLEET_TASK_ID: taskId,
         CODEFLEET_ATTEMPT: String(attempt),
