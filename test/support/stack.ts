@@ -40,7 +40,7 @@ export async function startStack(): Promise<Stack> {
     RUNNER_ID: `${project}-runner`,
     ARTIFACT_STORE_PUBLIC_URL: `http://127.0.0.1:${artifacts}`,
     RUNNER_ACK_WAIT_MS: "5000",
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "error",
   };
   const stack = async (...args: string[]) => {
     const { stdout } = await execFileP("bash", [join(REPO_ROOT, "deploy/stack.sh"), ...args], {

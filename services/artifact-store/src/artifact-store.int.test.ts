@@ -38,7 +38,7 @@ beforeAll(async () => {
     MAX_ARTIFACT_BYTES: String(1200 * 1024 * 1024),
     VERIFY_CACHE_MS: "0",
     NATS_STORAGE: "memory",
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "error",
   };
   await start();
 });

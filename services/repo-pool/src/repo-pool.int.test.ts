@@ -47,7 +47,7 @@ beforeAll(async () => {
     MAX_SLOTS_PER_REPO: "25",
     REAPER_INTERVAL_MS: "200",
     GIT_PASSWORD: TOKEN,
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "error",
   };
   svc = await startRepoPool(loadRepoPoolConfig(env));
   nc = await connectNats({ servers: inject("natsUrl"), name: "repo-pool-test" });

@@ -62,7 +62,7 @@ beforeAll(async () => {
     RUNNER_HEARTBEAT_MS: "1000",
     RUNNER_ACK_WAIT_MS: "4000",
     CODEFLEET_SECRET_API_TOKEN: SECRET,
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "error",
   };
   artifactStore = await startArtifactStore(loadArtifactStoreConfig(env));
   env.ARTIFACT_STORE_URL = await artifactStore.app.listen({ port: 0, host: "127.0.0.1" });

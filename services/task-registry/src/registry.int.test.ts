@@ -32,7 +32,7 @@ beforeAll(async () => {
     CODEFLEET_NAMESPACE: testNamespace(),
     CODEFLEET_API_TOKENS: `other-token,${TOKEN}`,
     NATS_STORAGE: "memory",
-    LOG_LEVEL: "warn",
+    LOG_LEVEL: "error",
     BODY_LIMIT_BYTES: String(6 * 1024 * 1024),
   };
   svc = await startRegistry(loadRegistryConfig(env));
