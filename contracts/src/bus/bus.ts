@@ -358,33 +358,56 @@ export class Bus {
     );
   }
 
+  /**
+   * Batched consumption: messages stream in continuously (`consume`), and whatever has arrived
+   * (up to batchSize) is handed over as one batch, so a burst is one transaction and a trickle is
+   * not held back waiting for a batch to fill.
+   */
   async consumeBatches<T>(opts: ConsumeBatchOptions<T>): Promise<Subscription> {
     await this.ensureConsumer(opts);
     const consumer = await this.js.consumers.get(opts.stream, opts.durable);
+    const batchSize = opts.batchSize ?? 256;
     const abort = new AbortController();
     const inFlight = new Set<Promise<void>>();
+    const messages = await consumer.consume({ max_messages: batchSize * 2, expires: opts.pullExpiresMs ?? 5000 });
+    const queue: JsMsg[] = [];
+    let wake: (() => void) | undefined;
+    let ended = false;
+    void (async () => {
+      try {
+        for await (const m of messages) {
+          queue.push(m);
+          wake?.();
+        }
+      } catch (err) {
+        if (!abort.signal.aborted) this.log.warn({ consumer: opts.durable, error: errorMessage(err) }, "consume ended");
+      } finally {
+        ended = true;
+        wake?.();
+      }
+    })();
+    abort.signal.addEventListener("abort", () => {
+      void messages.close();
+      wake?.();
+    });
     const loop = async () => {
       while (!abort.signal.aborted) {
-        const batch: JsMsg[] = [];
-        try {
-          const iter = await consumer.fetch({ max_messages: opts.batchSize ?? 256, expires: opts.pullExpiresMs ?? 2000 });
-          for await (const m of iter) batch.push(m);
-        } catch (err) {
-          if (abort.signal.aborted) return;
-          this.log.warn({ consumer: opts.durable, error: errorMessage(err) }, "fetch failed, retrying");
-          await sleep(1000, abort.signal);
+        if (queue.length === 0) {
+          if (ended) return;
+          await new Promise<void>((resolve) => {
+            wake = resolve;
+          });
+          wake = undefined;
           continue;
         }
-        if (batch.length === 0) continue;
-        if (abort.signal.aborted) {
-          for (const m of batch) m.nak();
-          return;
-        }
+        if (queue.length < batchSize) await new Promise((r) => setTimeout(r, 2)); // let a burst gather
+        const batch = queue.splice(0, batchSize);
         const p = this.processBatch(batch, opts, abort.signal);
         inFlight.add(p);
         await p;
         inFlight.delete(p);
       }
+      for (const m of queue.splice(0)) m.nak(); // taken after stop: hand back
     };
     return this.track(abort, loop(), inFlight);
   }

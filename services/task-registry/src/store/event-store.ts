@@ -82,42 +82,40 @@ export async function appendEvents(db: Db, incoming: readonly IncomingEvent[]): 
         .values(rows.slice(i, i + 500))
         .execute();
 
-    const changedViews: TaskView[] = [];
-    for (const taskId of changed) {
-      const view = views.get(taskId);
-      if (!view) continue;
-      changedViews.push(view);
-      await upsertTaskRow(trx, view);
-    }
+    const changedViews = [...changed].map((id) => views.get(id)).filter((v): v is TaskView => v !== undefined);
+    await upsertTaskRows(trx, changedViews);
     return { appended: fresh.length, duplicates, anomalies, changed: changedViews };
   });
 }
 
-export async function upsertTaskRow(db: Db, view: TaskView, table: "tasks" = "tasks"): Promise<void> {
-  const row = {
-    task_id: view.id,
-    status: view.status,
-    repo_url: view.repo.url,
-    labels: JSON.stringify(view.labels),
-    submitted_at: view.submittedAt,
-    finished_at: view.finishedAt ?? null,
-    version: view.version,
-    view: JSON.stringify(view),
-  };
-  await db
-    .insertInto(table)
-    .values(row)
-    .onConflict((oc) =>
-      oc.column("task_id").doUpdateSet({
-        status: row.status,
-        labels: row.labels,
-        finished_at: row.finished_at,
-        version: row.version,
-        view: row.view,
-        updated_at: sql`now()`,
-      }),
-    )
-    .execute();
+/** Writes task views in one statement per 500 rows (insert or update). */
+export async function upsertTaskRows(db: Db, views: readonly TaskView[]): Promise<void> {
+  for (let i = 0; i < views.length; i += 500) {
+    const rows = views.slice(i, i + 500).map((view) => ({
+      task_id: view.id,
+      status: view.status,
+      repo_url: view.repo.url,
+      labels: JSON.stringify(view.labels),
+      submitted_at: view.submittedAt,
+      finished_at: view.finishedAt ?? null,
+      version: view.version,
+      view: JSON.stringify(view),
+    }));
+    await db
+      .insertInto("tasks")
+      .values(rows)
+      .onConflict((oc) =>
+        oc.column("task_id").doUpdateSet((eb) => ({
+          status: eb.ref("excluded.status"),
+          labels: eb.ref("excluded.labels"),
+          finished_at: eb.ref("excluded.finished_at"),
+          version: eb.ref("excluded.version"),
+          view: eb.ref("excluded.view"),
+          updated_at: sql`now()`,
+        })),
+      )
+      .execute();
+  }
 }
 
 /** The stored history of one task, in order, each row parsed back into its latest shape. */

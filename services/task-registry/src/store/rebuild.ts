@@ -1,7 +1,7 @@
 import { sql } from "kysely";
 import { applyStored, type TaskView } from "../domain/task-state.js";
 import type { Db } from "./database.js";
-import { readAllAfter, rowToEvent, upsertTaskRow } from "./event-store.js";
+import { readAllAfter, rowToEvent, upsertTaskRows } from "./event-store.js";
 
 /** Replays the whole event log into task views, in global order. Pure apart from reading. */
 export async function replayLog(db: Db, opts: { pageSize?: number; gapSafe?: boolean } = {}): Promise<Map<string, TaskView>> {
@@ -29,7 +29,7 @@ export async function rebuildProjections(db: Db): Promise<{ tasks: number }> {
     // No concurrent appends while the lock is held, so a plain read of the log is complete.
     const views = await replayLog(trx, { gapSafe: false });
     await trx.deleteFrom("tasks").execute();
-    for (const view of views.values()) await upsertTaskRow(trx, view);
+    await upsertTaskRows(trx, [...views.values()]);
     return { tasks: views.size };
   });
 }
