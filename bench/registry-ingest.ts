@@ -31,7 +31,9 @@ async function main() {
       events.push(createEvent("run.started", { taskId, attempt: 1, producer: "bench", data: { runnerId: "r", agentKind: "script" } }));
       for (const phase of ["fetch", "implement", "test", "push"] as const) {
         events.push(createEvent("phase.started", { taskId, attempt: 1, producer: "bench", data: { phase } }));
-        events.push(createEvent("phase.finished", { taskId, attempt: 1, producer: "bench", data: { phase, outcome: "succeeded", durationMs: 1 } }));
+        events.push(
+          createEvent("phase.finished", { taskId, attempt: 1, producer: "bench", data: { phase, outcome: "succeeded", durationMs: 1 } }),
+        );
       }
       events.push(createEvent("run.finished", { taskId, attempt: 1, producer: "bench", data: { status: "succeeded", durationMs: 10 } }));
     }
@@ -41,7 +43,13 @@ async function main() {
   for (const total of [1000, 10_000]) {
     const db = await createTestDatabase(pg.url);
     const ns = testNamespace();
-    const config = loadRegistryConfig({ DATABASE_URL: db.url, NATS_URL: nats.url, CODEFLEET_NAMESPACE: ns, CODEFLEET_API_TOKENS: "t", LOG_LEVEL: "error" });
+    const config = loadRegistryConfig({
+      DATABASE_URL: db.url,
+      NATS_URL: nats.url,
+      CODEFLEET_NAMESPACE: ns,
+      CODEFLEET_API_TOKENS: "t",
+      LOG_LEVEL: "error",
+    });
     const nc = await connectNats({ servers: nats.url, name: "bench" });
     const bus = await Bus.create(nc, { namespace: ns });
     await bus.ensureStreams();
@@ -66,7 +74,11 @@ async function main() {
       await new Promise((r) => setTimeout(r, Math.max(0, 100 - (Date.now() - tick))));
     }
     while ((await countEvents(svc.db)) < total + live.length) await new Promise((r) => setTimeout(r, 10));
-    const rows = await svc.db.selectFrom("events").select(["event_id", "recorded_at"]).where("event_id", "in", [...acked.keys()]).execute();
+    const rows = await svc.db
+      .selectFrom("events")
+      .select(["event_id", "recorded_at"])
+      .where("event_id", "in", [...acked.keys()])
+      .execute();
     const s = summarize(rows.map((r) => Math.max(0, new Date(r.recorded_at).getTime() - (acked.get(r.event_id) ?? 0))));
     const rate = total / (ms / 1000);
     process.stdout.write(

@@ -80,7 +80,7 @@ async function main() {
   const client = new RepoPoolClient(nc, { namespace: env.CODEFLEET_NAMESPACE });
   const rows: string[] = [];
   for (const [label, url] of [
-    ["small", smallDaemon.url("sample.git")],
+    ["small", smallDaemon.url("small.git")],
     ["large", daemon.url("large.git")],
   ] as const) {
     const cold = await time(async () => {

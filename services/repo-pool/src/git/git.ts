@@ -145,6 +145,8 @@ export function createGitRunner(opts: {
 function classifyGitError(command: string, stderr: string, timedOut: boolean): GitError {
   if (timedOut) return new GitError("git_timeout", `git ${command} timed out`, stderr, true);
   const s = stderr.toLowerCase();
+  if (s.includes("repository not exported"))
+    return new GitError("repo_not_found", `git ${command}: no such repository on the server`, stderr);
   if (
     s.includes("could not read username") ||
     s.includes("authentication failed") ||
