@@ -248,4 +248,15 @@ describe("the compose stack", () => {
     const tasks = await Promise.all(Array.from({ length: 20 }, (_, i) => submitAndWait(sampleTask({ title: `batch ${i}` }), {}, 300_000)));
     expect(tasks.map((t) => t.status)).toEqual(Array(20).fill("succeeded"));
   }, 400_000);
+
+  it("leaves nothing behind after down -v", async () => {
+    await stack.down();
+    const project = stack.project;
+    const [containers, networks, volumes] = await Promise.all([
+      execFileP("docker", ["ps", "-aq", "--filter", `label=com.docker.compose.project=${project}`]),
+      execFileP("docker", ["network", "ls", "-q", "--filter", `label=com.docker.compose.project=${project}`]),
+      execFileP("docker", ["volume", "ls", "-q", "--filter", `label=com.docker.compose.project=${project}`]),
+    ]);
+    expect([containers.stdout.trim(), networks.stdout.trim(), volumes.stdout.trim()]).toEqual(["", "", ""]);
+  });
 });
