@@ -1,26 +1,9 @@
-import { errorMessage } from "@codefleet/contracts";
+import { runService } from "@codefleet/contracts/runtime";
 import { loadArtifactStoreConfig } from "./config.js";
 import { startArtifactStore } from "./service.js";
 
-async function main(): Promise<void> {
-  const config = loadArtifactStoreConfig();
-  const service = await startArtifactStore(config);
-  await service.app.listen({ port: config.PORT, host: config.HOST });
-  let stopping = false;
-  const shutdown = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    service.log.info({ signal }, "shutting down");
-    service.stop().then(
-      () => process.exit(0),
-      () => process.exit(1),
-    );
-  };
-  process.on("SIGTERM", () => shutdown("SIGTERM"));
-  process.on("SIGINT", () => shutdown("SIGINT"));
-}
-
-main().catch((err) => {
-  process.stderr.write(`artifact-store failed to start: ${errorMessage(err)}\n`);
-  process.exit(1);
-});
+runService(
+  "artifact-store",
+  () => loadArtifactStoreConfig(),
+  (config) => startArtifactStore(config),
+);

@@ -8,17 +8,9 @@ import { type BlobStore, CorruptBlobError } from "../store/blob-store.js";
 import type { ArtifactRow, Db } from "../store/database.js";
 import { assertArtifactName } from "./names.js";
 
-export type Artifact = {
-  id: string;
-  taskId: string;
-  attempt: number;
-  kind: ArtifactKind;
-  name: string;
-  size: number;
-  sha256: string;
-  contentType: string;
-  createdAt: string;
-};
+export type { Artifact } from "../client.js";
+
+import type { Artifact } from "../client.js";
 
 export function toArtifact(r: ArtifactRow): Artifact {
   return {
