@@ -253,36 +253,48 @@ export class SlotPool {
     await this.chownTree(path);
   }
 
-  async heartbeat(req: HeartbeatRequest): Promise<HeartbeatResult> {
-    const leaseExpiresAt = this.leaseUntil(req.leaseTtlMs);
-    const updated = await this.o.db
+  /** Updates a slot only while it is leased to this task attempt; undefined when it is not. */
+  private updateIfOwned(
+    owner: { slotId: string; taskId: string; attempt: number },
+    set: { lease_expires_at?: string; state?: "resetting" },
+  ) {
+    return this.o.db
       .updateTable("slots")
-      .set({ lease_expires_at: leaseExpiresAt })
-      .where("id", "=", req.slotId)
+      .set(set)
+      .where("id", "=", owner.slotId)
       .where("state", "=", "leased")
-      .where("task_id", "=", req.taskId)
-      .where("attempt", "=", req.attempt)
+      .where("task_id", "=", owner.taskId)
+      .where("attempt", "=", owner.attempt)
       .returningAll()
       .executeTakeFirst();
-    if (!updated)
+  }
+
+  async heartbeat(req: HeartbeatRequest): Promise<HeartbeatResult> {
+    const leaseExpiresAt = this.leaseUntil(req.leaseTtlMs);
+    const updated = await this.updateIfOwned(req, { lease_expires_at: leaseExpiresAt });
+    if (!updated) {
       throw new PoolError("lease_lost", `slot ${req.slotId} is not leased to task ${req.taskId} attempt ${req.attempt}`, {
         retry: { kind: "never" },
       });
-    const diskBytes = await this.diskUsage(req.slotId);
-    await this.o.db.updateTable("slots").set({ disk_bytes: diskBytes }).where("id", "=", req.slotId).execute();
+    }
+    const diskBytes = await this.recentDiskUsage(req.slotId);
     return { leaseExpiresAt, diskBytes, overQuota: diskBytes > this.o.diskQuotaBytes };
   }
 
+  private readonly measured = new Map<string, { at: number; bytes: number }>();
+
+  /** Disk usage of a slot, measured at most every 30 s (walking a large tree on every heartbeat would be the hot path). */
+  private async recentDiskUsage(id: string): Promise<number> {
+    const last = this.measured.get(id);
+    if (last && Date.now() - last.at < 30_000) return last.bytes;
+    const bytes = await this.diskUsage(id);
+    this.measured.set(id, { at: Date.now(), bytes });
+    await this.o.db.updateTable("slots").set({ disk_bytes: bytes }).where("id", "=", id).execute();
+    return bytes;
+  }
+
   async release(req: ReleaseRequest): Promise<ReleaseResult> {
-    const slot = await this.o.db
-      .updateTable("slots")
-      .set({ state: "resetting" })
-      .where("id", "=", req.slotId)
-      .where("state", "=", "leased")
-      .where("task_id", "=", req.taskId)
-      .where("attempt", "=", req.attempt)
-      .returningAll()
-      .executeTakeFirst();
+    const slot = await this.updateIfOwned(req, { state: "resetting" });
     if (!slot) {
       const current = await this.o.db
         .selectFrom("slots")
@@ -307,6 +319,7 @@ export class SlotPool {
   private async recycle(slot: SlotRow): Promise<ReleaseResult> {
     const path = this.pathOf(slot.id);
     const { git } = this.o;
+    this.measured.delete(slot.id);
     try {
       const diskBytes = await this.diskUsage(slot.id);
       if (diskBytes > this.o.diskQuotaBytes) {
@@ -347,6 +360,7 @@ export class SlotPool {
   }
 
   async destroy(id: string, _reason: string): Promise<void> {
+    this.measured.delete(id);
     await rm(this.pathOf(id), { recursive: true, force: true });
     await rm(`${this.pathOf(id)}.creating`, { recursive: true, force: true });
     await this.o.db.deleteFrom("slots").where("id", "=", id).execute();
