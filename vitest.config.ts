@@ -17,7 +17,7 @@ export default defineConfig({
         extends: true,
         test: {
           name: "integration",
-          include: ["{contracts,services}/**/*.int.test.ts"],
+          include: ["{contracts,services,test}/**/*.int.test.ts"],
           exclude: ["**/node_modules/**"],
           globalSetup: ["test/support/global-setup.ts"],
           testTimeout: 60_000,

@@ -5,7 +5,7 @@
  *   npx tsx --conditions=source bench/repo-pool-allocation.ts [--files 50000] [--commits 5000] [--rounds 40]
  */
 import { execFile, spawn } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -58,6 +58,7 @@ async function main() {
   header("repo-pool: warm allocation vs git clone");
   const [nats, pg] = await Promise.all([startNats(), startPostgres()]);
   const root = mkdtempSync(join(tmpdir(), "bench-pool-"));
+  chmodSync(root, 0o755); // slots are worked on as the agents' uid
   const small = await createTestRepo({ "README.md": "# small\n", "src/a.js": "1\n" }, "small.git");
   const t0 = performance.now();
   const large = await syntheticRepo(root, FILES, COMMITS);
@@ -83,17 +84,30 @@ async function main() {
     ["small", smallDaemon.url("small.git")],
     ["large", daemon.url("large.git")],
   ] as const) {
+    let sha = "";
     const cold = await time(async () => {
       const o = { taskId: newTaskId(), attempt: 1 };
       const a = await client.allocate({ repoUrl: url, ...o, leaseTtlMs: 60_000 });
+      sha = a.commitSha;
       await client.release({ slotId: a.slotId, ...o });
     });
     const warm: number[] = [];
     const warmCached: number[] = [];
+    const releases: number[] = [];
     for (let i = 0; i < ROUNDS; i++) {
       const o = { taskId: newTaskId(), attempt: 1 };
       let slot = "";
       warm.push(await time(async () => (slot = (await client.allocate({ repoUrl: url, ...o, leaseTtlMs: 60_000 })).slotId)));
+      releases.push(await time(() => client.release({ slotId: slot, ...o })));
+    }
+    // a task pinned to a commit sha the mirror holds: no upstream round trip at all
+    const warmPinned: number[] = [];
+    for (let i = 0; i < ROUNDS; i++) {
+      const o = { taskId: newTaskId(), attempt: 1 };
+      let slot = "";
+      warmPinned.push(
+        await time(async () => (slot = (await client.allocate({ repoUrl: url, ref: sha, ...o, leaseTtlMs: 60_000 })).slotId)),
+      );
       await client.release({ slotId: slot, ...o });
     }
     // with a freshness window, allocation skips the upstream fetch
@@ -117,8 +131,10 @@ async function main() {
     const w = summarize(warm);
     const wc = summarize(warmCached);
     const c = summarize(clones);
+    const r = summarize(releases);
+    const wp = summarize(warmPinned);
     rows.push(
-      `${label.padEnd(6)} cold first allocation ${fmt(cold)} | warm (fetch upstream each time) p50 ${fmt(w.p50)} p95 ${fmt(w.p95)} | warm (mirror fresh) p50 ${fmt(wc.p50)} p95 ${fmt(wc.p95)} | git clone p50 ${fmt(c.p50)} p95 ${fmt(c.p95)} | clone / warm p50 = ${(c.p50 / w.p50).toFixed(1)}x (${(c.p50 / wc.p50).toFixed(1)}x with a fresh mirror)`,
+      `${label.padEnd(6)} cold first allocation ${fmt(cold)} | warm (fetch upstream each time) p50 ${fmt(w.p50)} p95 ${fmt(w.p95)} | warm (mirror fresh) p50 ${fmt(wc.p50)} p95 ${fmt(wc.p95)} | warm (pinned sha) p50 ${fmt(wp.p50)} p95 ${fmt(wp.p95)} | git clone p50 ${fmt(c.p50)} p95 ${fmt(c.p95)} | clone / warm p50 = ${(c.p50 / w.p50).toFixed(1)}x (${(c.p50 / wc.p50).toFixed(1)}x with a fresh mirror) | release (reset + clean) p50 ${fmt(r.p50)} p95 ${fmt(r.p95)}`,
     );
   }
   process.stdout.write(`${rows.join("\n")}\n`);

@@ -1,6 +1,7 @@
 import "./formats.js";
 import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
+import { Value } from "@sinclair/typebox/value";
 import { ValidationError, type ValidationIssue } from "./errors.js";
 import { newEventId, TASK_ID_PATTERN } from "./ids.js";
 import { PHASES, TaskSpec } from "./task-spec.js";
@@ -306,4 +307,14 @@ export function parseLogChunk(raw: unknown): LogChunk {
   const check = checker("log.chunk", LogChunk);
   if (!check.Check(raw)) throw new ValidationError("invalid_log_chunk", "log chunk is invalid", issuesOf(check, raw, ""));
   return raw as LogChunk;
+}
+
+/** Validates a task spec (a submission's body) outside the HTTP API, e.g. in the CLI before sending it. */
+export function parseTaskSpec(raw: unknown): TaskSpec {
+  const check = checker("task-spec", TaskSpec);
+  // checked as the API checks it, with the schema's defaults filled in; returned as given
+  const withDefaults = Value.Default(TaskSpec, structuredClone(raw));
+  if (!check.Check(withDefaults))
+    throw new ValidationError("invalid_task_spec", "the task spec is invalid", issuesOf(check, withDefaults, ""));
+  return raw as TaskSpec;
 }

@@ -4,4 +4,5 @@ export * from "./git-names.js";
 export * from "./ids.js";
 export * from "./rpc.js";
 export * from "./task-spec.js";
+export * from "./task-view.js";
 export * from "./topology.js";

@@ -2,6 +2,7 @@ import { execFile } from "node:child_process";
 import { promisify } from "node:util";
 import { type Stack, startStack, waitFor } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { describeCli } from "./cli-tests.js";
 
 const execFileP = promisify(execFile);
 let stack: Stack;
@@ -248,7 +249,11 @@ describe("the compose stack", () => {
     const tasks = await Promise.all(Array.from({ length: 20 }, (_, i) => submitAndWait(sampleTask({ title: `batch ${i}` }), {}, 300_000)));
     expect(tasks.map((t) => t.status)).toEqual(Array(20).fill("succeeded"));
   }, 400_000);
+});
 
+describeCli(() => stack);
+
+describe("tearing the stack down", () => {
   it("leaves nothing behind after down -v", async () => {
     await stack.down();
     const project = stack.project;

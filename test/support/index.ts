@@ -9,6 +9,7 @@ export function testNamespace(): string {
   return `t${randomBytes(5).toString("hex")}`;
 }
 export * from "./git.js";
+export * from "./otlp-receiver.js";
 export * from "./scripted-llm.js";
 export * from "./services.js";
 export * from "./stack.js";

@@ -13,7 +13,7 @@ import {
   type StreamConfig,
 } from "@nats-io/jetstream";
 import { type MsgHdrs, type NatsConnection, nanos, headers as natsHeaders } from "@nats-io/transport-node";
-import { type Context, context as otelContext, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type Context, context as otelContext, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { CodefleetError, errorMessage, isCodefleetError, ValidationError } from "../errors.js";
 import { type CodefleetEvent, type LogChunk, parseEvent, parseLogChunk } from "../events.js";
 import { topology as makeTopology, type Topology } from "../topology.js";
@@ -532,21 +532,60 @@ export class Bus {
   }
 
   private async processBatch<T>(batch: JsMsg[], opts: ConsumeBatchOptions<T>, signal: AbortSignal): Promise<void> {
-    const good: { msg: JsMsg; delivery: Delivery<T> }[] = [];
+    const good: { msg: JsMsg; delivery: Delivery<T>; span: Span }[] = [];
     for (const msg of batch) {
       try {
         const value = this.decodeMsg(msg, opts);
-        good.push({ msg, delivery: { value, ctx: this.deliveryContext(msg, signal, this.producerContext(msg, value)) } });
+        // one consumer span per message, in its producer's trace, covering the batch it rode in
+        const parent = this.producerContext(msg, value);
+        const span = tracer.startSpan(
+          opts.spanName ? opts.spanName(value) : `process ${msg.subject}`,
+          {
+            kind: SpanKind.CONSUMER,
+            attributes: {
+              "messaging.system": "nats",
+              "messaging.destination.name": msg.subject,
+              "messaging.consumer.group.name": opts.durable,
+              "messaging.nats.stream_sequence": msg.info.streamSequence,
+              "messaging.nats.delivery_count": msg.info.deliveryCount,
+              "messaging.batch.message_count": batch.length,
+            },
+          },
+          parent,
+        );
+        good.push({ msg, span, delivery: { value, ctx: this.deliveryContext(msg, signal, trace.setSpan(parent, span)) } });
       } catch (err) {
         await this.deadLetter(msg, opts.durable, err);
       }
     }
     if (good.length === 0) return;
+    // The handler's own work (its SQL, say) is traced in the message's trace when the batch is one
+    // message, else under a batch span linked to every message's trace.
+    const only = good.length === 1 ? good[0] : undefined;
+    const batchSpan = only
+      ? undefined
+      : tracer.startSpan(`${opts.durable} batch`, {
+          root: true,
+          kind: SpanKind.CONSUMER,
+          attributes: { "messaging.system": "nats", "messaging.batch.message_count": good.length },
+          links: good.map((g) => ({ context: g.span.spanContext() })),
+        });
+    const handlerCtx = only ? only.delivery.ctx.traceContext : trace.setSpan(otelContext.active(), batchSpan as Span);
     try {
-      await opts.handleBatch(good.map((g) => g.delivery));
-      for (const g of good) g.msg.ack();
+      await otelContext.with(handlerCtx, () => opts.handleBatch(good.map((g) => g.delivery)));
+      batchSpan?.end();
+      for (const g of good) {
+        g.msg.ack();
+        g.span.end();
+      }
     } catch (err) {
       this.log.warn({ consumer: opts.durable, size: good.length, error: errorMessage(err) }, "batch failed, retrying one by one");
+      batchSpan?.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) });
+      batchSpan?.end();
+      for (const g of good) {
+        g.span.setStatus({ code: SpanStatusCode.ERROR, message: `batch failed, retried alone: ${errorMessage(err)}` });
+        g.span.end();
+      }
       for (const g of good) {
         await this.processOne(g.msg, opts, signal, (items) => opts.handleBatch(items));
       }

@@ -1,9 +1,10 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import { type Meter, metrics } from "@opentelemetry/api";
+import { OTLPMetricExporter } from "@opentelemetry/exporter-metrics-otlp-http";
 import { PrometheusExporter } from "@opentelemetry/exporter-prometheus";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
-import { MeterProvider } from "@opentelemetry/sdk-metrics";
+import { type IMetricReader, MeterProvider, PeriodicExportingMetricReader } from "@opentelemetry/sdk-metrics";
 import { BatchSpanProcessor, type SpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { NodeTracerProvider } from "@opentelemetry/sdk-trace-node";
 
@@ -18,7 +19,8 @@ export type Telemetry = {
 /**
  * OpenTelemetry for one service, configured by the standard OTEL_* variables: traces go to the
  * OTLP/HTTP endpoint when one is set (OTEL_EXPORTER_OTLP_ENDPOINT or ..._TRACES_ENDPOINT), and are
- * off cleanly otherwise; metrics are always served in Prometheus text at /metrics.
+ * off cleanly otherwise; metrics are always served in Prometheus text at /metrics, and pushed over
+ * OTLP/HTTP too when an endpoint is set and OTEL_METRICS_EXPORTER is not "none".
  */
 export function startTelemetry(opts: {
   serviceName: string;
@@ -42,7 +44,21 @@ export function startTelemetry(opts: {
     tracerProvider.register();
   }
   const prometheus = new PrometheusExporter({ preventServerStart: true });
-  const meterProvider = new MeterProvider({ resource, readers: [prometheus] });
+  const readers: IMetricReader[] = [prometheus];
+  // OTLP metrics when an endpoint for them is configured and they are not turned off
+  // (Jaeger takes traces only: the compose stack sets OTEL_METRICS_EXPORTER=none by default).
+  const metricsEndpoint = env.OTEL_EXPORTER_OTLP_METRICS_ENDPOINT ?? env.OTEL_EXPORTER_OTLP_ENDPOINT;
+  const metricsOff = env.OTEL_SDK_DISABLED === "true" || env.OTEL_METRICS_EXPORTER === "none";
+  if (metricsEndpoint && !metricsOff) {
+    readers.push(
+      new PeriodicExportingMetricReader({
+        exporter: new OTLPMetricExporter(),
+        exportIntervalMillis: Number(env.OTEL_METRIC_EXPORT_INTERVAL ?? 60_000),
+        exportTimeoutMillis: Math.min(Number(env.OTEL_METRIC_EXPORT_TIMEOUT ?? 30_000), Number(env.OTEL_METRIC_EXPORT_INTERVAL ?? 60_000)),
+      }),
+    );
+  }
+  const meterProvider = new MeterProvider({ resource, readers });
   metrics.setGlobalMeterProvider(meterProvider);
   return {
     meter: meterProvider.getMeter(opts.serviceName),

@@ -13,7 +13,7 @@ import {
 } from "@codefleet/contracts/runtime";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { RepoPoolConfig } from "./config.js";
-import { ASKPASS_SCRIPT, createGitRunner, type GitCredentials } from "./git/git.js";
+import { ASKPASS_SCRIPT, createGitRunner, type GitCredentials, GLOBAL_GIT_CONFIG } from "./git/git.js";
 import { MirrorCache } from "./pool/mirrors.js";
 import { type SlotEvent, SlotPool } from "./pool/slots.js";
 import { serveRepoPool } from "./rpc/server.js";
@@ -41,10 +41,21 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
 
   const root = config.REPO_POOL_DATA_DIR;
   await mkdir(root, { recursive: true });
+  // slots are worked on as the agents' uid (SLOT_UID): it must be able to reach them and read the mirrors
+  if (process.getuid?.() === 0) await chmod(root, 0o755);
   const askPassPath = join(root, "askpass.sh");
   await writeFile(askPassPath, ASKPASS_SCRIPT);
   await chmod(askPassPath, 0o700);
-  const git = createGitRunner({ askPassPath, masker, defaultTimeoutMs: config.GIT_TIMEOUT_MS });
+  const globalConfigPath = join(root, "gitconfig");
+  await writeFile(globalConfigPath, GLOBAL_GIT_CONFIG, { mode: 0o644 });
+  const git = createGitRunner({ askPassPath, masker, globalConfigPath, defaultTimeoutMs: config.GIT_TIMEOUT_MS });
+  const slotGit = createGitRunner({
+    askPassPath,
+    masker,
+    globalConfigPath,
+    defaultTimeoutMs: config.GIT_TIMEOUT_MS,
+    runAs: { uid: config.SLOT_UID, gid: config.SLOT_GID },
+  });
   const configured: GitCredentials | undefined =
     config.GIT_PASSWORD || config.GIT_SSH_KEY_FILE
       ? {
@@ -119,6 +130,7 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
     root,
     hostRoot: config.REPO_POOL_HOST_DATA_DIR ?? root,
     git,
+    slotGit,
     db,
     mirrors,
     maxSlots: config.MAX_SLOTS,

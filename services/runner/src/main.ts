@@ -1,3 +1,5 @@
+// first: patches pg, fastify and undici before anything loads them
+import "@codefleet/contracts/instrumentation";
 import { runService } from "@codefleet/contracts/runtime";
 import { loadRunnerConfig } from "./config.js";
 import { startRunner } from "./service.js";

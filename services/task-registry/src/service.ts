@@ -31,6 +31,7 @@ export async function startRegistry(
   const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, storage: config.NATS_STORAGE });
   await bus.ensureStreams();
   const ingestion = await startIngestor({ bus, db, log, meter: telemetry.meter, batchSize: config.INGEST_BATCH_SIZE });
+  observeConsumerBacklog(bus, telemetry);
 
   const app = await buildApp({
     db,
@@ -69,4 +70,30 @@ export async function startRegistry(
       if (!opts.telemetry) await telemetry.shutdown();
     },
   };
+}
+
+/**
+ * Backlog of the platform's work queues as gauges: messages not yet delivered (pending) and
+ * delivered but not yet acknowledged, per consumer. The registry reports both consumers: the
+ * runners' shared queue and its own ingestion.
+ */
+function observeConsumerBacklog(bus: Bus, telemetry: Telemetry): void {
+  const pending = telemetry.meter.createObservableGauge("codefleet_bus_consumer_pending_messages", {
+    description: "Messages waiting for a consumer (not yet delivered)",
+  });
+  const unacked = telemetry.meter.createObservableGauge("codefleet_bus_consumer_ack_pending_messages", {
+    description: "Messages delivered to a consumer and not yet acknowledged (in progress)",
+  });
+  const { registryIngest, runnerTasks } = bus.topology.consumers;
+  telemetry.meter.addBatchObservableCallback(
+    async (result) => {
+      for (const c of [registryIngest, runnerTasks]) {
+        const info = await bus.jsm.consumers.info(c.stream, c.durable).catch(() => undefined);
+        if (!info) continue;
+        result.observe(pending, info.num_pending, { consumer: c.durable });
+        result.observe(unacked, info.num_ack_pending, { consumer: c.durable });
+      }
+    },
+    [pending, unacked],
+  );
 }

@@ -89,6 +89,12 @@ export function createGitRunner(opts: {
   defaultTimeoutMs?: number;
   /** Run git as this user (when the process is root), e.g. the owner of workspace files. */
   runAs?: { uid: number; gid: number };
+  /**
+   * A global git config file (see GIT_CONFIG_GLOBAL). It must hold `safe.directory = *` when
+   * git runs as one user on repositories owned by another: a local fetch starts upload-pack
+   * without the `-c` options of the calling command.
+   */
+  globalConfigPath?: string;
 }): GitRunner {
   const runAs = opts.runAs && process.getuid?.() === 0 ? opts.runAs : undefined;
   return {
@@ -100,6 +106,7 @@ export function createGitRunner(opts: {
         LANG: "C",
         GIT_TERMINAL_PROMPT: "0",
         GIT_CONFIG_NOSYSTEM: "1",
+        ...(opts.globalConfigPath ? { GIT_CONFIG_GLOBAL: opts.globalConfigPath } : {}),
         GIT_AUTHOR_NAME: "codefleet",
         GIT_AUTHOR_EMAIL: "codefleet@localhost",
         GIT_COMMITTER_NAME: "codefleet",
@@ -175,6 +182,9 @@ function classifyGitError(command: string, stderr: string, timedOut: boolean): G
   if (s.includes("no space left")) return new GitError("disk_full", `git ${command}: no space left on device`, stderr);
   return new GitError("git_failed", `git ${command} failed: ${stderr.split("\n").slice(-3).join(" | ")}`, stderr);
 }
+
+/** The global git config of repo-pool's git commands: the trust its multi-user layout needs. */
+export const GLOBAL_GIT_CONFIG = "[safe]\n\tdirectory = *\n";
 
 export const ASKPASS_SCRIPT = `#!/bin/sh
 # Answers git's credential prompts from the environment of this one git command.

@@ -44,10 +44,20 @@ export class MirrorCache {
     return join(this.deps.root, `${key}.git`);
   }
 
-  /** Makes the mirror exist and be fresh. */
-  async sync(remote: RemoteUrl): Promise<Mirror> {
+  /**
+   * Makes the mirror exist and be fresh. A full commit sha the mirror already holds needs no
+   * fetch: a sha never moves, so the upstream round trip is skipped.
+   */
+  async sync(remote: RemoteUrl, ref?: string): Promise<Mirror> {
     const key = this.keyOf(remote.clean);
     const mirror = { key, path: this.pathOf(key), remote };
+    if (ref && /^[0-9a-f]{40}$/.test(ref) && this.fetchedAt.has(key) && !this.inflight.has(key)) {
+      const has = await this.deps.git.run(["-C", mirror.path, "cat-file", "-e", `${ref}^{commit}`]).then(
+        () => true,
+        () => false,
+      );
+      if (has) return mirror;
+    }
     const last = this.fetchedAt.get(key);
     if (last && this.deps.refreshMs > 0 && Date.now() - last < this.deps.refreshMs && !this.inflight.has(key)) return mirror;
     let p = this.inflight.get(key);

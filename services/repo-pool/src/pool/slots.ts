@@ -35,7 +35,13 @@ export type SlotPoolOptions = {
   root: string;
   /** The same directory as the Docker engine sees it (bind-mount source); equals root outside containers. */
   hostRoot: string;
+  /** git for the mirror side (clone from the mirror at slot creation), as repo-pool's own user. */
   git: GitRunner;
+  /**
+   * git inside slots, as the slot owner (the agents' uid): files a reset re-creates belong to the
+   * agents without a `chown -R` of the whole tree on every release.
+   */
+  slotGit: GitRunner;
   db: Db;
   mirrors: MirrorCache;
   maxSlots: number;
@@ -61,6 +67,13 @@ export class SlotPool {
 
   async init(): Promise<void> {
     await mkdir(this.slotsDir, { recursive: true });
+    // Fail at start, not on the first task, when the slot owner cannot reach the slots.
+    await this.o.slotGit.run(["--version"], { cwd: this.slotsDir }).catch((err: unknown) => {
+      throw new PoolError(
+        "slots_unreachable",
+        `the slot owner (uid ${this.o.slotOwner?.uid}) cannot enter ${this.slotsDir}: make every parent directory traversable (chmod o+x) (${errorMessage(err)})`,
+      );
+    });
   }
 
   private get slotsDir(): string {
@@ -109,7 +122,7 @@ export class SlotPool {
       return this.result(held, remote.clean, true, leaseExpiresAt);
     }
 
-    const mirror = await this.o.mirrors.sync(remote);
+    const mirror = await this.o.mirrors.sync(remote, req.ref);
     const resolved = await this.o.mirrors.resolve(mirror, req.ref);
     const leaseExpiresAt = this.leaseUntil(req.leaseTtlMs);
     const claim = await this.serialized(() => this.claim(mirror.key, resolved.sha, req, leaseExpiresAt));
@@ -221,13 +234,14 @@ export class SlotPool {
     await git.run(["clone", "--quiet", "--no-checkout", "--", mirror.path, tmp]);
     await git.run(["-C", tmp, "remote", "set-url", "origin", cleanUrl]);
     await git.run(["-C", tmp, "config", "gc.auto", "0"]);
-    await git.run(["-C", tmp, "checkout", "--quiet", "--force", "--detach", sha]);
+    // only .git exists yet: hand it to the slot owner, whose git then writes the working tree
     await this.chownTree(tmp);
+    await this.o.slotGit.run(["-C", tmp, "checkout", "--quiet", "--force", "--detach", sha]);
     await rename(tmp, final);
   }
 
   private async refreshFromMirror(id: string, mirror: Mirror): Promise<void> {
-    await this.o.git.run([
+    await this.o.slotGit.run([
       "-C",
       this.pathOf(id),
       "fetch",
@@ -243,14 +257,14 @@ export class SlotPool {
 
   private async checkout(id: string, mirror: Mirror, sha: string): Promise<void> {
     const path = this.pathOf(id);
-    const has = await this.o.git.run(["-C", path, "cat-file", "-e", `${sha}^{commit}`]).then(
+    const git = this.o.slotGit;
+    const has = await git.run(["-C", path, "cat-file", "-e", `${sha}^{commit}`]).then(
       () => true,
       () => false,
     );
     if (!has) await this.refreshFromMirror(id, mirror);
-    await this.o.git.run(["-C", path, "checkout", "--quiet", "--force", "--detach", sha]);
-    await this.o.git.run(["-C", path, "clean", "-ffdxq"]);
-    await this.chownTree(path);
+    await git.run(["-C", path, "checkout", "--quiet", "--force", "--detach", sha]);
+    await git.run(["-C", path, "clean", "-ffdxq"]);
   }
 
   /** Updates a slot only while it is leased to this task attempt; undefined when it is not. */
@@ -318,7 +332,7 @@ export class SlotPool {
    */
   private async recycle(slot: SlotRow): Promise<ReleaseResult> {
     const path = this.pathOf(slot.id);
-    const { git } = this.o;
+    const git = this.o.slotGit;
     this.measured.delete(slot.id);
     try {
       const diskBytes = await this.diskUsage(slot.id);
@@ -329,17 +343,23 @@ export class SlotPool {
       for (const lock of ["index.lock", "HEAD.lock", "config.lock"]) await rm(join(path, ".git", lock), { force: true });
       const sha = slot.commit_sha;
       if (!sha) throw new Error("slot has no commit");
-      await git.run(["-C", path, "checkout", "--quiet", "--force", "--detach", sha]);
-      await git.run(["-C", path, "reset", "--quiet", "--hard", sha]);
-      await git.run(["-C", path, "clean", "-ffdxq"]);
+      const reset = async () => {
+        await git.run(["-C", path, "checkout", "--quiet", "--force", "--detach", sha]);
+        await git.run(["-C", path, "reset", "--quiet", "--hard", sha]);
+        await git.run(["-C", path, "clean", "-ffdxq"]);
+      };
+      // Fast path: the slot owner's git, no tree walk of our own. Files of another user (a task
+      // that wrote as root) make it fail: take the tree back once, then reset again.
+      await reset().catch(async (err) => {
+        if (!(await this.chownTree(path))) throw err;
+        await reset();
+      });
       const branches = (await git.run(["-C", path, "for-each-ref", "--format=%(refname)", "refs/heads/", "refs/stash"]))
         .split("\n")
         .filter(Boolean);
       for (const ref of branches) await git.run(["-C", path, "update-ref", "-d", ref]);
       const row = await this.o.db.selectFrom("mirrors").select("url").where("key", "=", slot.repo_key).executeTakeFirst();
       if (row) await git.run(["-C", path, "remote", "set-url", "origin", row.url]);
-      // files the reset re-created belong to repo-pool's user: hand them back to the agents' uid
-      await this.chownTree(path);
       await this.o.db
         .updateTable("slots")
         .set({
@@ -419,7 +439,7 @@ export class SlotPool {
    * destroyed, warm slots are checked, leased ones are left to their lease, strays are removed.
    */
   async reconcile(): Promise<{ destroyed: number; removedDirs: number }> {
-    const { db, git } = this.o;
+    const { db, slotGit: git } = this.o;
     let destroyed = 0;
     const rows = await db.selectFrom("slots").selectAll().execute();
     const known = new Set(rows.map((r) => r.id));
@@ -481,9 +501,11 @@ export class SlotPool {
     return Number.parseInt(stdout.split("\t")[0] ?? "0", 10);
   }
 
-  private async chownTree(path: string): Promise<void> {
+  /** Hands a tree to the slot owner; false when there is nothing to do (not root, or no owner configured). */
+  private async chownTree(path: string): Promise<boolean> {
     const owner = this.o.slotOwner;
-    if (!owner || process.getuid?.() !== 0) return;
+    if (!owner || process.getuid?.() !== 0) return false;
     await execFileP("chown", ["-R", `${owner.uid}:${owner.gid}`, "--", path]);
+    return true;
   }
 }

@@ -4,11 +4,11 @@ import { join } from "node:path";
 import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import type { AllocateResult, ArtifactKind, CodefleetEventOf, EventData, Phase, ResolvedTaskSpec } from "@codefleet/contracts";
 import { CodefleetError, createEvent, errorMessage, isCodefleetError, resolveTaskSpec } from "@codefleet/contracts";
-import type { Bus } from "@codefleet/contracts/bus";
+import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
 import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import type { GitCredentials } from "@codefleet/repo-pool/git";
-import { type Context, context, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type Context, context, type Link, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { AgentDriver, AgentResult } from "../agents/agent.js";
 import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
 import { LogStream } from "../logs/log-stream.js";
@@ -73,7 +73,11 @@ const fail = (reasonCode: string, reason: string) => new AttemptFailure(reasonCo
 /** What happened to a delivery of task.submitted. */
 export type AttemptOutcome = "ran" | "skipped_finished" | "skipped_canceled" | "skipped_superseded";
 
-async function lastEventOf(bus: Bus, taskId: string, type: "run.finished" | "task.cancel_requested"): Promise<unknown | undefined> {
+async function lastEventOf(
+  bus: Bus,
+  taskId: string,
+  type: "run.finished" | "run.started" | "task.cancel_requested",
+): Promise<unknown | undefined> {
   try {
     const m = await bus.jsm.streams.getMessage(bus.topology.streams.events.name, {
       last_by_subj: bus.topology.subjects.event(taskId, type),
@@ -118,9 +122,21 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   const removed = await deps.driver.removeStale(taskId).catch(() => 0);
   if (removed) log.info({ removed }, "removed containers of earlier attempts");
 
+  // Attempt 1 continues the submission's trace. A later attempt (a redelivery after a runner
+  // died) is its own trace, linked to the pickup that started it and to the attempt before.
+  const links: Link[] = [];
+  if (attempt > 1) {
+    const pickup = trace.getSpanContext(input.traceContext);
+    if (pickup) links.push({ context: pickup, attributes: { "codefleet.link": "pickup" } });
+    const before = (await lastEventOf(bus, taskId, "run.started")) as { metadata?: { traceparent?: string } } | undefined;
+    const previous = trace.getSpanContext(contextFromFields({ traceparent: before?.metadata?.traceparent }));
+    if (previous) links.push({ context: previous, attributes: { "codefleet.link": "previous attempt" } });
+  }
   const root = await tracer.startActiveSpan(
     `task attempt ${attempt}`,
     {
+      root: attempt > 1,
+      links,
       attributes: {
         "codefleet.task_id": taskId,
         "codefleet.attempt": attempt,
@@ -244,25 +260,29 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     logStream.system(`workspace slot ${slot.slotId} at ${slot.commitSha.slice(0, 12)} (${slot.warm ? "warm" : "new"})`);
     const ws = new WorkspaceGit(deps.git, slot.path);
 
-    run = await deps.driver.createRun({
-      taskId,
-      attempt,
-      runnerId: settings.runnerId,
-      image: imageFor(spec, settings),
-      workspaceHostPath: slot.hostPath,
-      memoryMb: spec.limits.memoryMb,
-      cpus: spec.limits.cpus,
-      pidsLimit: settings.pidsLimit,
-      network: networkFor(spec, settings),
-      extraHosts: settings.extraHosts,
-      env: {
-        CODEFLEET_TASK_ID: taskId,
-        CODEFLEET_ATTEMPT: String(attempt),
-        GIT_CONFIG_COUNT: "1",
-        GIT_CONFIG_KEY_0: "safe.directory",
-        GIT_CONFIG_VALUE_0: "*",
-      },
-    });
+    const workspaceHostPath = slot.hostPath;
+    // dockerode calls are traced under the active span: this attempt's
+    run = await context.with(ctx, () =>
+      deps.driver.createRun({
+        taskId,
+        attempt,
+        runnerId: settings.runnerId,
+        image: imageFor(spec, settings),
+        workspaceHostPath,
+        memoryMb: spec.limits.memoryMb,
+        cpus: spec.limits.cpus,
+        pidsLimit: settings.pidsLimit,
+        network: networkFor(spec, settings),
+        extraHosts: settings.extraHosts,
+        env: {
+          CODEFLEET_TASK_ID: taskId,
+          CODEFLEET_ATTEMPT: String(attempt),
+          GIT_CONFIG_COUNT: "1",
+          GIT_CONFIG_KEY_0: "safe.directory",
+          GIT_CONFIG_VALUE_0: "*",
+        },
+      }),
+    );
     const container = run;
     root.setAttribute("container.id", container.id);
     const execEnv = {
@@ -407,7 +427,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   }
 
   // Clean-up and the record of what happened, whatever happened.
-  await run?.remove().catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
+  await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
   await logStream.close();
   if (final.reasonCode !== "superseded") {
     await uploadArtifacts(deps, { taskId, attempt, workDir, slot, baseSha, agentResult, testOutcome, masker, log, ctx });
@@ -559,13 +579,37 @@ async function uploadArtifacts(
     });
   }
   for (const u of uploads) {
-    try {
-      const body = await u.body();
-      await context.with(a.ctx, () =>
-        deps.artifacts.upload({ taskId: a.taskId, attempt: a.attempt, name: u.name, kind: u.kind, contentType: u.contentType, body }),
-      );
-    } catch (err) {
-      a.log.warn({ artifact: u.name, error: errorMessage(err) }, "artifact not stored");
-    }
+    await tracer.startActiveSpan(
+      `upload artifact ${u.name}`,
+      {
+        attributes: {
+          "codefleet.task_id": a.taskId,
+          "codefleet.attempt": a.attempt,
+          "codefleet.artifact.name": u.name,
+          "codefleet.artifact.kind": u.kind,
+        },
+      },
+      a.ctx,
+      async (span) => {
+        try {
+          const body = await u.body();
+          span.setAttribute("codefleet.artifact.bytes", Buffer.byteLength(body));
+          const stored = await deps.artifacts.upload({
+            taskId: a.taskId,
+            attempt: a.attempt,
+            name: u.name,
+            kind: u.kind,
+            contentType: u.contentType,
+            body,
+          });
+          span.setAttributes({ "codefleet.artifact.id": stored.id, "codefleet.artifact.sha256": stored.sha256 });
+        } catch (err) {
+          span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) });
+          a.log.warn({ artifact: u.name, error: errorMessage(err) }, "artifact not stored");
+        } finally {
+          span.end();
+        }
+      },
+    );
   }
 }

@@ -1,12 +1,15 @@
 import {
+  type AttemptView,
   assertNever,
   type CodefleetEvent,
   type EventData,
   isFinalStatus,
   type Phase,
+  type PhaseView,
   resolveTaskSpec,
   type TaskSpec,
   type TaskStatus,
+  type TaskView,
 } from "@codefleet/contracts";
 
 /**
@@ -15,60 +18,7 @@ import {
  * is still stored (the log is the truth) but cannot corrupt the projection.
  */
 
-export type PhaseView = {
-  phase: Phase;
-  startedAt?: string;
-  finishedAt?: string;
-  durationMs?: number;
-  outcome?: EventData<"phase.finished">["outcome"];
-  exitCode?: number;
-  detail?: string;
-  facts?: Record<string, string | number | boolean>;
-};
-
-export type ArtifactRef = EventData<"artifact.stored"> & { attempt: number; storedAt: string };
-
-export type AttemptView = {
-  attempt: number;
-  runnerId: string;
-  agentKind: string;
-  startedAt: string;
-  finishedAt?: string;
-  status?: TaskStatus;
-  reason?: string;
-  slotId?: string;
-  phases: PhaseView[];
-};
-
-export type TaskView = {
-  id: string;
-  status: TaskStatus;
-  title: string;
-  repo: { url: string; ref?: string };
-  agentKind: TaskSpec["agent"]["kind"];
-  labels: Record<string, string>;
-  spec: TaskSpec;
-  submittedVia: "http" | "bus";
-  submittedAt: string;
-  startedAt?: string;
-  finishedAt?: string;
-  /** Current (latest) attempt; 0 while queued. */
-  attempt: number;
-  currentPhase?: Phase;
-  runnerId?: string;
-  phases: PhaseView[];
-  attempts: AttemptView[];
-  branch: string;
-  commitSha?: string;
-  failureReason?: string;
-  reasonCode?: string;
-  cancelRequested: boolean;
-  artifacts: ArtifactRef[];
-  traceId?: string;
-  /** Version of the task's event stream this view reflects. */
-  version: number;
-  anomalies: number;
-};
+export type { ArtifactRef, AttemptView, PhaseView, TaskView } from "@codefleet/contracts";
 
 export type EvolveResult = { state: TaskView | undefined; anomaly?: string };
 
@@ -131,11 +81,13 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
         return anomaly(state, `run.started for attempt ${event.attempt} after the task ended (${state.status})`);
       if (event.attempt <= state.attempt)
         return anomaly(state, `run.started for attempt ${event.attempt}, but attempt ${state.attempt} already started`);
+      const traceId = traceIdFromTraceparent(event.metadata.traceparent);
       const attempt: AttemptView = {
         attempt: event.attempt,
         runnerId: event.data.runnerId,
         agentKind: event.data.agentKind,
         startedAt: event.occurredAt,
+        ...(traceId ? { traceId } : {}),
         phases: [],
       };
       const previous = state.attempts.map((a) =>
@@ -148,6 +100,8 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
         attempt: event.attempt,
         runnerId: event.data.runnerId,
         startedAt: state.startedAt ?? event.occurredAt,
+        // each attempt is its own trace (linked to the one before): the view points at the latest
+        ...(traceId ? { traceId } : {}),
         phases: [],
         attempts: [...previous, attempt],
       });

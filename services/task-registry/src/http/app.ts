@@ -10,6 +10,7 @@ import {
 } from "@codefleet/contracts/runtime";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
+import { type Context, context, trace } from "@opentelemetry/api";
 import { Type } from "@sinclair/typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
@@ -50,8 +51,13 @@ const TaskViewSchema = Type.Object(
   { additionalProperties: true, description: "The task's projection: status, phases, attempts, artifacts and more" },
 );
 
-function traceCtx(req: FastifyRequest) {
-  return contextFromFields(req.headers as Record<string, string | string[] | undefined>);
+/**
+ * The context events of this request carry: the request's span when tracing is on (so the trace
+ * continues through the bus), else the caller's traceparent as it came in.
+ */
+function traceCtx(req: FastifyRequest): Context {
+  const active = context.active();
+  return trace.getSpan(active) ? active : contextFromFields(req.headers as Record<string, string | string[] | undefined>);
 }
 
 function requireTaskId(id: string): string {

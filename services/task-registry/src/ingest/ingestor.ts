@@ -41,6 +41,7 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
     filter: c.filter,
     description: "task-registry: event store and projections",
     decode: (data) => parseEvent(data),
+    spanName: (e) => `ingest ${e.type}`,
     batchSize: opts.batchSize,
     maxDeliver: 20,
     ackWaitMs: 30_000,

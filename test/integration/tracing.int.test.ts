@@ -1,0 +1,276 @@
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { TaskView } from "@codefleet/contracts";
+import {
+  createTestDatabase,
+  createTestRepo,
+  freePort,
+  type OtlpReceiver,
+  type ReceivedSpan,
+  type ServiceProcess,
+  spawnService,
+  startOtlpReceiver,
+  type TestRepo,
+  testNamespace,
+  waitFor,
+  waitForHttp,
+} from "@codefleet/test/support";
+import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
+
+/**
+ * One task attempt is one trace across all four services, as Jaeger receives it: the services run
+ * as real processes (their main.ts) exporting OTLP/HTTP to a receiver inside this test.
+ */
+
+const TOKEN = "tracing-test-token";
+const SECRET = "sk-live-TRACE-SECRET-9f8e7d6c5b4a";
+const AGENT_IMAGE = process.env.CODEFLEET_AGENT_IMAGE ?? "codefleet/agent:latest";
+
+let receiver: OtlpReceiver;
+let repo: TestRepo;
+let registryUrl: string;
+let baseEnv: Record<string, string>;
+let runnerEnv: Record<string, string>;
+const procs = new Map<string, ServiceProcess>();
+const cleanups: (() => Promise<void> | void)[] = [];
+
+async function start(name: string, mainTs: string, env: Record<string, string>): Promise<ServiceProcess> {
+  const port = await freePort();
+  const proc = spawnService(mainTs, { ...baseEnv, ...env, PORT: String(port), OTEL_SERVICE_NAME: name });
+  procs.set(name, proc);
+  await waitForHttp(`http://127.0.0.1:${port}/healthz`, 90_000, proc);
+  if (name === "task-registry") registryUrl = `http://127.0.0.1:${port}`;
+  if (name === "artifact-store") baseEnv.ARTIFACT_STORE_URL = `http://127.0.0.1:${port}`;
+  return proc;
+}
+
+beforeAll(async () => {
+  receiver = await startOtlpReceiver();
+  cleanups.push(() => receiver.close());
+  repo = await createTestRepo({ "README.md": "# sample\n", "greet.sh": "#!/bin/sh\necho hello\n" });
+  cleanups.push(() => repo.cleanup());
+  const db = await createTestDatabase(inject("databaseUrl"));
+  cleanups.push(db.drop);
+  const dataDir = mkdtempSync(join(tmpdir(), "cf-tracing-"));
+  chmodSync(dataDir, 0o755);
+  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  baseEnv = {
+    DATABASE_URL: db.url,
+    NATS_URL: inject("natsUrl"),
+    CODEFLEET_NAMESPACE: testNamespace(),
+    CODEFLEET_API_TOKENS: TOKEN,
+    CODEFLEET_API_TOKEN: TOKEN,
+    OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+    OTEL_BSP_SCHEDULE_DELAY: "200",
+    OTEL_METRIC_EXPORT_INTERVAL: "1000",
+    LOG_LEVEL: "debug",
+  };
+  await start("artifact-store", "services/artifact-store/src/main.ts", { ARTIFACT_DATA_DIR: join(dataDir, "artifacts") });
+  await start("repo-pool", "services/repo-pool/src/main.ts", { REPO_POOL_DATA_DIR: join(dataDir, "repo-pool") });
+  runnerEnv = {
+    AGENT_IMAGE,
+    RUNNER_HEARTBEAT_MS: "1000",
+    RUNNER_ACK_WAIT_MS: "4000",
+    CODEFLEET_SECRET_API_TOKEN: SECRET,
+  };
+  await start("runner", "services/runner/src/main.ts", { ...runnerEnv, RUNNER_ID: "runner-a" });
+  await start("task-registry", "services/task-registry/src/main.ts", { ARTIFACT_STORE_PUBLIC_URL: baseEnv.ARTIFACT_STORE_URL ?? "" });
+}, 240_000);
+
+afterAll(async () => {
+  for (const p of procs.values()) await p.kill("SIGTERM").catch(() => undefined);
+  for (const c of cleanups.reverse()) await c();
+});
+
+async function api<T>(path: string, init: RequestInit = {}): Promise<T> {
+  const res = await fetch(`${registryUrl}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json" },
+  });
+  if (!res.ok) throw new Error(`${path}: ${res.status} ${await res.text()}`);
+  return (await res.json()) as T;
+}
+
+async function submit(steps: string[]): Promise<string> {
+  const view = await api<TaskView>("/v1/tasks", {
+    method: "POST",
+    body: JSON.stringify({
+      repo: { url: repo.fileUrl, ref: "main" },
+      title: "greet from codefleet",
+      prompt: "make greet.sh greet from codefleet",
+      agent: { kind: "script", steps: steps.map((run) => ({ run })) },
+      test: { command: "sh greet.sh | grep -q codefleet" },
+      secrets: ["API_TOKEN"],
+    }),
+  });
+  return view.id;
+}
+
+async function finished(id: string): Promise<TaskView> {
+  let view: TaskView | undefined;
+  await waitFor(
+    `task ${id} to finish`,
+    async () => {
+      view = await api<TaskView>(`/v1/tasks/${id}`);
+      return ["succeeded", "failed", "timed_out", "canceled"].includes(view.status) && view.artifacts.length > 0;
+    },
+    120_000,
+    300,
+  );
+  return view as TaskView;
+}
+
+const inTrace = (traceId: string) => receiver.spans.filter((s) => s.traceId === traceId);
+const byName = (spans: ReceivedSpan[], name: string) => spans.filter((s) => s.name === name);
+
+function ancestors(span: ReceivedSpan, spans: ReceivedSpan[]): ReceivedSpan[] {
+  const byId = new Map(spans.map((s) => [s.spanId, s]));
+  const out: ReceivedSpan[] = [];
+  for (let p = span.parentSpanId ? byId.get(span.parentSpanId) : undefined; p; p = p.parentSpanId ? byId.get(p.parentSpanId) : undefined)
+    out.push(p);
+  return out;
+}
+
+const logOf = (name: string) => procs.get(name)?.output() ?? "";
+
+describe("one trace per task attempt across the four services", () => {
+  let view: TaskView;
+  let spans: ReceivedSpan[];
+
+  it("runs a task whose spans form one connected trace", async () => {
+    const id = await submit(['echo "using token $API_TOKEN"', "printf '#!/bin/sh\\necho hello from codefleet\\n' > greet.sh"]);
+    view = await finished(id);
+    expect(view.status).toBe("succeeded");
+    expect(view.traceId).toMatch(/^[0-9a-f]{32}$/);
+    const traceId = view.traceId as string;
+    // spans arrive in batches; wait for the last ones (the registry ingesting run.finished, the uploads)
+    await waitFor(
+      "the whole trace to arrive",
+      async () => {
+        const t = inTrace(traceId);
+        return (
+          byName(t, "ingest run.finished").length > 0 &&
+          byName(t, "run task.submitted").length > 0 &&
+          byName(t, "upload artifact changes.diff").length > 0 &&
+          t.some((s) => s.service === "artifact-store" && s.name.startsWith("PUT "))
+        );
+      },
+      30_000,
+      200,
+    );
+    spans = inTrace(traceId);
+    expect(new Set(spans.map((s) => s.service))).toEqual(new Set(["task-registry", "runner", "repo-pool", "artifact-store"]));
+
+    // connected: exactly one root (the submission), every other span's parent is in the trace
+    const ids = new Set(spans.map((s) => s.spanId));
+    const roots = spans.filter((s) => !s.parentSpanId);
+    expect(roots.map((r) => `${r.service} ${r.name}`)).toEqual(["task-registry POST /v1/tasks"]);
+    const orphans = spans.filter((s) => s.parentSpanId && !ids.has(s.parentSpanId));
+    expect(orphans.map((s) => `${s.service} ${s.name}`)).toEqual([]);
+  });
+
+  it("has the path submission → ingestion → pickup → allocation → container → phases → uploads → run finished", async () => {
+    const one = (name: string, service?: string) => {
+      const found = spans.filter((s) => s.name === name && (!service || s.service === service));
+      expect(
+        found.map((s) => s.name),
+        `span '${name}'`,
+      ).toHaveLength(1);
+      return found[0] as ReceivedSpan;
+    };
+    const root = spans.find((s) => !s.parentSpanId) as ReceivedSpan;
+    const publishSubmitted = one("publish task.submitted", "task-registry");
+    const ingest = one("ingest task.submitted", "task-registry");
+    const pickup = one("run task.submitted", "runner");
+    const attempt = one("task attempt 1", "runner");
+    expect(ancestors(publishSubmitted, spans)).toContain(root);
+    expect(ingest.parentSpanId).toBe(publishSubmitted.spanId);
+    expect(pickup.parentSpanId).toBe(publishSubmitted.spanId);
+    expect(attempt.parentSpanId).toBe(pickup.spanId);
+
+    const allocate = one("repo-pool allocate", "repo-pool");
+    expect(ancestors(allocate, spans)).toContain(attempt);
+    const create = one("docker container create", "runner");
+    expect(ancestors(create, spans)).toContain(attempt);
+    expect(create.attributes["container.id"] ?? create.attributes["codefleet.task_id"]).toBeDefined();
+
+    const phases = ["fetch", "implement", "test", "push"].map((p) => one(`phase ${p}`, "runner"));
+    for (const p of phases) expect(p.parentSpanId).toBe(attempt.spanId);
+    for (let i = 1; i < phases.length; i++) expect((phases[i] as ReceivedSpan).startNs >= (phases[i - 1] as ReceivedSpan).endNs).toBe(true);
+    expect(phases.map((p) => p.attributes["codefleet.outcome"])).toEqual(["succeeded", "succeeded", "succeeded", "succeeded"]);
+    expect(phases[2]?.attributes["process.exit.code"]).toBe(0);
+    expect(allocate.endNs <= (phases[0] as ReceivedSpan).startNs).toBe(true);
+
+    const upload = one("upload artifact changes.diff", "runner");
+    expect(upload.attributes["codefleet.artifact.bytes"]).toBeGreaterThan(0);
+    const stored = spans.find((s) => s.service === "artifact-store" && s.name.startsWith("PUT ") && ancestors(s, spans).includes(upload));
+    expect(stored, "the artifact-store's server span under the runner's upload").toBeDefined();
+    // the artifact-store's database work is in the trace too (pg instrumentation)
+    expect(spans.some((s) => s.service === "artifact-store" && s.attributes["db.system"] === "postgresql")).toBe(true);
+
+    const finishedPublish = one("publish run.finished", "runner");
+    expect(ancestors(finishedPublish, spans)).toContain(attempt);
+    const ingestFinished = one("ingest run.finished", "task-registry");
+    expect(ingestFinished.parentSpanId).toBe(finishedPublish.spanId);
+    expect(spans.some((s) => s.service === "task-registry" && s.attributes["db.system"] === "postgresql")).toBe(true);
+    expect(attempt.attributes).toMatchObject({ "codefleet.task_id": view.id, "codefleet.attempt": 1, "codefleet.agent_kind": "script" });
+  });
+
+  it("puts the task's secret in no span attribute and no log line, and trace ids in the logs", async () => {
+    expect(receiver.rawBodies.some((b) => b.includes(SECRET))).toBe(false);
+    for (const name of procs.keys()) expect(logOf(name), `${name} log`).not.toContain(SECRET);
+    // the task's log recorded the masked line
+    const log = await fetch(`${registryUrl}/v1/tasks/${view.id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } }).then((r) =>
+      r.text(),
+    );
+    expect(log).toContain("using token ***");
+    const runnerLines = logOf("runner")
+      .split("\n")
+      .filter((l) => l.startsWith("{") && l.includes(view.id))
+      .map((l) => JSON.parse(l) as { trace_id?: string; span_id?: string; taskId?: string });
+    expect(runnerLines.length).toBeGreaterThan(0);
+    expect(runnerLines.some((l) => l.trace_id === view.traceId && l.span_id && l.taskId === view.id)).toBe(true);
+  });
+
+  it("exports metrics over OTLP as well", async () => {
+    await waitFor(
+      "metrics from the runner and the registry",
+      async () =>
+        receiver.metrics.some((m) => m.service === "runner" && m.name === "codefleet_runner_phase_duration_ms") &&
+        receiver.metrics.some((m) => m.service === "task-registry" && m.name === "codefleet_registry_events_ingested_total"),
+      15_000,
+      250,
+    );
+  });
+
+  it("makes a second attempt (after kill -9 of the runner) its own trace, linked to the first", async () => {
+    const id = await submit(["sleep 6", "printf '#!/bin/sh\\necho hello from codefleet\\n' > greet.sh"]);
+    await waitFor("the implement phase", async () => (await api<TaskView>(`/v1/tasks/${id}`)).currentPhase === "implement", 60_000, 100);
+    await procs.get("runner")?.kill("SIGKILL");
+    await start("runner", "services/runner/src/main.ts", { ...runnerEnv, RUNNER_ID: "runner-b" });
+    const v = await finished(id);
+    expect(v.status).toBe("succeeded");
+    expect(v.attempt).toBe(2);
+    const [first, second] = v.attempts;
+    expect(first?.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(second?.traceId).toMatch(/^[0-9a-f]{32}$/);
+    expect(second?.traceId).not.toBe(first?.traceId);
+    expect(v.traceId).toBe(second?.traceId);
+    let attempt2: ReceivedSpan | undefined;
+    await waitFor(
+      "attempt 2's trace",
+      async () => {
+        attempt2 = byName(inTrace(second?.traceId as string), "task attempt 2")[0];
+        return attempt2 !== undefined && byName(inTrace(second?.traceId as string), "phase push").length > 0;
+      },
+      30_000,
+      200,
+    );
+    expect(attempt2?.parentSpanId).toBeUndefined();
+    const linkedTraces = attempt2?.links.map((l) => `${l.attributes["codefleet.link"]} ${l.traceId}`);
+    expect(linkedTraces).toContain(`previous attempt ${first?.traceId}`);
+    // the phases of attempt 2 are in attempt 2's trace
+    expect(byName(inTrace(second?.traceId as string), "phase implement")[0]?.parentSpanId).toBe(attempt2?.spanId);
+  });
+});
