@@ -26,4 +26,17 @@ fi
 say "starting the stack"
 bash deploy/stack.sh up
 say "stack is up: registry http://localhost:${REGISTRY_PORT:-8080}, artifacts http://localhost:${ARTIFACT_STORE_PORT:-8081}, Jaeger http://localhost:${JAEGER_UI_PORT:-16686}"
-exec node deploy/demo-client.mjs
+[ -d node_modules/undici ] || { say "installing the CLI's dependencies (npm install, once)"; npm install --no-audit --no-fund >/dev/null; }
+
+# Submit the sample task with the codefleet CLI and follow it live; with an OpenAI key, the
+# built-in openai agent does the work instead of the script.
+export CODEFLEET_URL=${CODEFLEET_URL:-http://localhost:${REGISTRY_PORT:-8080}}
+export CODEFLEET_TOKEN=${CODEFLEET_TOKEN:-$(printf '%s' "${CODEFLEET_API_TOKENS:-codefleet-dev-token}" | cut -d, -f1)}
+export CODEFLEET_JAEGER_URL=${CODEFLEET_JAEGER_URL:-http://localhost:${JAEGER_UI_PORT:-16686}}
+agent=()
+if [ -n "${OPENAI_API_KEY:-}" ]; then agent=(--agent openai --model "${CODEFLEET_DEMO_MODEL:-gpt-4o-mini}"); fi
+status=0
+node --conditions=source --import tsx services/cli/src/bin.ts submit -f deploy/demo-task.yaml "${agent[@]}" --follow || status=$?
+echo
+say "stop the stack with: npm run stack:down"
+exit "$status"

@@ -1,4 +1,5 @@
 import { isFinalStatus, type Phase, type TaskView } from "@codefleet/contracts";
+import { CliError, EXIT } from "./exit-codes.js";
 import type { RegistryApi } from "./registry-api.js";
 import { diffSummary, formatDuration, renderTask, type Style } from "./render.js";
 
@@ -67,6 +68,23 @@ class LiveStatus {
   }
 }
 
+/**
+ * A task submitted a moment ago is on the bus before the registry's projection has it: wait for it
+ * to show up (briefly) instead of reporting it missing.
+ */
+async function visible(api: RegistryApi, id: string, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await api.show(id);
+      return;
+    } catch (err) {
+      if (!(err instanceof CliError) || err.exitCode !== EXIT.notFound || Date.now() > deadline) throw err;
+      await new Promise((r) => setTimeout(r, 200));
+    }
+  }
+}
+
 /** Waits until the view is final and its artifacts are recorded (they land just after run.finished). */
 async function settledView(api: RegistryApi, id: string, timeoutMs = 15_000): Promise<TaskView> {
   const deadline = Date.now() + timeoutMs;
@@ -88,6 +106,7 @@ export async function followTask(
   opts: { out: Terminal; err: Terminal; st: Style; json: boolean; jaegerUrl: string; signal?: AbortSignal },
 ): Promise<TaskView> {
   const { out, st, json } = opts;
+  await visible(api, id);
   const live = json ? undefined : new LiveStatus(out, st, id);
   try {
     live?.draw();

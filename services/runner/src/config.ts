@@ -16,7 +16,12 @@ export const RunnerEnv = Type.Object({
     minimum: 1000,
     description: "how long a silent runner keeps a task before it is redelivered",
   }),
-  RUNNER_HEARTBEAT_MS: Type.Integer({ default: 5000, minimum: 100 }),
+  RUNNER_HEARTBEAT_MS: Type.Optional(
+    Type.Integer({
+      minimum: 100,
+      description: "how often a running attempt tells JetStream it is alive (default: a third of RUNNER_ACK_WAIT_MS)",
+    }),
+  ),
   ARTIFACT_STORE_URL: Type.String({ default: "http://127.0.0.1:8081" }),
   CODEFLEET_API_TOKEN: Type.String({ minLength: 1, description: "bearer token for the artifact-store" }),
   DOCKER_SOCKET: Type.String({ default: "/var/run/docker.sock" }),
@@ -51,9 +56,17 @@ export const RunnerEnv = Type.Object({
   LOG_LEVEL: Type.String({ default: "info" }),
 });
 
-export type RunnerConfig = Static<typeof RunnerEnv> & { natsServers: string[] };
+export type RunnerConfig = Omit<Static<typeof RunnerEnv>, "RUNNER_HEARTBEAT_MS"> & { RUNNER_HEARTBEAT_MS: number; natsServers: string[] };
 
 export function loadRunnerConfig(env: Record<string, string | undefined> = process.env): RunnerConfig {
   const c = loadConfig(RunnerEnv, env);
-  return { ...c, natsServers: csv(c.NATS_URL) };
+  const heartbeat = c.RUNNER_HEARTBEAT_MS ?? Math.floor(c.RUNNER_ACK_WAIT_MS / 3);
+  // A heartbeat as slow as the ack wait lets JetStream redeliver a task that is still running:
+  // a second attempt would then fence out (and kill) a healthy first one.
+  if (heartbeat > c.RUNNER_ACK_WAIT_MS / 2) {
+    throw new Error(
+      `invalid configuration: RUNNER_HEARTBEAT_MS (${heartbeat}) must be at most half of RUNNER_ACK_WAIT_MS (${c.RUNNER_ACK_WAIT_MS}), or running tasks get redelivered; leave it unset for a third`,
+    );
+  }
+  return { ...c, RUNNER_HEARTBEAT_MS: heartbeat, natsServers: csv(c.NATS_URL) };
 }
