@@ -125,7 +125,7 @@ export function describeCli(getStack: () => Stack): void {
       expect(list.code).toBe(0);
       expect((JSON.parse(list.stdout) as { items: { id: string }[] }).items.map((t) => t.id)).toEqual([taskId]);
       const table = await cli(["list", "--status", "succeeded", "--limit", "200"]);
-      expect(table.stdout).toMatch(new RegExp(`^${taskId}\\s+succeeded\\s+-\\s+`, "m"));
+      expect(table.stdout).toMatch(new RegExp(`^${taskId}\\s+succeeded\\s+push\\s+`, "m"));
 
       const show = await cli(["show", taskId, "--json"]);
       const view = JSON.parse(show.stdout) as { status: string; labels: Record<string, string>; phases: unknown[] };
