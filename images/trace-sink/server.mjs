@@ -100,6 +100,45 @@ const collector = createServer((req, res) => {
 
 const escapeHtml = (s) => String(s).replace(/[&<>"]/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;" })[c]);
 
+const PALETTE = ["#4e79a7", "#f28e2b", "#59a14f", "#b07aa1", "#76b7b2", "#edc948", "#ff9da7", "#9c755f"];
+
+/** A Jaeger-like waterfall: spans in tree order (children under parents, by start), bars on one time axis. */
+function waterfall(traceId, t) {
+  const spans = [...t.spans.values()];
+  const t0 = Math.min(...spans.map((s) => s.startTime));
+  const t1 = Math.max(...spans.map((s) => s.startTime + s.duration));
+  const total = Math.max(1, t1 - t0);
+  const children = new Map();
+  for (const s of spans) {
+    const parent = s.parentSpanID && t.spans.has(s.parentSpanID) ? s.parentSpanID : "";
+    children.set(parent, [...(children.get(parent) ?? []), s]);
+  }
+  const services = [...new Set(spans.map((s) => s.serviceName))].sort();
+  const color = (svc) => PALETTE[services.indexOf(svc) % PALETTE.length];
+  const rows = [];
+  const visit = (parent, depth) => {
+    for (const s of (children.get(parent) ?? []).sort((a, b) => a.startTime - b.startTime)) {
+      const left = ((s.startTime - t0) / total) * 100;
+      const width = Math.max(0.2, (s.duration / total) * 100);
+      const error = s.status?.code === 2 ? " err" : "";
+      rows.push(
+        `<div class="row${error}"><div class="name" style="padding-left:${depth * 14 + 6}px"><span class="svc" style="background:${color(s.serviceName)}"></span>${escapeHtml(s.serviceName)} <b>${escapeHtml(s.operationName)}</b></div><div class="lane"><div class="bar" style="left:${left}%;width:${width}%;background:${color(s.serviceName)}"></div><span class="dur" style="left:calc(${Math.min(left + width, 92)}% + 4px)">${(s.duration / 1000).toFixed(1)} ms</span></div></div>`,
+      );
+      visit(s.spanID, depth + 1);
+    }
+  };
+  visit("", 0);
+  const legend = services.map((svc) => `<span class="leg"><span class="svc" style="background:${color(svc)}"></span>${escapeHtml(svc)}</span>`).join("");
+  return `<!doctype html><html><head><meta charset="utf-8"><title>trace ${traceId}</title><style>
+body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#222}h1{font-size:16px;margin:0 0 4px}.meta{color:#666;margin-bottom:10px}
+.row{display:flex;border-bottom:1px solid #eee;height:22px;align-items:center}.row:hover{background:#f5f8ff}
+.name{width:430px;flex:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}.lane{position:relative;flex:1;height:100%}
+.bar{position:absolute;top:5px;height:12px;border-radius:2px;opacity:.85}.dur{position:absolute;top:3px;font-size:11px;color:#555}
+.err .name b{color:#c00}.svc{display:inline-block;width:9px;height:9px;border-radius:2px;margin-right:5px}.leg{margin-right:14px}
+</style></head><body><h1>trace ${traceId}</h1><div class="meta">${spans.length} spans · ${services.length} services · ${(total / 1000).toFixed(1)} ms · ${legend}</div>${rows.join("")}
+<p class="meta">codefleet trace-sink: the offline stand-in for Jaeger's UI (same data: <a href="/api/traces/${traceId}">/api/traces/${traceId}</a>)</p></body></html>`;
+}
+
 const query = createServer((req, res) => {
   const url = new URL(req.url, "http://x");
   if (url.pathname === "/api/services") return json(res, 200, { data: [...new Set([...traces.values()].flatMap((t) => [...t.services]))] });
@@ -124,17 +163,8 @@ const query = createServer((req, res) => {
   if (page) {
     const t = traces.get(page[1]);
     if (!t) return json(res, 404, { error: "trace not found" });
-    const spans = [...t.spans.values()].sort((a, b) => a.startTime - b.startTime);
-    const t0 = spans[0]?.startTime ?? 0;
-    const depth = (s) => (s.parentSpanID && t.spans.has(s.parentSpanID) ? 1 + depth(t.spans.get(s.parentSpanID)) : 0);
-    const rows = spans
-      .map(
-        (s) =>
-          `<tr><td style="padding-left:${depth(s) * 16}px">${escapeHtml(s.serviceName)}: ${escapeHtml(s.operationName)}</td><td>+${((s.startTime - t0) / 1000).toFixed(1)} ms</td><td>${(s.duration / 1000).toFixed(1)} ms</td></tr>`,
-      )
-      .join("");
-    res.writeHead(200, { "content-type": "text/html" });
-    return res.end(`<h1>trace ${page[1]}</h1><table>${rows}</table>`);
+    res.writeHead(200, { "content-type": "text/html; charset=utf-8" });
+    return res.end(waterfall(page[1], t));
   }
   if (url.pathname === "/" || url.pathname === "/search") {
     const rows = [...traces.entries()]
