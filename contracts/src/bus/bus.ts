@@ -504,20 +504,7 @@ export class Bus {
       return;
     }
     const parent = this.producerContext(msg, value);
-    const span = tracer.startSpan(
-      opts.spanName ? opts.spanName(value) : `process ${msg.subject}`,
-      {
-        kind: SpanKind.CONSUMER,
-        attributes: {
-          "messaging.system": "nats",
-          "messaging.destination.name": msg.subject,
-          "messaging.consumer.group.name": opts.durable,
-          "messaging.nats.stream_sequence": msg.info.streamSequence,
-          "messaging.nats.delivery_count": msg.info.deliveryCount,
-        },
-      },
-      parent,
-    );
+    const span = this.consumerSpan(msg, value, opts, parent);
     const ctx = trace.setSpan(parent, span);
     try {
       await otelContext.with(ctx, () => run([{ value, ctx: this.deliveryContext(msg, signal, ctx) }]));
@@ -531,6 +518,25 @@ export class Bus {
     }
   }
 
+  /** The CONSUMER span of one message, a child of its producer's span. */
+  private consumerSpan<T>(msg: JsMsg, value: T, opts: CommonConsumeOptions<T>, parent: Context, extra: Record<string, number> = {}): Span {
+    return tracer.startSpan(
+      opts.spanName ? opts.spanName(value) : `process ${msg.subject}`,
+      {
+        kind: SpanKind.CONSUMER,
+        attributes: {
+          "messaging.system": "nats",
+          "messaging.destination.name": msg.subject,
+          "messaging.consumer.group.name": opts.durable,
+          "messaging.nats.stream_sequence": msg.info.streamSequence,
+          "messaging.nats.delivery_count": msg.info.deliveryCount,
+          ...extra,
+        },
+      },
+      parent,
+    );
+  }
+
   private async processBatch<T>(batch: JsMsg[], opts: ConsumeBatchOptions<T>, signal: AbortSignal): Promise<void> {
     const good: { msg: JsMsg; delivery: Delivery<T>; span: Span }[] = [];
     for (const msg of batch) {
@@ -538,21 +544,7 @@ export class Bus {
         const value = this.decodeMsg(msg, opts);
         // one consumer span per message, in its producer's trace, covering the batch it rode in
         const parent = this.producerContext(msg, value);
-        const span = tracer.startSpan(
-          opts.spanName ? opts.spanName(value) : `process ${msg.subject}`,
-          {
-            kind: SpanKind.CONSUMER,
-            attributes: {
-              "messaging.system": "nats",
-              "messaging.destination.name": msg.subject,
-              "messaging.consumer.group.name": opts.durable,
-              "messaging.nats.stream_sequence": msg.info.streamSequence,
-              "messaging.nats.delivery_count": msg.info.deliveryCount,
-              "messaging.batch.message_count": batch.length,
-            },
-          },
-          parent,
-        );
+        const span = this.consumerSpan(msg, value, opts, parent, { "messaging.batch.message_count": batch.length });
         good.push({ msg, span, delivery: { value, ctx: this.deliveryContext(msg, signal, trace.setSpan(parent, span)) } });
       } catch (err) {
         await this.deadLetter(msg, opts.durable, err);
