@@ -68,3 +68,91 @@ export async function startScriptedOpenAI(
   await new Promise<void>((r) => server.listen(port, host, r));
   return { url: `http://${host}:${port}/v1`, requests, stop: () => new Promise((r) => server.close(() => r())) };
 }
+
+export type MessagesRequest = {
+  model: string;
+  stream?: boolean;
+  messages: { role: string; content: string | { type: string; [k: string]: unknown }[] }[];
+  tools?: { name: string }[];
+};
+export type ScriptedMessage = { text?: string; toolUse?: { name: string; input: Record<string, unknown> } };
+
+/**
+ * A scripted Anthropic Messages API server (what Claude Code talks to through ANTHROPIC_BASE_URL):
+ * streaming and non-streaming `POST /v1/messages`, answered by what the request contains.
+ */
+export async function startScriptedAnthropic(
+  script: (req: MessagesRequest) => ScriptedMessage,
+  host = "127.0.0.1",
+): Promise<{ url: string; requests: MessagesRequest[]; apiKeys: string[]; stop(): Promise<void> }> {
+  const requests: MessagesRequest[] = [];
+  const apiKeys: string[] = [];
+  let n = 0;
+  const server: Server = createServer(async (req: IncomingMessage, res) => {
+    const chunks: Buffer[] = [];
+    for await (const c of req) chunks.push(c as Buffer);
+    if (req.method !== "POST" || !req.url?.startsWith("/v1/messages")) {
+      res.writeHead(req.method === "HEAD" ? 200 : 404).end();
+      return;
+    }
+    if (req.url.startsWith("/v1/messages/count_tokens")) {
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ input_tokens: 100 }));
+      return;
+    }
+    const body = JSON.parse(Buffer.concat(chunks).toString()) as MessagesRequest;
+    requests.push(body);
+    apiKeys.push(String(req.headers["x-api-key"] ?? req.headers.authorization ?? ""));
+    const reply = script(body);
+    const id = `msg_${++n}`;
+    const block = reply.toolUse
+      ? { type: "tool_use", id: `toolu_${n}`, name: reply.toolUse.name, input: reply.toolUse.input }
+      : { type: "text", text: reply.text ?? "" };
+    const stopReason = reply.toolUse ? "tool_use" : "end_turn";
+    const usage = { input_tokens: 100, output_tokens: 20 };
+    if (!body.stream) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(
+        JSON.stringify({
+          id,
+          type: "message",
+          role: "assistant",
+          model: body.model,
+          content: [block],
+          stop_reason: stopReason,
+          stop_sequence: null,
+          usage,
+        }),
+      );
+      return;
+    }
+    res.writeHead(200, { "content-type": "text/event-stream" });
+    const send = (event: string, data: unknown) =>
+      res.write(`event: ${event}\ndata: ${JSON.stringify({ type: event, ...(data as object) })}\n\n`);
+    send("message_start", {
+      message: {
+        id,
+        type: "message",
+        role: "assistant",
+        model: body.model,
+        content: [],
+        stop_reason: null,
+        stop_sequence: null,
+        usage: { input_tokens: 100, output_tokens: 1 },
+      },
+    });
+    if (reply.toolUse) {
+      send("content_block_start", { index: 0, content_block: { type: "tool_use", id: `toolu_${n}`, name: reply.toolUse.name, input: {} } });
+      send("content_block_delta", { index: 0, delta: { type: "input_json_delta", partial_json: JSON.stringify(reply.toolUse.input) } });
+    } else {
+      send("content_block_start", { index: 0, content_block: { type: "text", text: "" } });
+      send("content_block_delta", { index: 0, delta: { type: "text_delta", text: reply.text ?? "" } });
+    }
+    send("content_block_stop", { index: 0 });
+    send("message_delta", { delta: { stop_reason: stopReason, stop_sequence: null }, usage: { output_tokens: 20 } });
+    send("message_stop", {});
+    res.end();
+  });
+  const port = await freePort();
+  await new Promise<void>((r) => server.listen(port, host, r));
+  return { url: `http://${host}:${port}`, requests, apiKeys, stop: () => new Promise((r) => server.close(() => r())) };
+}

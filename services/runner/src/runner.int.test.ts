@@ -15,6 +15,7 @@ import {
   createTestRepo,
   git,
   spawnService,
+  startScriptedAnthropic,
   startScriptedOpenAI,
   type TestRepo,
   testNamespace,
@@ -28,6 +29,8 @@ import { type RunnerService, startRunner } from "./service.js";
 const execFileP = promisify(execFile);
 const TOKEN = "runner-test-token";
 const SECRET = "sk-live-TOPSECRET-0123456789abcdef";
+const ANTHROPIC_KEY = "sk-ant-scripted-5f4e3d2c1b0a";
+const CLAUDE_CODE_IMAGE = process.env.CODEFLEET_AGENT_IMAGE_CLAUDE_CODE ?? "codefleet/agent-claude-code:latest";
 const AGENT_IMAGE = process.env.CODEFLEET_AGENT_IMAGE ?? "codefleet/agent:latest";
 
 let repo: TestRepo;
@@ -58,10 +61,12 @@ beforeAll(async () => {
     REPO_POOL_DATA_DIR: join(dataDir, "repo-pool"),
     REAPER_INTERVAL_MS: "500",
     AGENT_IMAGE,
+    AGENT_IMAGE_CLAUDE_CODE: CLAUDE_CODE_IMAGE,
     RUNNER_ID: "runner-a",
     RUNNER_HEARTBEAT_MS: "1000",
     RUNNER_ACK_WAIT_MS: "4000",
     CODEFLEET_SECRET_API_TOKEN: SECRET,
+    CODEFLEET_SECRET_ANTHROPIC_API_KEY: ANTHROPIC_KEY,
     LOG_LEVEL: "error",
   };
   artifactStore = await startArtifactStore(loadArtifactStoreConfig(env));
@@ -228,6 +233,58 @@ describe("runner: hardened containers through fetch → implement → test → p
       await llm.stop();
     }
   }, 240_000);
+
+  it("runs a claude-code task with the real Claude Code CLI in the container", async () => {
+    // Claude Code runs in the container and calls the Messages API itself (host.docker.internal).
+    const llm = await startScriptedAnthropic((req) => {
+      const last = req.messages[req.messages.length - 1];
+      const content = typeof last?.content === "string" ? [] : (last?.content ?? []);
+      if (content.some((b) => b.type === "tool_result")) return { text: "Created HELLO.txt." };
+      if (req.tools?.some((t) => t.name === "Write"))
+        return { toolUse: { name: "Write", input: { file_path: "/workspace/HELLO.txt", content: "hello from claude code\n" } } };
+      return { text: "Greeting task" };
+    }, "0.0.0.0");
+    try {
+      const port = new URL(llm.url).port;
+      const taskId = await submit(
+        spec({
+          agent: { kind: "claude-code", model: "claude-scripted", baseUrl: `http://host.docker.internal:${port}`, maxTurns: 5 },
+          test: { command: "grep -q 'claude code' HELLO.txt" },
+          limits: { timeoutSeconds: 120, memoryMb: 1024, cpus: 1 },
+        }),
+      );
+      const done = await finished(taskId, 150_000);
+      expect(done.data, `${done.data.reason}\n${done.data.status === "succeeded" ? "" : await readLogs(taskId)}`).toMatchObject({
+        status: "succeeded",
+      });
+      expect(await git(repo.bare, "show", `refs/heads/codefleet/${taskId}:HELLO.txt`)).toBe("hello from claude code");
+      // the key reached the model API (from the runner's secret store) and nothing else
+      expect(llm.apiKeys.some((k) => k.includes(ANTHROPIC_KEY))).toBe(true);
+      expect(await readLogs(taskId)).not.toContain(ANTHROPIC_KEY);
+      const implement = (await eventsOf(taskId)).find((e) => e.type === "phase.finished" && e.data.phase === "implement");
+      expect(implement?.type === "phase.finished" && implement.data.facts).toMatchObject({ turns: expect.any(Number) });
+      await waitForArtifacts(taskId, ["transcript"]);
+    } finally {
+      await llm.stop();
+    }
+  }, 240_000);
+
+  it("runs a command agent: argv as is, the prompt in a file and in the environment", async () => {
+    const taskId = await submit(
+      spec({
+        prompt: "write the prompt's first line to HELLO.txt",
+        agent: {
+          kind: "command",
+          argv: ["sh", "-c", 'head -n 1 "$1" > HELLO.txt && echo "$CODEFLEET_PROMPT" | grep -q first', "agent", "{prompt_file}"],
+        },
+        test: { command: "grep -qx '# add a greeting' HELLO.txt" },
+      }),
+    );
+    const done = await finished(taskId);
+    expect(done.data, done.data.status === "succeeded" ? "" : await readLogs(taskId)).toMatchObject({ status: "succeeded" });
+    // the prompt file starts with the task's title
+    expect(await git(repo.bare, "show", `refs/heads/codefleet/${taskId}:HELLO.txt`)).toBe("# add a greeting");
+  });
 
   it("ends a task whose tests fail as failed, with the test report stored", async () => {
     const junit = `<testsuite name="t" tests="3" failures="1" errors="0" skipped="0"><testcase name="a"/><testcase name="b"/><testcase name="c"><failure/></testcase></testsuite>`;
