@@ -11,6 +11,12 @@ export const RegistryEnv = Type.Object({
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
   CODEFLEET_API_TOKENS: Type.String({ minLength: 1, description: "comma-separated bearer tokens accepted by the API" }),
   ARTIFACT_STORE_PUBLIC_URL: Type.String({ default: "http://localhost:8081", description: "base URL clients use to download artifacts" }),
+  ARTIFACT_STORE_URL: Type.Optional(
+    Type.String({
+      description: "the artifact-store as the registry reaches it: serves a task's stored log once the live log stream has expired",
+    }),
+  ),
+  CODEFLEET_API_TOKEN: Type.Optional(Type.String({ minLength: 1, description: "bearer token for the artifact-store" })),
   BODY_LIMIT_BYTES: Type.Integer({ default: 6 * 1024 * 1024, minimum: 1024 }),
   INGEST_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
   NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], { default: "file" }),

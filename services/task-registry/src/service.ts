@@ -1,3 +1,4 @@
+import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
 import type { FastifyInstance } from "fastify";
@@ -33,6 +34,11 @@ export async function startRegistry(
   const ingestion = await startIngestor({ bus, db, log, meter: telemetry.meter, batchSize: config.INGEST_BATCH_SIZE });
   observeConsumerBacklog(bus, telemetry);
 
+  // with the artifact-store reachable, logs older than the live stream are served from the stored task.log
+  const artifacts =
+    config.ARTIFACT_STORE_URL && config.CODEFLEET_API_TOKEN
+      ? new ArtifactStoreClient({ baseUrl: config.ARTIFACT_STORE_URL, token: config.CODEFLEET_API_TOKEN })
+      : undefined;
   const app = await buildApp({
     db,
     bus,
@@ -40,7 +46,7 @@ export async function startRegistry(
     apiTokens: config.apiTokens,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     artifactStorePublicUrl: config.ARTIFACT_STORE_PUBLIC_URL,
-    logTail: { heartbeatMs: 15_000, finishCheckMs: 1000 },
+    logTail: { heartbeatMs: 15_000, finishCheckMs: 1000, ...(artifacts ? { storedLog: (id: string) => artifacts.downloadText(id) } : {}) },
     health: {
       metrics: telemetry.metricsHandler,
       ready: async () => {
@@ -65,6 +71,7 @@ export async function startRegistry(
       stopped = true;
       await app.close();
       await ingestion.stop();
+      await artifacts?.close();
       await bus.drain();
       await db.destroy();
       if (!opts.telemetry) await telemetry.shutdown();

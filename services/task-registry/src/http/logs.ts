@@ -5,9 +5,13 @@ import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Db } from "../store/database.js";
 import { getTaskView } from "../store/task-queries.js";
 
+/** Reads a stored log artifact's text (the artifact-store), for logs older than the live stream keeps. */
+export type StoredLogReader = (artifactId: string) => Promise<string>;
+
 export type LogTailDeps = {
   bus: Bus;
   db: Db;
+  storedLog?: StoredLogReader;
   /** SSE comment lines keep proxies from closing an idle stream. */
   heartbeatMs: number;
   /** How often a live tail checks whether the task has ended. */
@@ -40,6 +44,8 @@ export async function streamTaskLogs(
 ): Promise<void> {
   const { bus } = deps;
   const subject = bus.topology.subjects.logs(taskId);
+  if (deps.storedLog && (await lastSeqOf(bus, subject)) === 0 && (await serveStoredLog(deps, deps.storedLog, req, reply, taskId, attempt)))
+    return;
   const lastEventId = Number.parseInt(String(req.headers["last-event-id"] ?? "0"), 10);
   const startSeq = Number.isFinite(lastEventId) && lastEventId > 0 ? lastEventId + 1 : undefined;
   const consumer = await bus.js.consumers.get(bus.topology.streams.logs.name, {
@@ -106,4 +112,52 @@ export async function streamTaskLogs(
     clearInterval(finishCheck);
     if (!res.writableEnded) res.end();
   }
+}
+
+/**
+ * The live log stream keeps chunks for a bounded time (7 days by default); the task.log artifact
+ * of each attempt is kept as long as artifacts are. When the stream has nothing left for a finished
+ * task, its stored logs are served instead: as text, or as SSE log events followed by `end`.
+ * Returns false when there is nothing stored either (the caller then serves the empty live log).
+ */
+async function serveStoredLog(
+  deps: LogTailDeps,
+  read: StoredLogReader,
+  req: FastifyRequest,
+  reply: FastifyReply,
+  taskId: string,
+  attempt: number | undefined,
+): Promise<boolean> {
+  const view = await getTaskView(deps.db, taskId);
+  if (!view || !isFinalStatus(view.status)) return false;
+  const logs = view.artifacts
+    .filter((a) => a.kind === "log" && (attempt === undefined || a.attempt === attempt))
+    .sort((a, b) => a.attempt - b.attempt);
+  if (logs.length === 0) return false;
+  const parts = await Promise.all(logs.map(async (a) => ({ attempt: a.attempt, at: a.storedAt, text: await read(a.artifactId) })));
+  if (!(req.headers.accept ?? "").includes("text/event-stream")) {
+    reply
+      .header("x-codefleet-log-source", "artifact")
+      .type("text/plain; charset=utf-8")
+      .send(parts.map((p) => p.text).join(""));
+    return true;
+  }
+  reply.hijack();
+  const res = reply.raw;
+  res.writeHead(200, {
+    "content-type": "text/event-stream; charset=utf-8",
+    "cache-control": "no-cache, no-transform",
+    "x-codefleet-log-source": "artifact",
+  });
+  for (const p of parts) {
+    // LogChunk's text is at most 64 KiB: a long stored log goes out in pieces
+    for (let i = 0, seq = 1; i < p.text.length || i === 0; i += 60_000, seq++) {
+      const chunk: LogChunk = { taskId, attempt: p.attempt, seq, stream: "stdout", text: p.text.slice(i, i + 60_000), at: p.at };
+      res.write(`event: log\ndata: ${JSON.stringify(chunk)}\n\n`);
+      if (p.text.length === 0) break;
+    }
+  }
+  res.write(`event: end\ndata: ${JSON.stringify({ status: view.status })}\n\n`);
+  res.end();
+  return true;
 }

@@ -2,6 +2,7 @@ import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TaskView } from "@codefleet/contracts";
+import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
   createTestDatabase,
   createTestRepo,
@@ -19,8 +20,9 @@ import {
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 
 /**
- * One task attempt is one trace across all four services, as Jaeger receives it: the services run
- * as real processes (their main.ts) exporting OTLP/HTTP to a receiver inside this test.
+ * The four services as real processes (their main.ts), tracing to an OTLP/HTTP receiver inside
+ * this test: one task attempt is one trace across all of them, as Jaeger receives it; and what the
+ * platform does for a task once its live log has expired.
  */
 
 const TOKEN = "tracing-test-token";
@@ -272,5 +274,43 @@ describe("one trace per task attempt across the four services", () => {
     expect(linkedTraces).toContain(`previous attempt ${first?.traceId}`);
     // the phases of attempt 2 are in attempt 2's trace
     expect(byName(inTrace(second?.traceId as string), "phase implement")[0]?.parentSpanId).toBe(attempt2?.spanId);
+  });
+});
+
+describe("a task's log once the live log stream has expired", () => {
+  it("is served from the stored task.log artifact, as text and as SSE", async () => {
+    const id = await submit(['echo "a line for the record"', "printf '#!/bin/sh\\necho hello from codefleet\\n' > greet.sh"]);
+    const view = await finished(id);
+    expect(view.status).toBe("succeeded");
+    const live = await fetch(`${registryUrl}/v1/tasks/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(live.headers.get("x-codefleet-log-source")).toBeNull();
+    const liveText = await live.text();
+    expect(liveText).toContain("a line for the record");
+
+    // what max_age does to old chunks: the task's subject on the log stream is emptied
+    const nc = await connectNats({ servers: baseEnv.NATS_URL as string, name: "expire-logs" });
+    try {
+      const bus = await Bus.create(nc, { namespace: baseEnv.CODEFLEET_NAMESPACE as string });
+      await bus.jsm.streams.purge(bus.topology.streams.logs.name, { filter: bus.topology.subjects.logs(id) });
+    } finally {
+      await nc.drain();
+    }
+
+    const stored = await fetch(`${registryUrl}/v1/tasks/${id}/logs`, { headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(stored.headers.get("x-codefleet-log-source")).toBe("artifact");
+    const storedText = await stored.text();
+    expect(storedText).toContain("a line for the record");
+    expect(storedText).toContain("phase push succeeded");
+
+    const sse = await fetch(`${registryUrl}/v1/tasks/${id}/logs`, {
+      headers: { authorization: `Bearer ${TOKEN}`, accept: "text/event-stream" },
+    }).then((r) => r.text());
+    const events = sse.split("\n\n").filter((f) => f.startsWith("event: "));
+    expect(events.at(-1)).toBe('event: end\ndata: {"status":"succeeded"}');
+    const text = events
+      .filter((f) => f.startsWith("event: log"))
+      .map((f) => (JSON.parse(f.split("data: ")[1] as string) as { text: string }).text)
+      .join("");
+    expect(text).toBe(storedText);
   });
 });
