@@ -110,7 +110,8 @@ async function platformRun() {
       const first = /^(\d{13})$/m.exec(log)?.[1];
       if (first) toFirstCommand.push(Number(first) - at);
     }
-    const statuses = page.items.reduce<Record<string, number>>((a, t) => ({ ...a, [t.status]: (a[t.status] ?? 0) + 1 }), {});
+    const statuses: Record<string, number> = {};
+    for (const t of page.items) statuses[t.status] = (statuses[t.status] ?? 0) + 1;
     return { wall, toFinish: summarize(toFinish), toFirstCommand: summarize(toFirstCommand), peak, statuses };
   } finally {
     await stack.down();

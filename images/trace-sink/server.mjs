@@ -128,7 +128,9 @@ function waterfall(traceId, t) {
     }
   };
   visit("", 0);
-  const legend = services.map((svc) => `<span class="leg"><span class="svc" style="background:${color(svc)}"></span>${escapeHtml(svc)}</span>`).join("");
+  const legend = services
+    .map((svc) => `<span class="leg"><span class="svc" style="background:${color(svc)}"></span>${escapeHtml(svc)}</span>`)
+    .join("");
   return `<!doctype html><html><head><meta charset="utf-8"><title>trace ${traceId}</title><style>
 body{font:13px/1.4 system-ui,sans-serif;margin:16px;color:#222}h1{font-size:16px;margin:0 0 4px}.meta{color:#666;margin-bottom:10px}
 .row{display:flex;border-bottom:1px solid #eee;height:22px;align-items:center}.row:hover{background:#f5f8ff}

@@ -2,13 +2,9 @@ import {
   type AttemptView,
   assertNever,
   type CodefleetEvent,
-  type EventData,
   isFinalStatus,
-  type Phase,
   type PhaseView,
   resolveTaskSpec,
-  type TaskSpec,
-  type TaskStatus,
   type TaskView,
 } from "@codefleet/contracts";
 
