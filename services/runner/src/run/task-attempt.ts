@@ -426,12 +426,17 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     input.cancel.removeEventListener("abort", onCancel);
   }
 
-  // Clean-up and the record of what happened, whatever happened.
-  await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
+  // Clean-up and the record of what happened, whatever happened. Nothing uploaded comes from the
+  // container (the diff is read from the slot, the log from the runner's file), so the container
+  // goes while the artifacts upload.
+  const removal = context
+    .with(ctx, async () => run?.remove())
+    .catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
   await logStream.close();
   if (final.reasonCode !== "superseded") {
     await uploadArtifacts(deps, { taskId, attempt, workDir, slot, baseSha, agentResult, testOutcome, masker, log, ctx });
   }
+  await removal;
   if (slot) {
     await deps.repoPool
       .release({ slotId: slot.slotId, taskId, attempt }, { ctx })
