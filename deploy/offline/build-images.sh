@@ -7,7 +7,9 @@
 #   npm run images:offline                 # or: bash deploy/offline/build-images.sh
 #
 # Settings (environment):
-#   CODEFLEET_EXTRA_CA_BUNDLE  PEM bundle the images must trust (TLS-intercepting or corporate proxy)
+#   CODEFLEET_EXTRA_CA_BUNDLE  PEM bundle the images must trust (TLS-intercepting or corporate proxy);
+#                              default: this host's trust store (/etc/ssl/certs/ca-certificates.crt)
+#                              when readable, so a build trusts what the host trusts; "none" for none
 #   DEBIAN_MIRROR              default http://deb.debian.org/debian
 #   DEBIAN_SUITE               default bookworm
 #   CODEFLEET_FORCE_REBUILD=1  rebuild even when inputs did not change
@@ -27,6 +29,11 @@ WANT=${CODEFLEET_IMAGES:-base node nats postgres trace-sink services agents}
 ENV_FILE=deploy/offline/offline.env
 
 log() { printf '[images] %s\n' "$*" >&2; }
+# Package downloads inside the builds go through whatever the host goes through: trust the same CAs.
+if [ -z "${CODEFLEET_EXTRA_CA_BUNDLE:-}" ] && [ -r /etc/ssl/certs/ca-certificates.crt ]; then
+  export CODEFLEET_EXTRA_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt
+fi
+[ "${CODEFLEET_EXTRA_CA_BUNDLE:-}" = none ] && unset CODEFLEET_EXTRA_CA_BUNDLE
 die() { printf '[images] error: %s\n' "$*" >&2; exit 1; }
 wants() { [[ " $WANT " == *" $1 "* ]]; }
 
