@@ -1,5 +1,5 @@
 import { type ChildProcess, execFile, spawn } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
@@ -31,8 +31,10 @@ export async function createTestRepo(
   name = "sample.git",
 ): Promise<TestRepo> {
   const root = mkdtempSync(join(tmpdir(), "cf-git-"));
+  // codefleet's git runs as its own uid (never root): the remote must be reachable and writable by it
+  chmodSync(root, 0o755);
   const bare = join(root, name);
-  await execFileP("git", ["init", "--quiet", "--bare", "--initial-branch=main", bare]);
+  await execFileP("git", ["init", "--quiet", "--bare", "--shared=0777", "--initial-branch=main", bare]);
   await execFileP("git", ["-C", bare, "config", "receive.denyNonFastForwards", "false"]);
   const work = join(root, "work");
   await execFileP("git", ["clone", "--quiet", bare, work]);

@@ -1,6 +1,7 @@
-import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
+import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
+import { type CredentialRule, loadCredentialRules } from "./git/credentials.js";
 
 export const RepoPoolEnv = Type.Object({
   PORT: Type.Integer({ default: 8082, minimum: 0, maximum: 65535, description: "health and metrics" }),
@@ -17,8 +18,14 @@ export const RepoPoolEnv = Type.Object({
   MAX_SLOTS_PER_REPO: Type.Integer({ default: 16, minimum: 1 }),
   WARM_SLOTS_PER_REPO: Type.Integer({ default: 2, minimum: 0 }),
   SLOT_DISK_QUOTA_BYTES: Type.Integer({ default: 1024 * 1024 * 1024, minimum: 1024 }),
-  SLOT_UID: Type.Integer({ default: 1000, minimum: 0, description: "owner of slot files (agents run as this uid)" }),
-  SLOT_GID: Type.Integer({ default: 1000, minimum: 0 }),
+  SLOT_UID: Type.Integer({ default: 1000, minimum: 1, description: "owner of slot working trees (agents run as this uid)" }),
+  SLOT_GID: Type.Integer({ default: 1000, minimum: 1 }),
+  GIT_UID: Type.Integer({
+    default: 10001,
+    minimum: 1,
+    description: "uid git runs as when repo-pool runs as root (mirrors and slot git dirs belong to it; never root)",
+  }),
+  GIT_GID: Type.Integer({ default: 10001, minimum: 1 }),
   MIRROR_REFRESH_MS: Type.Integer({
     default: 0,
     minimum: 0,
@@ -27,16 +34,18 @@ export const RepoPoolEnv = Type.Object({
   REAPER_INTERVAL_MS: Type.Integer({ default: 5000, minimum: 100 }),
   SLOT_IDLE_EVICT_MS: Type.Integer({ default: 3_600_000, minimum: 1000 }),
   MIRROR_IDLE_EVICT_MS: Type.Integer({ default: 7 * 24 * 3_600_000, minimum: 1000 }),
-  GIT_USERNAME: Type.Optional(Type.String()),
-  GIT_PASSWORD: Type.Optional(Type.String({ description: "token for HTTPS remotes; used per command, never written to disk" })),
-  GIT_SSH_KEY_FILE: Type.Optional(Type.String()),
   GIT_TIMEOUT_MS: Type.Integer({ default: 600_000, minimum: 1000 }),
   LOG_LEVEL: Type.String({ default: "info" }),
 });
 
-export type RepoPoolConfig = Static<typeof RepoPoolEnv> & { natsServers: string[] };
+export type RepoPoolConfig = Static<typeof RepoPoolEnv> & {
+  natsServers: string[];
+  security: SecurityPolicy;
+  /** Git credentials per host (GIT_CREDENTIALS_FILE, or GIT_PASSWORD / GIT_SSH_KEY_FILE with GIT_CREDENTIAL_HOSTS). */
+  gitCredentials: CredentialRule[];
+};
 
 export function loadRepoPoolConfig(env: Record<string, string | undefined> = process.env): RepoPoolConfig {
   const c = loadConfig(RepoPoolEnv, env);
-  return { ...c, natsServers: csv(c.NATS_URL) };
+  return { ...c, natsServers: csv(c.NATS_URL), security: securityPolicyFromEnv(env), gitCredentials: loadCredentialRules(env) };
 }

@@ -1,7 +1,8 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { newTaskId, parseEvent } from "@codefleet/contracts";
+import { newTaskId, parseEvent, slotLayout } from "@codefleet/contracts";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
   commitFile,
@@ -37,6 +38,9 @@ beforeAll(async () => {
   const database = await createTestDatabase(inject("databaseUrl"));
   dropDb = database.drop;
   dataDir = mkdtempSync(join(tmpdir(), "cf-pool-"));
+  // the test's HTTP git server is plain http on loopback: the operator opts this one host in, token included
+  const credentials = join(mkdtempSync(join(tmpdir(), "cf-pool-creds-")), "git-credentials.json");
+  writeFileSync(credentials, JSON.stringify([{ match: "127.0.0.1", password: TOKEN, insecureHttp: true }]));
   env = {
     DATABASE_URL: database.url,
     NATS_URL: inject("natsUrl"),
@@ -46,7 +50,9 @@ beforeAll(async () => {
     MAX_SLOTS: "40",
     MAX_SLOTS_PER_REPO: "25",
     REAPER_INTERVAL_MS: "200",
-    GIT_PASSWORD: TOKEN,
+    GIT_CREDENTIALS_FILE: credentials,
+    CODEFLEET_REPO_FILE_ROOTS: tmpdir(),
+    CODEFLEET_REPO_HTTP_HOSTS: "127.0.0.1",
     LOG_LEVEL: "error",
   };
   svc = await startRepoPool(loadRepoPoolConfig(env));
@@ -63,6 +69,8 @@ afterAll(async () => {
 });
 
 const owner = (attempt = 1) => ({ taskId: newTaskId(), attempt });
+const tree = (a: { path: string }) => slotLayout(a.path).tree;
+const gitDir = (a: { path: string }) => slotLayout(a.path).gitDir;
 
 async function slotState(id: string) {
   return svc.db.selectFrom("slots").selectAll().where("id", "=", id).executeTakeFirst();
@@ -77,9 +85,11 @@ describe("repo-pool against real git remotes", () => {
     expect(a.commitSha).toBe(await git(repo.work, "rev-parse", "HEAD"));
     expect(a.path.startsWith(dataDir)).toBe(true);
     expect(a.hostPath).toBe(join("/host/view/of/repo-pool", "slots", a.slotId));
-    expect(readFileSync(join(a.path, "src/app.js"), "utf8")).toContain("hi");
-    expect(await git(a.path, "rev-parse", "HEAD")).toBe(a.commitSha);
-    expect(await git(a.path, "remote", "get-url", "origin")).toBe(repo.fileUrl);
+    expect(readFileSync(join(tree(a), "src/app.js"), "utf8")).toContain("hi");
+    expect(await git(gitDir(a), "rev-parse", "HEAD")).toBe(a.commitSha);
+    expect(await git(gitDir(a), "remote", "get-url", "origin")).toBe(repo.fileUrl);
+    // the tree holds the repository's files only: its git directory is beside it, never inside
+    expect(existsSync(join(tree(a), ".git"))).toBe(false);
     const hb = await client.heartbeat({ slotId: a.slotId, ...o, leaseTtlMs: 120_000 });
     expect(Date.parse(hb.leaseExpiresAt)).toBeGreaterThan(Date.parse(a.leaseExpiresAt));
     expect(hb.overQuota).toBe(false);
@@ -114,12 +124,12 @@ describe("repo-pool against real git remotes", () => {
     expect((await get("slot.released")).data).toMatchObject({ slotId: a.slotId, outcome: "recycled" });
   });
 
-  it("reclaims a slot whose lease expired", async () => {
+  it("destroys a slot whose lease expired (its container may still be writing it)", async () => {
     const o = owner();
     const a = await client.allocate({ repoUrl: repo.fileUrl, ...o, leaseTtlMs: 1000 });
-    writeFileSync(join(a.path, "left-by-a-dead-runner.txt"), "x");
-    await waitFor("reclaim", async () => (await slotState(a.slotId))?.state === "warm", 10_000, 100);
-    expect(existsSync(join(a.path, "left-by-a-dead-runner.txt"))).toBe(false);
+    writeFileSync(join(tree(a), "left-by-a-dead-runner.txt"), "x");
+    await waitFor("reclaim", async () => (await slotState(a.slotId)) === undefined, 10_000, 100);
+    expect(existsSync(a.path)).toBe(false);
     await expect(client.heartbeat({ slotId: a.slotId, ...o, leaseTtlMs: 1000 })).rejects.toMatchObject({ code: "lease_lost" });
   });
 
@@ -164,28 +174,32 @@ describe("repo-pool against real git remotes", () => {
     }
   });
 
-  it("removes untracked and ignored files, changes and local branches on release", async () => {
+  it("removes untracked and ignored files, changes and every .git an attempt made on release", async () => {
     const o = owner();
     const a = await client.allocate({ repoUrl: repo.fileUrl, ...o, leaseTtlMs: 60_000 });
-    writeFileSync(join(a.path, "untracked.txt"), "x");
-    writeFileSync(join(a.path, "README.md"), "modified");
-    await git(a.path, "checkout", "--quiet", "-b", "codefleet/some-task");
-    writeFileSync(join(a.path, "committed.txt"), "x");
-    await git(a.path, "add", "-A");
-    await git(a.path, "commit", "--quiet", "-m", "task work");
-    rmSync(join(a.path, "build"), { recursive: true, force: true });
-    await git(a.path, "checkout", "--quiet", "--detach");
-    (await import("node:fs")).mkdirSync(join(a.path, "build"));
-    writeFileSync(join(a.path, "build", "ignored.o"), "x");
+    const refsBefore = await git(gitDir(a), "for-each-ref");
+    const t = tree(a);
+    writeFileSync(join(t, "untracked.txt"), "x");
+    writeFileSync(join(t, "README.md"), "modified");
+    rmSync(join(t, "src/app.js"));
+    mkdirSync(join(t, "build"));
+    writeFileSync(join(t, "build", "ignored.o"), "x");
+    // what an agent's own git leaves: a repository with hooks in the tree, and a nested one
+    await git(t, "init", "--quiet");
+    writeFileSync(join(t, ".git", "hooks", "post-checkout"), "#!/bin/sh\ntouch /tmp/pwned-by-hook\n", { mode: 0o755 });
+    mkdirSync(join(t, "src", "nested", ".git"), { recursive: true });
+    writeFileSync(join(t, "src", "nested", ".git", "HEAD"), "ref: refs/heads/main\n");
+    // an agent writes as the agents' uid in its container
+    if (process.getuid?.() === 0) execFileSync("chown", ["-R", "1000:1000", t]);
     await client.release({ slotId: a.slotId, ...o });
     const b = await client.allocate({ repoUrl: repo.fileUrl, ...owner(), leaseTtlMs: 60_000 });
     expect(b.slotId).toBe(a.slotId);
-    expect(existsSync(join(b.path, "untracked.txt"))).toBe(false);
-    expect(existsSync(join(b.path, "committed.txt"))).toBe(false);
-    expect(existsSync(join(b.path, "build"))).toBe(false);
-    expect(readFileSync(join(b.path, "README.md"), "utf8")).toBe("# sample\n");
-    expect(await git(b.path, "for-each-ref", "refs/heads/")).toBe("");
-    expect(await git(b.path, "status", "--porcelain")).toBe("");
+    for (const gone of ["untracked.txt", "build", ".git", "src/nested"]) expect(existsSync(join(t, gone)), gone).toBe(false);
+    expect(readFileSync(join(t, "README.md"), "utf8")).toBe("# sample\n");
+    expect(existsSync(join(t, "src/app.js"))).toBe(true);
+    expect(existsSync("/tmp/pwned-by-hook")).toBe(false);
+    // the trusted git directory is exactly as it was
+    expect(await git(gitDir(b), "for-each-ref")).toBe(refsBefore);
     const row = await slotState(b.slotId);
     await client.release({ slotId: b.slotId, taskId: row?.task_id as string, attempt: 1 });
   });
@@ -203,7 +217,7 @@ describe("repo-pool against real git remotes", () => {
     const o2 = owner();
     const b = await client.allocate({ repoUrl: repo.fileUrl, ...o2, leaseTtlMs: 60_000 });
     expect(b.commitSha).toBe(rewritten);
-    expect(await git(b.path, "rev-parse", "HEAD")).toBe(rewritten);
+    expect(await git(gitDir(b), "rev-parse", "HEAD")).toBe(rewritten);
     await client.release({ slotId: b.slotId, ...o2 });
     // a new commit on main, and a tag and a sha as refs
     const next = await commitFile(repo, "NEW.md", "new\n");
@@ -213,7 +227,7 @@ describe("repo-pool against real git remotes", () => {
       const o = owner();
       const r = await client.allocate({ repoUrl: repo.fileUrl, ref, ...o, leaseTtlMs: 60_000 });
       expect(r.commitSha).toBe(next);
-      expect(existsSync(join(r.path, "NEW.md"))).toBe(true);
+      expect(existsSync(join(tree(r), "NEW.md"))).toBe(true);
       await client.release({ slotId: r.slotId, ...o });
     }
   });
@@ -224,7 +238,7 @@ describe("repo-pool against real git remotes", () => {
       const o = owner();
       const a = await client.allocate({ repoUrl: daemon.url("sample.git"), ...o, leaseTtlMs: 60_000 });
       expect(a.commitSha).toBe(await git(repo.work, "rev-parse", "HEAD"));
-      expect(await git(a.path, "remote", "get-url", "origin")).toBe(daemon.url("sample.git"));
+      expect(await git(gitDir(a), "remote", "get-url", "origin")).toBe(daemon.url("sample.git"));
       await client.release({ slotId: a.slotId, ...o });
     } finally {
       await daemon.stop();
@@ -239,7 +253,7 @@ describe("repo-pool against real git remotes", () => {
       expect(a.commitSha).toBe(await git(repo.work, "rev-parse", "HEAD"));
       expect(http.requests.length).toBeGreaterThan(0);
       const configs = [
-        join(a.path, ".git", "config"),
+        join(gitDir(a), "config"),
         ...readdirSync(join(dataDir, "mirrors"))
           .filter((m) => m.endsWith(".git"))
           .map((m) => join(dataDir, "mirrors", m, "config")),
@@ -251,7 +265,7 @@ describe("repo-pool against real git remotes", () => {
       const embedded = http.url("sample.git").replace("http://", `http://x-access-token:${TOKEN}@`);
       const b = await client.allocate({ repoUrl: embedded, ...o2, leaseTtlMs: 60_000 });
       expect(b.remoteUrl).toBe(http.url("sample.git"));
-      expect(readFileSync(join(b.path, ".git", "config"), "utf8")).not.toContain(TOKEN);
+      expect(readFileSync(join(gitDir(b), "config"), "utf8")).not.toContain(TOKEN);
       await client.release({ slotId: b.slotId, ...o2 });
       const bus = await Bus.create(nc, { namespace: env.CODEFLEET_NAMESPACE });
       const msg = await bus.jsm.streams.getMessage(bus.topology.streams.events.name, {
@@ -275,6 +289,9 @@ describe("repo-pool against real git remotes", () => {
       [{ repoUrl: "--upload-pack=touch /tmp/pwned" }, "invalid_repo_url"],
       [{ repoUrl: "ext::sh -c touch% /tmp/pwned" }, "invalid_repo_url"],
       [{ repoUrl: `file://${repo.work}/nothing-here.git` }, "repo_not_found"],
+      [{ repoUrl: `file://${dataDir}/../../etc/x.git` }, "repo_url_file_refused"],
+      [{ repoUrl: "file:///etc/codefleet.git" }, "repo_url_file_refused"],
+      [{ repoUrl: "http://203.0.113.9/x.git" }, "repo_url_scheme_refused"],
       [{ repoUrl: "git://127.0.0.1:1/nothing.git" }, "remote_unreachable"],
       [{ repoUrl: repo.fileUrl, ref: "no-such-branch" }, "ref_not_found"],
       [{ repoUrl: repo.fileUrl, ref: "-n" }, "invalid_request"],
@@ -343,7 +360,7 @@ describe("repo-pool crash safety", () => {
         // and it still works
         const o = owner();
         const a = await c.allocate({ repoUrl: `file://${big.bare}`, ...o, leaseTtlMs: 60_000 }, { timeoutMs: 60_000 });
-        expect(existsSync(join(a.path, "src/m1/f1.txt"))).toBe(true);
+        expect(existsSync(join(tree(a), "src/m1/f1.txt"))).toBe(true);
         await c.release({ slotId: a.slotId, ...o });
       } finally {
         await db.destroy();

@@ -1,5 +1,7 @@
-import { chmod, mkdir, writeFile } from "node:fs/promises";
+import { execFile } from "node:child_process";
+import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
+import { promisify } from "node:util";
 import { createEvent, errorMessage } from "@codefleet/contracts";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
@@ -13,8 +15,9 @@ import {
 } from "@codefleet/contracts/runtime";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { RepoPoolConfig } from "./config.js";
-import { ASKPASS_SCRIPT, createGitRunner, type GitCredentials, GLOBAL_GIT_CONFIG } from "./git/git.js";
+import { ASKPASS_SCRIPT, createGitRunner, GLOBAL_GIT_CONFIG } from "./git/git.js";
 import { MirrorCache } from "./pool/mirrors.js";
+import { createRepoAccess } from "./git/repo-access.js";
 import { type SlotEvent, SlotPool } from "./pool/slots.js";
 import { serveRepoPool } from "./rpc/server.js";
 import { createDatabase, type Db, migrate } from "./store/database.js";
@@ -30,49 +33,40 @@ export type RepoPoolService = {
 };
 
 const PRODUCER = "repo-pool";
+const execFileP = promisify(execFile);
 
 /** Composes repo-pool: database, mirrors, slots, the NATS API, the reaper, and a health endpoint. Does not listen. */
 export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Logger } = {}): Promise<RepoPoolService> {
-  const masker = new SecretMasker([config.GIT_PASSWORD ?? ""]);
+  const masker = new SecretMasker(config.gitCredentials.map((r) => r.password ?? ""));
   const log = opts.logger ?? createLogger({ service: "repo-pool", level: config.LOG_LEVEL, masker });
   const telemetry = startTelemetry({ serviceName: "repo-pool" });
   const { db } = createDatabase({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA });
   await migrate(db, config.DATABASE_SCHEMA);
 
   const root = config.REPO_POOL_DATA_DIR;
+  const gitOwner = { uid: config.GIT_UID, gid: config.GIT_GID };
+  const slotOwner = { uid: config.SLOT_UID, gid: config.SLOT_GID };
   await mkdir(root, { recursive: true });
-  // slots are worked on as the agents' uid (SLOT_UID): it must be able to reach them and read the mirrors
-  if (process.getuid?.() === 0) await chmod(root, 0o755);
-  const askPassPath = join(root, "askpass.sh");
-  await writeFile(askPassPath, ASKPASS_SCRIPT);
-  await chmod(askPassPath, 0o700);
-  const globalConfigPath = join(root, "gitconfig");
+  const asRoot = process.getuid?.() === 0;
+  // slots are worked on as the agents' uid and the git uid: both must reach them
+  if (asRoot) await chmod(root, 0o755);
+  const gitHome = join(root, "git-home");
+  await mkdir(gitHome, { recursive: true, mode: 0o700 });
+  const askPassPath = join(gitHome, "askpass.sh");
+  await writeFile(askPassPath, ASKPASS_SCRIPT, { mode: 0o700 });
+  const globalConfigPath = join(root, "gitconfig"); // read by both git uids
   await writeFile(globalConfigPath, GLOBAL_GIT_CONFIG, { mode: 0o644 });
-  const git = createGitRunner({ askPassPath, masker, globalConfigPath, defaultTimeoutMs: config.GIT_TIMEOUT_MS });
-  const slotGit = createGitRunner({
-    askPassPath,
-    masker,
-    globalConfigPath,
-    defaultTimeoutMs: config.GIT_TIMEOUT_MS,
-    runAs: { uid: config.SLOT_UID, gid: config.SLOT_GID },
-  });
-  const configured: GitCredentials | undefined =
-    config.GIT_PASSWORD || config.GIT_SSH_KEY_FILE
-      ? {
-          ...(config.GIT_PASSWORD ? { password: config.GIT_PASSWORD, username: config.GIT_USERNAME ?? "x-access-token" } : {}),
-          ...(config.GIT_SSH_KEY_FILE ? { sshKeyFile: config.GIT_SSH_KEY_FILE } : {}),
-        }
-      : undefined;
-  const mirrors = new MirrorCache({
-    root: join(root, "mirrors"),
-    git,
-    db,
-    refreshMs: config.MIRROR_REFRESH_MS,
-    credentialsFor: (remote) => {
-      if (remote.embedded) masker.add(remote.embedded.password);
-      return remote.embedded ?? configured;
-    },
-  });
+  await mkdir(join(root, "mirrors"), { recursive: true, mode: 0o755 });
+  if (asRoot) {
+    // Everything git writes on the trusted side belongs to the git uid (data dirs of an older
+    // version, written as root, are handed over once).
+    for (const p of [gitHome, askPassPath, join(root, "mirrors")]) await chown(p, gitOwner.uid, gitOwner.gid);
+    await execFileP("chown", ["-R", "-h", `${gitOwner.uid}:${gitOwner.gid}`, "--", join(root, "mirrors")]);
+  }
+  const git = createGitRunner({ askPassPath, masker, globalConfigPath, home: gitHome, defaultTimeoutMs: config.GIT_TIMEOUT_MS, runAs: gitOwner });
+  const treeGit = createGitRunner({ askPassPath, masker, globalConfigPath, defaultTimeoutMs: config.GIT_TIMEOUT_MS, runAs: slotOwner });
+  const access = createRepoAccess(config.security.repoUrls, config.gitCredentials);
+  const mirrors = new MirrorCache({ root: join(root, "mirrors"), git, db, refreshMs: config.MIRROR_REFRESH_MS, access });
   await mirrors.init();
 
   const nc = await connectNats({
@@ -130,14 +124,16 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
     root,
     hostRoot: config.REPO_POOL_HOST_DATA_DIR ?? root,
     git,
-    slotGit,
+    treeGit,
     db,
     mirrors,
+    access,
     maxSlots: config.MAX_SLOTS,
     maxSlotsPerRepo: config.MAX_SLOTS_PER_REPO,
     warmSlotsPerRepo: config.WARM_SLOTS_PER_REPO,
     diskQuotaBytes: config.SLOT_DISK_QUOTA_BYTES,
-    slotOwner: { uid: config.SLOT_UID, gid: config.SLOT_GID },
+    gitOwner,
+    slotOwner,
     onEvent: publishSlotEvent,
   });
   await pool.init();

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
-import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
+import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
+import { type CredentialRule, loadCredentialRules } from "@codefleet/repo-pool/git";
 import { type Static, Type } from "@sinclair/typebox";
 
 export const RunnerEnv = Type.Object({
@@ -41,13 +42,27 @@ export const RunnerEnv = Type.Object({
   SLOT_LEASE_TTL_MS: Type.Integer({ default: 60_000, minimum: 2000 }),
   NO_CAPACITY_RETRY_MS: Type.Integer({ default: 300_000, minimum: 0, description: "how long to wait for a free workspace slot" }),
   MAX_LOG_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024 }),
+  MAX_ARTIFACT_BYTES: Type.Integer({
+    default: 50 * 1024 * 1024,
+    minimum: 1024,
+    description: "cap of a stored diff or transcript (the rest is cut with a marker; the secret scan reads everything)",
+  }),
+  RUNNER_SWEEP_INTERVAL_MS: Type.Integer({
+    default: 60_000,
+    minimum: 1000,
+    description: "how often containers and networks of this runner that belong to no running attempt are removed",
+  }),
+  CODEFLEET_DEPLOYMENT: Type.Optional(
+    Type.String({ description: "label value on every task container and network (default: the namespace); stack:down removes by it" }),
+  ),
   COMMIT_AUTHOR_NAME: Type.String({ default: "codefleet" }),
   COMMIT_AUTHOR_EMAIL: Type.String({ default: "codefleet@localhost" }),
-  GIT_USERNAME: Type.Optional(Type.String()),
-  GIT_PASSWORD: Type.Optional(Type.String({ description: "token for HTTPS remotes; used by fetch and push only" })),
-  GIT_SSH_KEY_FILE: Type.Optional(Type.String()),
-  WORKSPACE_UID: Type.Integer({ default: 1000, minimum: 0 }),
-  WORKSPACE_GID: Type.Integer({ default: 1000, minimum: 0 }),
+  GIT_UID: Type.Integer({
+    default: 10001,
+    minimum: 1,
+    description: "uid the runner's git runs as when the runner runs as root (git never runs as root)",
+  }),
+  GIT_GID: Type.Integer({ default: 10001, minimum: 1 }),
   SECRETS_DIR: Type.Optional(
     Type.String({ description: "directory of secret files (<dir>/<NAME>); CODEFLEET_SECRET_<NAME> env vars also work" }),
   ),
@@ -56,7 +71,13 @@ export const RunnerEnv = Type.Object({
   LOG_LEVEL: Type.String({ default: "info" }),
 });
 
-export type RunnerConfig = Omit<Static<typeof RunnerEnv>, "RUNNER_HEARTBEAT_MS"> & { RUNNER_HEARTBEAT_MS: number; natsServers: string[] };
+export type RunnerConfig = Omit<Static<typeof RunnerEnv>, "RUNNER_HEARTBEAT_MS"> & {
+  RUNNER_HEARTBEAT_MS: number;
+  natsServers: string[];
+  security: SecurityPolicy;
+  /** Git credentials per host (GIT_CREDENTIALS_FILE, or GIT_PASSWORD / GIT_SSH_KEY_FILE with GIT_CREDENTIAL_HOSTS). */
+  gitCredentials: CredentialRule[];
+};
 
 export function loadRunnerConfig(env: Record<string, string | undefined> = process.env): RunnerConfig {
   const c = loadConfig(RunnerEnv, env);
@@ -68,5 +89,11 @@ export function loadRunnerConfig(env: Record<string, string | undefined> = proce
       `invalid configuration: RUNNER_HEARTBEAT_MS (${heartbeat}) must be at most half of RUNNER_ACK_WAIT_MS (${c.RUNNER_ACK_WAIT_MS}), or running tasks get redelivered; leave it unset for a third`,
     );
   }
-  return { ...c, RUNNER_HEARTBEAT_MS: heartbeat, natsServers: csv(c.NATS_URL) };
+  return {
+    ...c,
+    RUNNER_HEARTBEAT_MS: heartbeat,
+    natsServers: csv(c.NATS_URL),
+    security: securityPolicyFromEnv(env),
+    gitCredentials: loadCredentialRules(env),
+  };
 }

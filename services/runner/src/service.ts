@@ -15,7 +15,7 @@ import {
   startTelemetry,
 } from "@codefleet/contracts/runtime";
 import { RepoPoolClient } from "@codefleet/repo-pool/client";
-import { ASKPASS_SCRIPT, createGitRunner } from "@codefleet/repo-pool/git";
+import { ASKPASS_SCRIPT, createGitRunner, createRepoAccess, GLOBAL_GIT_CONFIG } from "@codefleet/repo-pool/git";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { AgentDriver } from "./agents/agent.js";
 import { claudeCodeAgent } from "./agents/claude-code.js";
@@ -30,7 +30,6 @@ import { ClaimStore } from "./run/claims.js";
 import type { RunnerSettings } from "./run/task-attempt.js";
 import { Worker } from "./run/worker.js";
 import { SecretResolver } from "./secrets.js";
-import type { WorkspaceGitRunners } from "./workspace/workspace-git.js";
 
 const execFileP = promisify(execFile);
 
@@ -41,11 +40,14 @@ export async function startRunner(
   config: RunnerConfig,
   opts: { logger?: Logger; env?: Record<string, string | undefined> } = {},
 ): Promise<RunnerService> {
-  const masker = new SecretMasker([config.GIT_PASSWORD ?? "", config.CODEFLEET_API_TOKEN]);
+  const masker = new SecretMasker([config.CODEFLEET_API_TOKEN, ...config.gitCredentials.map((r) => r.password ?? "")]);
   const log = opts.logger ?? createLogger({ service: "runner", level: config.LOG_LEVEL, masker });
   const telemetry = startTelemetry({ serviceName: "runner" });
   const driver = new DockerDriver({ socketPath: config.DOCKER_SOCKET });
   await driver.ping();
+  // Containers of this runner that no attempt owns (a runner that died leaves them): gone before work starts.
+  const swept = await driver.sweep(config.RUNNER_ID, new Set());
+  if (swept) log.info({ removed: swept }, "removed orphaned task containers of this runner");
 
   const nc = await connectNats({
     servers: config.natsServers,
@@ -56,20 +58,14 @@ export async function startRunner(
   await bus.ensureStreams();
   const claims = await ClaimStore.open(nc, config.CODEFLEET_NAMESPACE);
 
-  const gitDir = await mkdtemp(join(tmpdir(), "codefleet-runner-git-"));
-  await chmod(gitDir, 0o755); // git runs as the workspace owner and must reach the askpass helper
-  const askPassPath = join(gitDir, "askpass.sh");
-  await writeFile(askPassPath, ASKPASS_SCRIPT);
-  await chmod(askPassPath, 0o755);
-  const owner = { uid: config.WORKSPACE_UID, gid: config.WORKSPACE_GID };
-  const git: WorkspaceGitRunners = {
-    local: createGitRunner({ askPassPath, masker, runAs: owner }),
-    remote: createGitRunner({ askPassPath, masker }),
-    restoreOwnership: async (path) => {
-      if (process.getuid?.() !== 0) return;
-      await execFileP("chown", ["-R", `${owner.uid}:${owner.gid}`, "--", path]);
-    },
-  };
+  const gitOwner = { uid: config.GIT_UID, gid: config.GIT_GID };
+  const gitHome = await mkdtemp(join(tmpdir(), "codefleet-runner-git-"));
+  await chmod(gitHome, 0o755); // git runs as the git uid and must reach the askpass helper and its config
+  const askPassPath = join(gitHome, "askpass.sh");
+  await writeFile(askPassPath, ASKPASS_SCRIPT, { mode: 0o755 });
+  const globalConfigPath = join(gitHome, "gitconfig");
+  await writeFile(globalConfigPath, GLOBAL_GIT_CONFIG, { mode: 0o644 });
+  const git = createGitRunner({ askPassPath, masker, globalConfigPath, runAs: gitOwner });
 
   const settings: RunnerSettings = {
     runnerId: config.RUNNER_ID,
@@ -82,15 +78,11 @@ export async function startRunner(
     noCapacityRetryMs: config.NO_CAPACITY_RETRY_MS,
     agentIdleTimeoutMs: config.AGENT_IDLE_TIMEOUT_MS,
     maxLogBytes: config.MAX_LOG_BYTES,
+    maxArtifactBytes: config.MAX_ARTIFACT_BYTES,
     commitAuthor: { name: config.COMMIT_AUTHOR_NAME, email: config.COMMIT_AUTHOR_EMAIL },
-    ...(config.GIT_PASSWORD || config.GIT_SSH_KEY_FILE
-      ? {
-          gitCredentials: {
-            ...(config.GIT_PASSWORD ? { password: config.GIT_PASSWORD, username: config.GIT_USERNAME ?? "x-access-token" } : {}),
-            ...(config.GIT_SSH_KEY_FILE ? { sshKeyFile: config.GIT_SSH_KEY_FILE } : {}),
-          },
-        }
-      : {}),
+    security: config.security,
+    gitOwner,
+    deployment: config.CODEFLEET_DEPLOYMENT ?? config.CODEFLEET_NAMESPACE,
     defaults: {
       openaiBaseUrl: config.OPENAI_BASE_URL,
       ...(config.ANTHROPIC_BASE_URL ? { anthropicBaseUrl: config.ANTHROPIC_BASE_URL } : {}),
@@ -114,6 +106,7 @@ export async function startRunner(
       secrets: new SecretResolver({ env: opts.env ?? process.env, ...(config.SECRETS_DIR ? { dir: config.SECRETS_DIR } : {}) }),
       masker,
       git,
+      repoAccess: createRepoAccess(config.security.repoUrls, config.gitCredentials),
       agents,
       log,
       settings,
@@ -126,6 +119,12 @@ export async function startRunner(
     log,
   );
   await worker.start();
+  const sweeper = setInterval(() => {
+    driver
+      .sweep(config.RUNNER_ID, worker.activeAttempts())
+      .then((n) => n && log.warn({ removed: n }, "removed task containers no running attempt owns"))
+      .catch((err) => log.warn({ error: (err as Error).message }, "container sweep failed"));
+  }, config.RUNNER_SWEEP_INTERVAL_MS);
 
   const gauge = telemetry.meter.createObservableGauge("codefleet_runner_running_containers", {
     description: "task containers this runner has",
@@ -160,6 +159,7 @@ export async function startRunner(
     async stop() {
       if (stopped) return;
       stopped = true;
+      clearInterval(sweeper);
       await app.close();
       await worker.stop();
       await artifacts.close();

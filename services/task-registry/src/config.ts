@@ -1,4 +1,4 @@
-import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
+import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 
@@ -21,11 +21,32 @@ export const RegistryEnv = Type.Object({
   INGEST_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
   NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], { default: "file" }),
   LOG_LEVEL: Type.String({ default: "info" }),
+  CODEFLEET_REPO_FILE_ROOTS: Type.Optional(
+    Type.String({
+      description: "comma-separated absolute directories local repositories (file:// URLs, paths) may lie under; unset: none",
+    }),
+  ),
+  CODEFLEET_REPO_HTTP_HOSTS: Type.Optional(
+    Type.String({ description: "comma-separated host, host:port or * that plain http:// repository URLs may use; unset: none" }),
+  ),
+  CODEFLEET_REPO_ALLOWED_HOSTS: Type.Optional(
+    Type.String({ description: "comma-separated host[:port][/path/prefix] repositories must be on; unset: any host" }),
+  ),
+  CODEFLEET_SECRET_ENDPOINTS: Type.Optional(
+    Type.String({
+      description: 'JSON object: secret name → hosts an agent baseUrl may send it to, e.g. {"OPENAI_API_KEY":["llm.internal:8443"]}',
+    }),
+  ),
 });
 
-export type RegistryConfig = Static<typeof RegistryEnv> & { apiTokens: string[]; natsServers: string[] };
+export type RegistryConfig = Static<typeof RegistryEnv> & {
+  apiTokens: string[];
+  natsServers: string[];
+  /** Which repository URLs and agent endpoints a submitted task may name. */
+  securityPolicy: SecurityPolicy;
+};
 
 export function loadRegistryConfig(env: Record<string, string | undefined> = process.env): RegistryConfig {
   const c = loadConfig(RegistryEnv, env);
-  return { ...c, apiTokens: csv(c.CODEFLEET_API_TOKENS), natsServers: csv(c.NATS_URL) };
+  return { ...c, apiTokens: csv(c.CODEFLEET_API_TOKENS), natsServers: csv(c.NATS_URL), securityPolicy: securityPolicyFromEnv(env) };
 }

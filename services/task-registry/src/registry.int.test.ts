@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { createEvent, newTaskId, type TaskSpec } from "@codefleet/contracts";
 import { createTestDatabase, freePort, spawnService, testNamespace, waitFor, waitForHttp } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -22,10 +25,13 @@ const spec: TaskSpec = {
 let svc: RegistryService;
 let dropDb: () => Promise<void>;
 let env: Record<string, string>;
+/** The one directory local repositories may lie under in these tests. */
+let fileRoot: string;
 
 beforeAll(async () => {
   const database = await createTestDatabase(inject("databaseUrl"));
   dropDb = database.drop;
+  fileRoot = mkdtempSync(join(tmpdir(), "cf-registry-repos-"));
   env = {
     DATABASE_URL: database.url,
     NATS_URL: inject("natsUrl"),
@@ -34,6 +40,10 @@ beforeAll(async () => {
     NATS_STORAGE: "memory",
     LOG_LEVEL: "error",
     BODY_LIMIT_BYTES: String(6 * 1024 * 1024),
+    CODEFLEET_REPO_FILE_ROOTS: fileRoot,
+    CODEFLEET_REPO_HTTP_HOSTS: "git.internal:8080",
+    CODEFLEET_REPO_ALLOWED_HOSTS: "git.example.com/acme,git.internal:8080,github.com/acme",
+    CODEFLEET_SECRET_ENDPOINTS: JSON.stringify({ OPENAI_API_KEY: ["llm.internal:8443"], ANTHROPIC_API_KEY: ["api.anthropic.com"] }),
   };
   svc = await startRegistry(loadRegistryConfig(env));
 });
@@ -41,6 +51,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await svc?.stop();
   await dropDb?.();
+  if (fileRoot) rmSync(fileRoot, { recursive: true, force: true });
 });
 
 async function eventually<T>(what: string, f: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
@@ -224,6 +235,96 @@ describe("task-registry on real Postgres and NATS", () => {
     const docs = await svc.app.inject({ method: "GET", url: "/docs/json" });
     expect(docs.statusCode).toBe(200);
     expect(Object.keys(docs.json().paths)).toContain("/v1/tasks/{id}/cancel");
+  });
+
+  it("refuses repository URLs and agent endpoints the policy does not allow: 422 problem+json, a stable code, nothing published", async () => {
+    const label = `refused-${Math.random().toString(36).slice(2)}`;
+    const refused: [Partial<TaskSpec>, string][] = [
+      [{ repo: { url: "file:///etc" } }, "repo_url_file_refused"],
+      [{ repo: { url: `file://${fileRoot}/../../etc` } }, "repo_url_file_refused"],
+      [{ repo: { url: `${fileRoot}-evil/app.git` } }, "repo_url_file_refused"],
+      [{ repo: { url: "file://localhost/srv/git/app.git" } }, "repo_url_file_refused"],
+      [{ repo: { url: "/var/lib/codefleet/repo-pool/mirrors/other.git" } }, "repo_url_file_refused"],
+      [{ repo: { url: "./relative.git" } }, "repo_url_file_refused"],
+      [{ repo: { url: "ext::sh -c touch% /tmp/pwned" } }, "repo_url_scheme_refused"],
+      [{ repo: { url: "fd::3" } }, "repo_url_scheme_refused"],
+      [{ repo: { url: "http://127.0.0.1:9/acme/app.git" } }, "repo_url_scheme_refused"],
+      [{ repo: { url: "http://git.internal:9090/app.git" } }, "repo_url_scheme_refused"],
+      [{ repo: { url: "https://user:s3cr3t-pw@evil.example/acme/app.git" } }, "repo_url_host_refused"],
+      [{ repo: { url: "git@github.com:other/app.git" } }, "repo_url_host_refused"],
+      [{ repo: { url: "https://github.com.evil.example/acme/app.git" } }, "repo_url_host_refused"],
+      [{ repo: { url: "https://github.com/acme/../other/app.git" } }, "repo_url_host_refused"],
+      [{ repo: { url: "-uhttps://github.com/acme/app.git" } }, "repo_url_invalid"],
+      [{ repo: { url: "https://github.com\\@evil.example/acme/app.git" } }, "repo_url_invalid"],
+      [{ agent: { kind: "openai", model: "gpt", baseUrl: "https://collector.evil.example/v1" } }, "secret_endpoint_not_allowed"],
+      [{ agent: { kind: "openai", model: "gpt", baseUrl: "https://llm.internal/v1" } }, "secret_endpoint_not_allowed"],
+      [
+        { agent: { kind: "opencode", model: "p/m", apiKeySecret: "GIT_PASSWORD", baseUrl: "https://llm.internal:8443/v1" } },
+        "secret_endpoint_not_allowed",
+      ],
+      [{ agent: { kind: "claude-code", baseUrl: "https://llm.internal:8443" } }, "secret_endpoint_not_allowed"],
+      [{ agent: { kind: "openai", model: "gpt", baseUrl: "file:///etc/passwd" } }, "invalid_base_url"],
+    ];
+    for (const [override, code] of refused) {
+      const res = await submit({ ...spec, ...override, labels: { batch: label } });
+      const what = JSON.stringify(override);
+      expect(res.statusCode, `${what} → ${res.body}`).toBe(422);
+      expect(res.headers["content-type"], what).toMatch(/application\/problem\+json/);
+      expect(res.json(), what).toMatchObject({ status: 422, code, type: `https://codefleet.dev/problems/${code}` });
+      expect(res.body, what).not.toContain("s3cr3t-pw");
+    }
+    // none of them became a task: a later accepted one is projected, the refused ones never are
+    const ok = await submit({ ...spec, labels: { batch: `${label}-ok` } });
+    expect(ok.statusCode).toBe(202);
+    await eventually("projection", () => getTask(ok.json().id));
+    const listed = (await svc.app.inject({ method: "GET", url: `/v1/tasks?label=batch=${label}`, headers: auth })).json();
+    expect(listed.items).toEqual([]);
+  });
+
+  it("accepts what the policy allows", async () => {
+    const accepted: Partial<TaskSpec>[] = [
+      { repo: { url: `file://${fileRoot}/app.git` } },
+      { repo: { url: `${fileRoot}/team/app.git`, ref: "main" } },
+      { repo: { url: `file://${fileRoot}/a/../b.git` } },
+      { repo: { url: "http://git.internal:8080/app.git" } },
+      { repo: { url: "git@github.com:acme/app.git" } },
+      { repo: { url: "https://GitHub.com/acme/app" } },
+      { agent: { kind: "openai", model: "gpt", baseUrl: "https://llm.internal:8443/v1" } },
+      { agent: { kind: "opencode", model: "p/m", baseUrl: "https://LLM.internal:8443/v1" } },
+      { agent: { kind: "claude-code", baseUrl: "https://api.anthropic.com" } },
+      { agent: { kind: "openai", model: "gpt", apiKeySecret: "TEAM_KEY" } }, // no baseUrl: the operator's endpoint
+      { agent: { kind: "command", argv: ["true"] } },
+    ];
+    for (const override of accepted) {
+      const res = await submit({ ...spec, ...override });
+      expect(res.statusCode, `${JSON.stringify(override)} → ${res.body}`).toBe(202);
+    }
+  });
+
+  it("validates the schema before the policy, and a refused submission does not use up its Idempotency-Key", async () => {
+    const both = await submit({ ...spec, repo: { url: "ext::sh -c id" }, agent: { kind: "script", steps: [] } });
+    expect(both.statusCode).toBe(422);
+    expect(both.json().code).toBe("invalid_request");
+    const unknownField = await submit({ ...spec, repo: { url: "file:///etc", evil: true } });
+    expect(unknownField.json().code).toBe("invalid_request");
+
+    const key = `policy-${Math.random()}`;
+    const refused = await submit({ ...spec, repo: { url: "file:///etc" } }, { "idempotency-key": key });
+    expect(refused.json().code).toBe("repo_url_file_refused");
+    const fixed = await submit(spec, { "idempotency-key": key });
+    expect(fixed.statusCode).toBe(202);
+    expect(fixed.headers["idempotent-replayed"]).toBe("false");
+  });
+
+  it("refuses local repositories, plain http and custom agent endpoints when the operator configured nothing", () => {
+    const { securityPolicy } = loadRegistryConfig({ DATABASE_URL: "postgres://x", CODEFLEET_API_TOKENS: TOKEN });
+    expect(securityPolicy).toEqual({ repoUrls: { fileRoots: [], httpHosts: [], allowedHosts: [] }, secretEndpoints: {} });
+    expect(() =>
+      loadRegistryConfig({ DATABASE_URL: "postgres://x", CODEFLEET_API_TOKENS: TOKEN, CODEFLEET_SECRET_ENDPOINTS: "{oops" }),
+    ).toThrow(/CODEFLEET_SECRET_ENDPOINTS/);
+    expect(() =>
+      loadRegistryConfig({ DATABASE_URL: "postgres://x", CODEFLEET_API_TOKENS: TOKEN, CODEFLEET_REPO_FILE_ROOTS: "relative" }),
+    ).toThrow(/CODEFLEET_REPO_FILE_ROOTS/);
   });
 
   it("answers malformed, mistyped, oversized and deeply nested bodies with 4xx, never 5xx, and stays up", async () => {

@@ -46,6 +46,7 @@ export async function startRegistry(
     apiTokens: config.apiTokens,
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     artifactStorePublicUrl: config.ARTIFACT_STORE_PUBLIC_URL,
+    securityPolicy: config.securityPolicy,
     logTail: { heartbeatMs: 15_000, finishCheckMs: 1000, ...(artifacts ? { storedLog: (id: string) => artifacts.downloadText(id) } : {}) },
     health: {
       metrics: telemetry.metricsHandler,

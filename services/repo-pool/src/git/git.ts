@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { spawn } from "node:child_process";
 import { CodefleetError, gitRefProblem } from "@codefleet/contracts";
 import { SecretMasker } from "@codefleet/contracts/runtime";
 
@@ -74,77 +74,192 @@ export function assertSafeRef(ref: string): void {
   if (problem) throw new GitError("invalid_ref", `ref '${ref.slice(0, 100)}' ${problem}`, "");
 }
 
+export type GitRunOptions = {
+  cwd?: string;
+  credentials?: GitCredentials;
+  timeoutMs?: number;
+  /** Extra environment for this command only (GIT_DIR, GIT_WORK_TREE, GIT_INDEX_FILE, ...). */
+  env?: Record<string, string>;
+  /** Data for the command's standard input (commit messages go here, never into a file the agent can reach). */
+  stdin?: string | Buffer;
+  /** Allow the file:// transport (and local paths) for this command: only for repositories the operator allowed. */
+  allowFileProtocol?: boolean;
+  /** Cap on the captured stdout; the command is killed past it (default 64 MiB). */
+  maxOutputBytes?: number;
+};
+
 export type GitRunner = {
-  run(args: string[], opts?: { cwd?: string; credentials?: GitCredentials; timeoutMs?: number }): Promise<string>;
+  /** Runs git and returns its stdout (bounded by maxOutputBytes). */
+  run(args: string[], opts?: GitRunOptions): Promise<string>;
+  /** Runs git and hands its stdout to `onChunk` as it comes, without keeping it. */
+  stream(args: string[], opts: GitRunOptions, onChunk: (chunk: Buffer) => void): Promise<void>;
   readonly askPassPath: string;
 };
 
 /**
+ * The one hardened git configuration of every git command codefleet runs (runner and repo-pool),
+ * given on the command line so that it wins over any file. With GIT_CONFIG_NOSYSTEM and a global
+ * config file of our own, the only other source is the repository's own config, which only
+ * codefleet writes. Documented in docs/security.md.
+ */
+export const HARDENED_GIT_CONFIG: readonly (readonly [key: string, value: string])[] = [
+  ["core.hooksPath", "/dev/null"], // no hook ever runs
+  ["core.fsmonitor", "false"], // no fsmonitor program
+  ["core.untrackedCache", "false"],
+  ["core.symlinks", "true"], // symlinks are committed as links, never followed
+  ["core.protectNTFS", "true"],
+  ["core.protectHFS", "true"],
+  ["core.pager", "cat"],
+  ["core.editor", "false"],
+  ["core.attributesFile", "/dev/null"],
+  ["core.excludesFile", "/dev/null"],
+  ["credential.helper", ""], // no helper that could store or hand out a secret
+  ["protocol.allow", "never"], // transports by allow-list only
+  ["protocol.https.allow", "always"],
+  ["protocol.http.allow", "always"], // plain http is refused by the URL policy unless the operator allowed it
+  ["protocol.ssh.allow", "always"],
+  ["protocol.git.allow", "always"],
+  ["protocol.file.allow", "never"], // allowed per command (allowFileProtocol) for operator-allowed paths only
+  ["protocol.ext.allow", "never"],
+  ["gpg.program", "false"],
+  ["gpg.ssh.program", "false"],
+  ["gpg.x509.program", "false"],
+  ["commit.gpgSign", "false"],
+  ["tag.gpgSign", "false"],
+  ["submodule.recurse", "false"],
+  ["fetch.recurseSubmodules", "false"],
+  ["push.recurseSubmodules", "no"],
+  ["init.templateDir", ""], // no template hooks copied into new repositories
+  ["gc.auto", "0"],
+  ["maintenance.auto", "false"],
+  ["safe.directory", "*"], // git runs as one uid on directories another owns (by design, see docs/security.md)
+  ["advice.detachedHead", "false"],
+];
+
+/** The global git config file of codefleet's git commands: the same hardened settings, for whatever reads files only. */
+export const GLOBAL_GIT_CONFIG = renderGitConfig(HARDENED_GIT_CONFIG);
+
+function renderGitConfig(entries: readonly (readonly [string, string])[]): string {
+  const sections = new Map<string, string[]>();
+  for (const [key, value] of entries) {
+    const [section = "", ...rest] = key.split(".");
+    const name = rest.pop() ?? "";
+    const header = rest.length ? `[${section} "${rest.join(".")}"]` : `[${section}]`;
+    sections.set(header, [...(sections.get(header) ?? []), `\t${name} = ${value === "" ? '""' : value}`]);
+  }
+  return `${[...sections].map(([header, lines]) => `${header}\n${lines.join("\n")}`).join("\n")}\n`;
+}
+
+const hardenedArgs = (allowFile: boolean): string[] =>
+  HARDENED_GIT_CONFIG.flatMap(([k, v]) => ["-c", `${k}=${k === "protocol.file.allow" && allowFile ? "always" : v}`]);
+
+/**
  * @param askPassPath path of an executable that answers git's credential prompts from
- *   CODEFLEET_GIT_USERNAME / CODEFLEET_GIT_PASSWORD (written by repo-pool at start).
+ *   CODEFLEET_GIT_USERNAME / CODEFLEET_GIT_PASSWORD (written by the service at start).
  */
 export function createGitRunner(opts: {
   askPassPath: string;
   masker: SecretMasker;
   defaultTimeoutMs?: number;
-  /** Run git as this user (when the process is root), e.g. the owner of workspace files. */
+  /** Run git as this user (when the process is root): never root for git, whatever the caller. */
   runAs?: { uid: number; gid: number };
-  /**
-   * A global git config file (see GIT_CONFIG_GLOBAL). It must hold `safe.directory = *` when
-   * git runs as one user on repositories owned by another: a local fetch starts upload-pack
-   * without the `-c` options of the calling command.
-   */
-  globalConfigPath?: string;
+  /** The global git config file (GIT_CONFIG_GLOBAL), holding GLOBAL_GIT_CONFIG. */
+  globalConfigPath: string;
+  /** HOME of the git processes (ssh keeps known_hosts there). */
+  home?: string;
 }): GitRunner {
   const runAs = opts.runAs && process.getuid?.() === 0 ? opts.runAs : undefined;
+  const prepare = (args: string[], runOpts: GitRunOptions) => {
+    const env: NodeJS.ProcessEnv = {
+      PATH: process.env.PATH,
+      HOME: opts.home ?? "/tmp",
+      XDG_CONFIG_HOME: "/nonexistent",
+      LANG: "C",
+      GIT_TERMINAL_PROMPT: "0",
+      GIT_CONFIG_NOSYSTEM: "1",
+      GIT_CONFIG_GLOBAL: opts.globalConfigPath,
+      GIT_ATTR_NOSYSTEM: "1",
+      GIT_NO_REPLACE_OBJECTS: "1",
+      GIT_PAGER: "cat",
+      GIT_EDITOR: "false",
+      GIT_PROTOCOL_FROM_USER: "0",
+      GIT_AUTHOR_NAME: "codefleet",
+      GIT_AUTHOR_EMAIL: "codefleet@localhost",
+      GIT_COMMITTER_NAME: "codefleet",
+      GIT_COMMITTER_EMAIL: "codefleet@localhost",
+      GIT_SSH_COMMAND: "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+      ...runOpts.env,
+    };
+    const creds = runOpts.credentials;
+    const masker = creds?.password ? opts.masker.with([creds.password]) : opts.masker;
+    if (creds?.password) {
+      env.GIT_ASKPASS = opts.askPassPath;
+      env.CODEFLEET_GIT_USERNAME = creds.username ?? "x-access-token";
+      env.CODEFLEET_GIT_PASSWORD = creds.password;
+    }
+    if (creds?.sshKeyFile) {
+      env.GIT_SSH_COMMAND = `ssh -i '${creds.sshKeyFile.replace(/'/g, "")}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new`;
+    }
+    const argv = [...hardenedArgs(runOpts.allowFileProtocol === true), ...args];
+    const spawnOpts = {
+      cwd: runOpts.cwd ?? "/",
+      env,
+      ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
+    };
+    return { argv, spawnOpts, masker, timeoutMs: runOpts.timeoutMs ?? opts.defaultTimeoutMs ?? 300_000 };
+  };
+
+  const exec = (
+    args: string[],
+    runOpts: GitRunOptions,
+    onChunk: ((chunk: Buffer) => void) | undefined,
+  ): Promise<string> => {
+    const { argv, spawnOpts, masker, timeoutMs } = prepare(args, runOpts);
+    const maxOut = runOpts.maxOutputBytes ?? 64 * 1024 * 1024;
+    return new Promise((resolve, reject) => {
+      const child = spawn("git", argv, { ...spawnOpts, stdio: ["pipe", "pipe", "pipe"] });
+      const out: Buffer[] = [];
+      let outBytes = 0;
+      let err = "";
+      let killedFor: "timeout" | "output" | undefined;
+      const kill = (why: "timeout" | "output") => {
+        killedFor ??= why;
+        child.kill("SIGKILL");
+      };
+      const timer = setTimeout(() => kill("timeout"), timeoutMs);
+      child.stdout.on("data", (c: Buffer) => {
+        if (onChunk) return onChunk(c);
+        outBytes += c.length;
+        if (outBytes > maxOut) return kill("output");
+        out.push(c);
+      });
+      // stderr is only for error messages: keep its last 16 KiB
+      child.stderr.on("data", (c: Buffer) => {
+        err = (err + c.toString()).slice(-16_384);
+      });
+      child.stdin.on("error", () => undefined);
+      if (runOpts.stdin !== undefined) child.stdin.end(runOpts.stdin);
+      else child.stdin.end();
+      child.on("error", (e) => {
+        clearTimeout(timer);
+        reject(new GitError("git_failed", `git ${args[0] ?? ""} could not start: ${e.message}`, ""));
+      });
+      child.on("close", (code) => {
+        clearTimeout(timer);
+        if (code === 0 && !killedFor) return resolve(Buffer.concat(out).toString());
+        const cleanErr = masker.mask(err).trim().slice(-2000);
+        if (killedFor === "output")
+          return reject(new GitError("git_output_too_large", `git ${args[0] ?? ""} printed more than ${maxOut} bytes`, cleanErr));
+        reject(classifyGitError(args[0] ?? "git", cleanErr, killedFor === "timeout"));
+      });
+    });
+  };
+
   return {
     askPassPath: opts.askPassPath,
-    run(args, runOpts = {}) {
-      const env: NodeJS.ProcessEnv = {
-        PATH: process.env.PATH,
-        HOME: runAs ? "/tmp" : process.env.HOME,
-        LANG: "C",
-        GIT_TERMINAL_PROMPT: "0",
-        GIT_CONFIG_NOSYSTEM: "1",
-        ...(opts.globalConfigPath ? { GIT_CONFIG_GLOBAL: opts.globalConfigPath } : {}),
-        GIT_AUTHOR_NAME: "codefleet",
-        GIT_AUTHOR_EMAIL: "codefleet@localhost",
-        GIT_COMMITTER_NAME: "codefleet",
-        GIT_COMMITTER_EMAIL: "codefleet@localhost",
-        GIT_SSH_COMMAND: "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
-      };
-      const creds = runOpts.credentials;
-      const masker = creds?.password ? opts.masker.with([creds.password]) : opts.masker;
-      if (creds?.password) {
-        env.GIT_ASKPASS = opts.askPassPath;
-        env.CODEFLEET_GIT_USERNAME = creds.username ?? "x-access-token";
-        env.CODEFLEET_GIT_PASSWORD = creds.password;
-      }
-      if (creds?.sshKeyFile) {
-        env.GIT_SSH_COMMAND = `ssh -i '${creds.sshKeyFile.replace(/'/g, "")}' -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=accept-new`;
-      }
-      // credential.helper= disables any helper that could store the secret.
-      const argv = ["-c", "credential.helper=", "-c", "protocol.ext.allow=never", "-c", "safe.directory=*", ...args];
-      return new Promise((resolve, reject) => {
-        execFile(
-          "git",
-          argv,
-          {
-            cwd: runOpts.cwd,
-            env,
-            timeout: runOpts.timeoutMs ?? opts.defaultTimeoutMs ?? 300_000,
-            maxBuffer: 256 * 1024 * 1024,
-            killSignal: "SIGKILL",
-            ...(runAs ? { uid: runAs.uid, gid: runAs.gid } : {}),
-          },
-          (err, stdout, stderr) => {
-            if (!err) return resolve(stdout);
-            const cleanErr = masker.mask(stderr.toString()).trim().slice(-2000);
-            const timedOut = (err as { killed?: boolean }).killed === true;
-            reject(classifyGitError(args[0] ?? "git", cleanErr, timedOut));
-          },
-        );
-      });
+    run: (args, runOpts = {}) => exec(args, runOpts, undefined),
+    stream: async (args, runOpts, onChunk) => {
+      await exec(args, runOpts, onChunk);
     },
   };
 }
@@ -183,8 +298,6 @@ function classifyGitError(command: string, stderr: string, timedOut: boolean): G
   return new GitError("git_failed", `git ${command} failed: ${stderr.split("\n").slice(-3).join(" | ")}`, stderr);
 }
 
-/** The global git config of repo-pool's git commands: the trust its multi-user layout needs. */
-export const GLOBAL_GIT_CONFIG = "[safe]\n\tdirectory = *\n";
 
 export const ASKPASS_SCRIPT = `#!/bin/sh
 # Answers git's credential prompts from the environment of this one git command.
@@ -193,3 +306,6 @@ case "$1" in
   *) printf '%s\\n' "$CODEFLEET_GIT_PASSWORD" ;;
 esac
 `;
+
+export * from "./credentials.js";
+export * from "./repo-access.js";

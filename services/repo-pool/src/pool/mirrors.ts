@@ -2,8 +2,9 @@ import { createHash, randomBytes } from "node:crypto";
 import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { sql } from "kysely";
-import { type GitCredentials, GitError, type GitRunner, type RemoteUrl } from "../git/git.js";
+import { GitError, type GitRunner, type RemoteUrl } from "../git/git.js";
 import type { Db } from "../store/database.js";
+import type { RepoAccess } from "../git/repo-access.js";
 
 export type Mirror = { key: string; path: string; remote: RemoteUrl };
 export type ResolvedRef = { ref: string; fullRef: string; sha: string };
@@ -21,7 +22,7 @@ export class MirrorCache {
       root: string;
       git: GitRunner;
       db: Db;
-      credentialsFor: (remote: RemoteUrl) => GitCredentials | undefined;
+      access: RepoAccess;
       /** Skip the upstream fetch when the mirror was fetched this recently (0: fetch on every allocation). */
       refreshMs: number;
     },
@@ -52,7 +53,7 @@ export class MirrorCache {
     const key = this.keyOf(remote.clean);
     const mirror = { key, path: this.pathOf(key), remote };
     if (ref && /^[0-9a-f]{40}$/.test(ref) && this.fetchedAt.has(key) && !this.inflight.has(key)) {
-      const has = await this.deps.git.run(["-C", mirror.path, "cat-file", "-e", `${ref}^{commit}`]).then(
+      const has = await this.deps.git.run(["--git-dir", mirror.path, "cat-file", "-e", `${ref}^{commit}`]).then(
         () => true,
         () => false,
       );
@@ -71,23 +72,22 @@ export class MirrorCache {
 
   private async fetchOrClone(m: Mirror): Promise<void> {
     const { git, db } = this.deps;
-    const credentials = this.deps.credentialsFor(m.remote);
+    const { file } = this.deps.access.check(m.remote.clean);
+    const credentials = this.deps.access.credentialsFor(m.remote);
+    const opts = { allowFileProtocol: file, ...(credentials ? { credentials } : {}) };
     const exists = await stat(join(m.path, "HEAD")).then(
       () => true,
       () => false,
     );
     if (exists) {
-      await git.run(
-        ["-C", m.path, "fetch", "--prune", "--force", "--quiet", "--no-write-fetch-head", "origin"],
-        credentials ? { credentials } : {},
-      );
+      await git.run(["--git-dir", m.path, "fetch", "--prune", "--force", "--quiet", "--no-write-fetch-head", "origin"], opts);
     } else {
       // Clone next to the final path and rename: a mirror is never visible half-made.
       const tmp = `${m.path}.tmp-${randomBytes(4).toString("hex")}`;
       try {
-        await git.run(["clone", "--mirror", "--quiet", "--", m.remote.clean, tmp], credentials ? { credentials } : {});
+        await git.run(["clone", "--mirror", "--quiet", "--", m.remote.clean, tmp], opts);
         // never keep objects that slots might still have borrowed... slots are independent clones, but keep gc conservative anyway
-        await git.run(["-C", tmp, "config", "gc.auto", "0"]);
+        await git.run(["--git-dir", tmp, "config", "gc.auto", "0"]);
         await rename(tmp, m.path);
       } catch (err) {
         await rm(tmp, { recursive: true, force: true });
@@ -106,16 +106,16 @@ export class MirrorCache {
   async resolve(m: Mirror, ref?: string): Promise<ResolvedRef> {
     const { git } = this.deps;
     if (!ref) {
-      const head = (await git.run(["-C", m.path, "symbolic-ref", "HEAD"]).catch(() => "")).trim();
+      const head = (await git.run(["--git-dir", m.path, "symbolic-ref", "HEAD"]).catch(() => "")).trim();
       if (!head) throw new GitError("ref_not_found", "the remote has no default branch (empty repository?)", "");
-      const sha = (await git.run(["-C", m.path, "rev-parse", "--verify", "--quiet", `${head}^{commit}`]).catch(() => "")).trim();
+      const sha = (await git.run(["--git-dir", m.path, "rev-parse", "--verify", "--quiet", `${head}^{commit}`]).catch(() => "")).trim();
       if (!sha) throw new GitError("ref_not_found", `the remote's default branch ${head} has no commits`, "");
       return { ref: head.replace(/^refs\/heads\//, ""), fullRef: head, sha };
     }
     const candidates = /^[0-9a-f]{40}$/.test(ref) ? [ref] : [`refs/heads/${ref}`, `refs/tags/${ref}`, ref];
     for (const c of candidates) {
       const sha = (
-        await git.run(["-C", m.path, "rev-parse", "--verify", "--quiet", "--end-of-options", `${c}^{commit}`]).catch(() => "")
+        await git.run(["--git-dir", m.path, "rev-parse", "--verify", "--quiet", "--end-of-options", `${c}^{commit}`]).catch(() => "")
       ).trim();
       if (sha) return { ref, fullRef: c, sha };
     }

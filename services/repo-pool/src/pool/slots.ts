@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
+import { chown, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import type {
@@ -11,9 +11,10 @@ import type {
   ReleaseRequest,
   ReleaseResult,
 } from "@codefleet/contracts";
-import { CodefleetError, errorMessage, ulid } from "@codefleet/contracts";
+import { CodefleetError, errorMessage, type SlotLayout, slotLayout, ulid } from "@codefleet/contracts";
 import { sql } from "kysely";
 import { assertSafeRef, type GitRunner, parseRemoteUrl } from "../git/git.js";
+import type { RepoAccess } from "../git/repo-access.js";
 import type { Db, SlotRow } from "../store/database.js";
 import type { Mirror, MirrorCache } from "./mirrors.js";
 
@@ -35,20 +36,24 @@ export type SlotPoolOptions = {
   root: string;
   /** The same directory as the Docker engine sees it (bind-mount source); equals root outside containers. */
   hostRoot: string;
-  /** git for the mirror side (clone from the mirror at slot creation), as repo-pool's own user. */
+  /** git on the trusted side (mirrors and slot git directories), as the git user: never root. */
   git: GitRunner;
   /**
-   * git inside slots, as the slot owner (the agents' uid): files a reset re-creates belong to the
-   * agents without a `chown -R` of the whole tree on every release.
+   * git that writes a slot's working tree, as the agents' uid: a reset or clean of a tree an agent
+   * wrote can do no more than the agent could, and the files stay the agents' without a `chown -R`.
    */
-  slotGit: GitRunner;
+  treeGit: GitRunner;
   db: Db;
   mirrors: MirrorCache;
+  /** Which repository URLs may be used and with which credentials. */
+  access: RepoAccess;
   maxSlots: number;
   maxSlotsPerRepo: number;
   warmSlotsPerRepo: number;
   diskQuotaBytes: number;
-  /** Owner of slot files, so the unprivileged user in agent containers can write them (when repo-pool runs as root). */
+  /** Owner of the trusted side (mirrors, slot git dirs) when repo-pool runs as root. */
+  gitOwner?: { uid: number; gid: number };
+  /** Owner of slot working trees: the uid agents run as in their containers. */
   slotOwner?: { uid: number; gid: number };
   onEvent: (e: SlotEvent) => Promise<void>;
   now?: () => Date;
@@ -68,7 +73,7 @@ export class SlotPool {
   async init(): Promise<void> {
     await mkdir(this.slotsDir, { recursive: true });
     // Fail at start, not on the first task, when the slot owner cannot reach the slots.
-    await this.o.slotGit.run(["--version"], { cwd: this.slotsDir }).catch((err: unknown) => {
+    await this.o.treeGit.run(["--version"], { cwd: this.slotsDir }).catch((err: unknown) => {
       throw new PoolError(
         "slots_unreachable",
         `the slot owner (uid ${this.o.slotOwner?.uid}) cannot enter ${this.slotsDir}: make every parent directory traversable (chmod o+x) (${errorMessage(err)})`,
@@ -82,6 +87,10 @@ export class SlotPool {
 
   pathOf(id: string): string {
     return join(this.slotsDir, id);
+  }
+
+  layoutOf(id: string): SlotLayout {
+    return slotLayout(this.pathOf(id));
   }
 
   hostPathOf(id: string): string {
@@ -105,6 +114,7 @@ export class SlotPool {
 
   async allocate(req: AllocateRequest): Promise<AllocateResult> {
     const remote = parseRemoteUrl(req.repoUrl);
+    this.o.access.check(remote.clean);
     if (req.ref !== undefined) assertSafeRef(req.ref);
     const { db } = this.o;
 
@@ -131,6 +141,8 @@ export class SlotPool {
       if (claim.evict) await this.destroy(claim.evict, "evicted to make room");
       if (claim.created) await this.createOnDisk(slot.id, mirror, remote.clean, resolved.sha);
       else if (slot.commit_sha !== resolved.sha) await this.checkout(slot.id, mirror, resolved.sha);
+      // Never hand out the wrong base: a crash mid-checkout leaves HEAD behind the tree's commit.
+      await this.assertHead(slot.id, resolved.sha);
       slot = await db
         .updateTable("slots")
         .set({ state: "leased", ref: resolved.ref, commit_sha: resolved.sha, last_used_at: this.now().toISOString() })
@@ -225,46 +237,87 @@ export class SlotPool {
     });
   }
 
+  /** Environment of the tree git: the trusted git dir read-only, the tree and its index written. */
+  private treeEnv(layout: SlotLayout): Record<string, string> {
+    return { GIT_DIR: layout.gitDir, GIT_WORK_TREE: layout.tree, GIT_INDEX_FILE: layout.index };
+  }
+
   private async createOnDisk(id: string, mirror: Mirror, cleanUrl: string, sha: string): Promise<void> {
     const { git } = this.o;
     const final = this.pathOf(id);
     const tmp = `${final}.creating`;
+    const layout = slotLayout(tmp);
     await rm(tmp, { recursive: true, force: true });
+    await mkdir(tmp, { mode: 0o755 });
+    await this.chownTo(tmp, this.o.gitOwner);
     // A local clone hard-links the mirror's objects: fast, and independent of the mirror afterwards.
-    await git.run(["clone", "--quiet", "--no-checkout", "--", mirror.path, tmp]);
-    await git.run(["-C", tmp, "remote", "set-url", "origin", cleanUrl]);
-    await git.run(["-C", tmp, "config", "gc.auto", "0"]);
-    // only .git exists yet: hand it to the slot owner, whose git then writes the working tree
-    await this.chownTree(tmp);
-    await this.o.slotGit.run(["-C", tmp, "checkout", "--quiet", "--force", "--detach", sha]);
+    await git.run(["clone", "--bare", "--quiet", "--", mirror.path, layout.gitDir], { allowFileProtocol: true });
+    await git.run(["--git-dir", layout.gitDir, "remote", "set-url", "origin", cleanUrl]);
+    await git.run(["--git-dir", layout.gitDir, "config", "gc.auto", "0"]);
+    for (const dir of [layout.tree, layout.indexDir]) {
+      await mkdir(dir, { mode: 0o755 });
+      await this.chownTo(dir, this.o.slotOwner);
+    }
+    // The tree first, HEAD last: HEAD at the commit means the tree was completed.
+    await this.o.treeGit.run(["read-tree", "-u", "--reset", sha], { env: this.treeEnv(layout) });
+    await git.run(["--git-dir", layout.gitDir, "update-ref", "--no-deref", "HEAD", sha]);
     await rename(tmp, final);
   }
 
-  private async refreshFromMirror(id: string, mirror: Mirror): Promise<void> {
-    await this.o.slotGit.run([
-      "-C",
-      this.pathOf(id),
-      "fetch",
-      "--quiet",
-      "--force",
-      "--prune",
-      "--no-write-fetch-head",
-      mirror.path,
-      "+refs/heads/*:refs/remotes/origin/*",
-      "+refs/tags/*:refs/tags/*",
-    ]);
-  }
-
   private async checkout(id: string, mirror: Mirror, sha: string): Promise<void> {
-    const path = this.pathOf(id);
-    const git = this.o.slotGit;
-    const has = await git.run(["-C", path, "cat-file", "-e", `${sha}^{commit}`]).then(
+    const layout = this.layoutOf(id);
+    const { git } = this.o;
+    const has = await git.run(["--git-dir", layout.gitDir, "cat-file", "-e", `${sha}^{commit}`]).then(
       () => true,
       () => false,
     );
-    if (!has) await this.refreshFromMirror(id, mirror);
-    await git.run(["-C", path, "checkout", "--quiet", "--force", "--detach", sha]);
-    await git.run(["-C", path, "clean", "-ffdxq"]);
+    if (!has)
+      await git.run(
+        [
+          "--git-dir",
+          layout.gitDir,
+          "fetch",
+          "--quiet",
+          "--force",
+          "--prune",
+          "--no-write-fetch-head",
+          "--",
+          mirror.path,
+          "+refs/heads/*:refs/heads/*",
+          "+refs/tags/*:refs/tags/*",
+        ],
+        { allowFileProtocol: true },
+      );
+    await this.resetTree(layout, sha);
+    await git.run(["--git-dir", layout.gitDir, "update-ref", "--no-deref", "HEAD", sha]);
+  }
+
+  /**
+   * Puts a slot's working tree back at `sha` with nothing an attempt left: changed and deleted
+   * files restored, untracked and ignored files gone, and every `.git` anywhere in the tree (the
+   * agent's own disposable git, or anything planted) removed. Runs as the agents' uid.
+   */
+  private async resetTree(layout: SlotLayout, sha: string): Promise<void> {
+    const env = this.treeEnv(layout);
+    const tree = this.o.treeGit;
+    await rm(`${layout.index}.lock`, { force: true });
+    const reset = async () => {
+      await tree.run(["read-tree", "-u", "--reset", sha], { env });
+      await tree.run(["clean", "-ffdxq"], { env, cwd: layout.tree });
+      await removeGitDirs(layout.tree, this.o.slotOwner);
+      const left = await tree.run(["ls-files", "-z", "--others"], { env, cwd: layout.tree, maxOutputBytes: 1024 * 1024 });
+      if (left) throw new PoolError("slot_not_clean", `untracked files survived the reset: ${left.split("\0").slice(0, 5).join(", ")}`);
+    };
+    // An agent may leave directories it made unreadable: give them back to their owner once, then reset again.
+    await reset().catch(async () => {
+      await execFileP("chmod", ["-R", "u+rwX", "--", layout.tree], { timeout: 300_000, ...this.asSlotOwner() });
+      await reset();
+    });
+  }
+
+  private async assertHead(id: string, sha: string): Promise<void> {
+    const head = (await this.o.git.run(["--git-dir", this.layoutOf(id).gitDir, "rev-parse", "--verify", "HEAD"]).catch(() => "")).trim();
+    if (head !== sha) throw new PoolError("slot_damaged", `slot ${id} is at ${head.slice(0, 12) || "no commit"}, not ${sha.slice(0, 12)}`);
   }
 
   /** Updates a slot only while it is leased to this task attempt; undefined when it is not. */
@@ -326,13 +379,12 @@ export class SlotPool {
   }
 
   /**
-   * Returns a slot to the warm pool at its commit, with everything a task left behind gone:
-   * changes, untracked and ignored files, local branches, stashes. Destroys it when that fails or
-   * when it grew past the disk quota.
+   * Returns a slot to the warm pool at its commit, with everything a task left behind gone.
+   * Attempts never write the slot's git directory (the runner commits into a scratch object store
+   * of its own), so only the tree needs restoring. Destroys the slot when that fails or when it
+   * grew past the disk quota.
    */
   private async recycle(slot: SlotRow): Promise<ReleaseResult> {
-    const path = this.pathOf(slot.id);
-    const git = this.o.slotGit;
     this.measured.delete(slot.id);
     try {
       const diskBytes = await this.diskUsage(slot.id);
@@ -340,26 +392,10 @@ export class SlotPool {
         await this.destroy(slot.id, "over disk quota");
         return { outcome: "destroyed", reason: `over the disk quota (${diskBytes} > ${this.o.diskQuotaBytes} bytes)` };
       }
-      for (const lock of ["index.lock", "HEAD.lock", "config.lock"]) await rm(join(path, ".git", lock), { force: true });
       const sha = slot.commit_sha;
       if (!sha) throw new Error("slot has no commit");
-      const reset = async () => {
-        await git.run(["-C", path, "checkout", "--quiet", "--force", "--detach", sha]);
-        await git.run(["-C", path, "reset", "--quiet", "--hard", sha]);
-        await git.run(["-C", path, "clean", "-ffdxq"]);
-      };
-      // Fast path: the slot owner's git, no tree walk of our own. Files of another user (a task
-      // that wrote as root) make it fail: take the tree back once, then reset again.
-      await reset().catch(async (err) => {
-        if (!(await this.chownTree(path))) throw err;
-        await reset();
-      });
-      const branches = (await git.run(["-C", path, "for-each-ref", "--format=%(refname)", "refs/heads/", "refs/stash"]))
-        .split("\n")
-        .filter(Boolean);
-      for (const ref of branches) await git.run(["-C", path, "update-ref", "-d", ref]);
-      const row = await this.o.db.selectFrom("mirrors").select("url").where("key", "=", slot.repo_key).executeTakeFirst();
-      if (row) await git.run(["-C", path, "remote", "set-url", "origin", row.url]);
+      await this.assertHead(slot.id, sha);
+      await this.resetTree(this.layoutOf(slot.id), sha);
       await this.o.db
         .updateTable("slots")
         .set({
@@ -396,13 +432,15 @@ export class SlotPool {
       .returningAll()
       .execute();
     for (const slot of expired) {
-      const r = await this.recycle(slot);
+      // Its runner is gone or cut off, and its container may still be writing the tree: never
+      // hand that tree to another task. The slot is destroyed; the next allocation makes a new one.
+      await this.destroy(slot.id, "lease expired");
       await this.o.onEvent({
         type: "slot.reclaimed",
         slotId: slot.id,
         taskId: slot.task_id ?? "unknown",
         attempt: slot.attempt ?? 1,
-        reason: `lease expired at ${slot.lease_expires_at ? new Date(slot.lease_expires_at).toISOString() : "?"}; slot ${r.outcome}`,
+        reason: `lease expired at ${slot.lease_expires_at ? new Date(slot.lease_expires_at).toISOString() : "?"}; slot destroyed`,
       });
     }
     return expired.length;
@@ -439,7 +477,7 @@ export class SlotPool {
    * destroyed, warm slots are checked, leased ones are left to their lease, strays are removed.
    */
   async reconcile(): Promise<{ destroyed: number; removedDirs: number }> {
-    const { db, slotGit: git } = this.o;
+    const { db } = this.o;
     let destroyed = 0;
     const rows = await db.selectFrom("slots").selectAll().execute();
     const known = new Set(rows.map((r) => r.id));
@@ -455,12 +493,10 @@ export class SlotPool {
         continue;
       }
       if (row.state === "warm") {
-        for (const lock of ["index.lock", "HEAD.lock", "config.lock"]) await rm(join(path, ".git", lock), { force: true });
-        const ok = await git.run(["-C", path, "rev-parse", "--verify", "HEAD"]).then(
-          (sha) => sha.trim() === row.commit_sha,
-          () => false,
-        );
-        if (!ok) {
+        const ok = row.commit_sha ? await this.assertHead(row.id, row.commit_sha).then(() => true, () => false) : false;
+        const layout = this.layoutOf(row.id);
+        const parts = await Promise.all([layout.tree, layout.indexDir].map((p) => stat(p).then(() => true, () => false)));
+        if (!ok || parts.includes(false)) {
           await this.destroy(row.id, "damaged");
           destroyed++;
         }
@@ -496,16 +532,31 @@ export class SlotPool {
     };
   }
 
+  /** Bytes in the slot's working tree (what the task wrote counts; the trusted git dir is ours). */
   async diskUsage(id: string): Promise<number> {
-    const { stdout } = await execFileP("du", ["-sb", this.pathOf(id)], { timeout: 60_000 });
+    const { stdout } = await execFileP("du", ["-sb", "--", this.layoutOf(id).tree], { timeout: 60_000 });
     return Number.parseInt(stdout.split("\t")[0] ?? "0", 10);
   }
 
-  /** Hands a tree to the slot owner; false when there is nothing to do (not root, or no owner configured). */
-  private async chownTree(path: string): Promise<boolean> {
+  private asSlotOwner(): { uid?: number; gid?: number } {
     const owner = this.o.slotOwner;
-    if (!owner || process.getuid?.() !== 0) return false;
-    await execFileP("chown", ["-R", `${owner.uid}:${owner.gid}`, "--", path]);
-    return true;
+    return owner && process.getuid?.() === 0 ? { uid: owner.uid, gid: owner.gid } : {};
   }
+
+  private async chownTo(path: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+    if (owner && process.getuid?.() === 0) await chown(path, owner.uid, owner.gid);
+  }
+}
+
+/**
+ * Removes every entry named `.git` below a working tree (git's own clean never touches them).
+ * `find -P` never follows a symlink and `rm -rf` removes a link, not its target; both run as the
+ * tree's owner.
+ */
+async function removeGitDirs(tree: string, owner: { uid: number; gid: number } | undefined): Promise<void> {
+  const as = owner && process.getuid?.() === 0 ? { uid: owner.uid, gid: owner.gid } : {};
+  await execFileP("find", ["-P", tree, "-name", ".git", "-prune", "-exec", "rm", "-rf", "--", "{}", "+"], {
+    timeout: 300_000,
+    ...as,
+  });
 }

@@ -55,3 +55,40 @@ export function fullPrompt(spec: ResolvedTaskSpec): string {
 export function toLog(ctx: AgentContext) {
   return (stream: "stdout" | "stderr", chunk: Buffer) => ctx.log.write(stream, chunk);
 }
+
+/**
+ * Text collected from a container (a transcript, a tool's output), kept up to `max` characters:
+ * an agent that prints without end costs the runner nothing past that.
+ */
+export class BoundedText {
+  private parts: string[] = [];
+  private length = 0;
+  dropped = 0;
+  constructor(private readonly max: number) {}
+
+  append(text: string): void {
+    const room = this.max - this.length;
+    if (room <= 0) {
+      this.dropped += text.length;
+      return;
+    }
+    const kept = text.length > room ? text.slice(0, room) : text;
+    this.parts.push(kept);
+    this.length += kept.length;
+    this.dropped += text.length - kept.length;
+  }
+
+  get truncated(): boolean {
+    return this.dropped > 0;
+  }
+
+  toString(): string {
+    const text = this.parts.join("");
+    return this.dropped > 0 ? `${text}\n[codefleet] truncated: ${this.dropped} more characters not kept\n` : text;
+  }
+}
+
+/** How much of an agent's transcript the runner keeps in memory. */
+export const MAX_TRANSCRIPT_CHARS = 16 * 1024 * 1024;
+/** Longest line of an agent's structured output (stream-json, SSE) the runner parses. */
+export const MAX_PARSED_LINE_CHARS = 1024 * 1024;

@@ -1,5 +1,5 @@
 import type { AgentContext, AgentDriver, AgentResult } from "./agent.js";
-import { fullPrompt } from "./agent.js";
+import { BoundedText, fullPrompt, MAX_PARSED_LINE_CHARS, MAX_TRANSCRIPT_CHARS } from "./agent.js";
 
 /**
  * Claude Code headless: `claude -p --output-format stream-json --verbose`, the prompt on stdin
@@ -32,8 +32,18 @@ export const claudeCodeAgent: AgentDriver<"claude-code"> = {
       ...(key ? { ANTHROPIC_API_KEY: key } : {}),
       ...(baseUrl ? { ANTHROPIC_BASE_URL: baseUrl } : {}),
     };
-    let stdout = "";
+    const transcript = new BoundedText(MAX_TRANSCRIPT_CHARS);
     let pending = "";
+    let result: Record<string, unknown> | undefined;
+    const onLine = (line: string) => {
+      ctx.log.write("stdout", `${describe(line)}\n`);
+      try {
+        const m = JSON.parse(line) as Record<string, unknown>;
+        if (m?.type === "result") result = m;
+      } catch {
+        /* not JSON */
+      }
+    };
     const r = await ctx.run.exec(argv, {
       env,
       stdin: fullPrompt(ctx.spec),
@@ -42,31 +52,27 @@ export const claudeCodeAgent: AgentDriver<"claude-code"> = {
       signal: ctx.signal,
       onOutput: (stream, chunk) => {
         if (stream === "stderr") return ctx.log.write("stderr", chunk);
-        stdout += chunk.toString();
-        pending += chunk.toString();
+        const text = chunk.toString();
+        transcript.append(text);
+        pending += text;
         const lines = pending.split("\n");
         pending = lines.pop() ?? "";
-        for (const line of lines) ctx.log.write("stdout", `${describe(line)}\n`);
+        // a line with no end is logged as it comes and never parsed
+        if (pending.length > MAX_PARSED_LINE_CHARS) {
+          ctx.log.write("stdout", pending);
+          pending = "";
+        }
+        for (const line of lines) onLine(line);
       },
     });
-    const result = stdout
-      .split("\n")
-      .map((l) => {
-        try {
-          return JSON.parse(l) as Record<string, unknown>;
-        } catch {
-          return undefined;
-        }
-      })
-      .filter((m): m is Record<string, unknown> => m?.type === "result")
-      .pop();
+    if (pending) onLine(pending);
     const usage = result?.usage as { input_tokens?: number; output_tokens?: number } | undefined;
     const ok = r.exitCode === 0 && result?.subtype === "success" && result?.is_error !== true;
     return {
       ...r,
       exitCode: ok ? 0 : r.exitCode || 1,
       summary: typeof result?.result === "string" ? result.result.slice(0, 2000) : `claude exited ${r.exitCode}`,
-      transcript: ctx.masker.mask(stdout),
+      transcript: ctx.masker.mask(transcript.toString()),
       transcriptContentType: "application/x-ndjson",
       usage: {
         ...(typeof result?.total_cost_usd === "number" ? { costUsd: result.total_cost_usd } : {}),

@@ -3,7 +3,7 @@ import { CodefleetError, errorMessage } from "@codefleet/contracts";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { request } from "undici";
 import type { AgentContext, AgentDriver, AgentResult } from "./agent.js";
-import { fullPrompt, toLog } from "./agent.js";
+import { BoundedText, fullPrompt, toLog } from "./agent.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
 
@@ -83,18 +83,18 @@ export const openaiAgent: AgentDriver<"openai"> = {
     const transcript = () => ctx.masker.mask(JSON.stringify({ model: agent.model, messages, usage }, null, 2));
 
     const exec = async (cmd: string[], stdin?: string) => {
-      let out = "";
+      const out = new BoundedText(1024 * 1024);
       const r = await ctx.run.exec(cmd, {
         env: ctx.env,
         timeoutMs: Math.min(300_000, Math.max(1000, deadline - Date.now())),
         signal: ctx.signal,
         onOutput: (s, c) => {
-          out += c.toString();
+          out.append(c.toString());
           toLog(ctx)(s, c);
         },
         ...(stdin === undefined ? {} : { stdin }),
       });
-      return { ...r, out };
+      return { ...r, out: out.toString() };
     };
 
     const runTool = async (call: ToolCall): Promise<string> => {

@@ -1,9 +1,24 @@
 import { CodefleetError, errorMessage } from "@codefleet/contracts";
 import { request } from "undici";
 import type { AgentContext, AgentDriver, AgentResult } from "./agent.js";
-import { fullPrompt } from "./agent.js";
+import { fullPrompt, MAX_PARSED_LINE_CHARS, MAX_TRANSCRIPT_CHARS } from "./agent.js";
 
 const PORT = 4096;
+/** How long the OpenCode server may take to answer after it was started. */
+const READY_TIMEOUT_MS = 60_000;
+
+/** Reads a response body up to `max` characters; more is an error, never a runner-sized buffer. */
+async function readBounded(body: AsyncIterable<Buffer>, max: number): Promise<string> {
+  const parts: Buffer[] = [];
+  let bytes = 0;
+  for await (const chunk of body) {
+    bytes += chunk.length;
+    if (bytes > max)
+      throw new CodefleetError("agent_output_too_large", `the OpenCode server answered more than ${max} bytes`, { retry: { kind: "never" } });
+    parts.push(chunk);
+  }
+  return Buffer.concat(parts).toString();
+}
 const CONFIG_DIR = "/tmp/codefleet/opencode";
 
 /** The opencode.json the runner generates: provider, model (always with a limit), MCP servers, unattended permissions. */
@@ -77,7 +92,7 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
         ...(body === undefined ? {} : { body: JSON.stringify(body) }),
         signal: ctx.signal,
       });
-      const text = await res.body.text();
+      const text = await readBounded(res.body, MAX_TRANSCRIPT_CHARS);
       if (res.statusCode >= 400)
         throw new CodefleetError(
           "opencode_error",
@@ -88,15 +103,17 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
     };
     // wait for the server
     ctx.log.system(`waiting for the OpenCode server at ${base}`);
+    const started = Date.now();
     let lastProblem = "";
+    const readyBy = Math.min(deadline, Date.now() + READY_TIMEOUT_MS);
     for (;;) {
-      if (Date.now() > deadline || ctx.signal.aborted) {
-        return {
-          exitCode: 1,
-          timedOut: !ctx.signal.aborted,
-          canceled: ctx.signal.aborted,
-          summary: `the OpenCode server did not answer at ${base}: ${lastProblem}`,
-        };
+      if (Date.now() > readyBy || ctx.signal.aborted) {
+        if (ctx.signal.aborted) return { exitCode: 1, canceled: true, summary: "canceled while the OpenCode server started" };
+        throw new CodefleetError(
+          "agent_unreachable",
+          `the OpenCode server did not answer at ${base} within ${Math.round((readyBy - started) / 1000)} s: ${lastProblem}`,
+          { retry: { kind: "never" } },
+        );
       }
       const ok = await request(`${base}/doc`, { signal: ctx.signal, headersTimeout: 5000, bodyTimeout: 5000 }).then(
         async (r) => {
@@ -122,8 +139,11 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
     });
     const follow = (async () => {
       let buf = "";
+      let kept = 0;
       for await (const chunk of sse.body) {
         buf += chunk.toString();
+        // a frame with no end is dropped, never buffered without limit
+        if (buf.length > MAX_PARSED_LINE_CHARS && buf.indexOf("\n\n") < 0) buf = "";
         let i = buf.indexOf("\n\n");
         while (i >= 0) {
           const frame = buf.slice(0, i);
@@ -136,7 +156,10 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
             .join("\n");
           if (!data) continue;
           lastEvent = Date.now();
-          events.push(data);
+          if (kept + data.length <= MAX_TRANSCRIPT_CHARS) {
+            events.push(data);
+            kept += data.length;
+          }
           try {
             const e = JSON.parse(data) as {
               type?: string;

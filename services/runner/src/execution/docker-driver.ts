@@ -1,8 +1,15 @@
 import { PassThrough } from "node:stream";
-import { CodefleetError, errorMessage } from "@codefleet/contracts";
+import {
+  CodefleetError,
+  CONTAINER_BASE_INDEX,
+  CONTAINER_BASE_OBJECTS,
+  CONTAINER_WORKSPACE,
+  errorMessage,
+} from "@codefleet/contracts";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import Docker from "dockerode";
 import {
+  attemptKey,
   type ContainerState,
   type ExecOptions,
   type ExecResult,
@@ -97,12 +104,36 @@ export class DockerDriver implements ExecutionDriver {
     return removed;
   }
 
+  async sweep(runnerId: string, active: ReadonlySet<string>): Promise<number> {
+    const filters = { label: [`${LABELS.managed}=true`, `${LABELS.runnerId}=${runnerId}`] };
+    const orphan = (labels: Record<string, string> | undefined) =>
+      !active.has(attemptKey(labels?.[LABELS.taskId] ?? "", labels?.[LABELS.attempt] ?? ""));
+    let removed = 0;
+    for (const c of await this.docker.listContainers({ all: true, filters })) {
+      if (!orphan(c.Labels)) continue;
+      await this.docker
+        .getContainer(c.Id)
+        .remove({ force: true, v: true })
+        .then(() => removed++)
+        .catch(() => undefined);
+    }
+    for (const n of await this.docker.listNetworks({ filters })) {
+      if (!orphan(n.Labels)) continue;
+      await this.docker
+        .getNetwork(n.Id)
+        .remove()
+        .catch(() => undefined);
+    }
+    return removed;
+  }
+
   async createRun(spec: RunContainerSpec): Promise<RunHandle> {
     const labels = {
       [LABELS.managed]: "true",
       [LABELS.taskId]: spec.taskId,
       [LABELS.attempt]: String(spec.attempt),
       [LABELS.runnerId]: spec.runnerId,
+      ...(spec.deployment ? { [LABELS.deployment]: spec.deployment } : {}),
       ...(spec.labels ?? {}),
     };
     if (!(await this.imageExists(spec.image))) {
@@ -137,7 +168,11 @@ export class DockerDriver implements ExecutionDriver {
           Labels: labels,
           ExposedPorts: Object.fromEntries((spec.exposedPorts ?? []).map((p) => [`${p}/tcp`, {}])),
           HostConfig: {
-            Binds: [`${spec.workspaceHostPath}:/workspace:rw`],
+            Binds: [
+              `${spec.workspace.tree}:${CONTAINER_WORKSPACE}:rw`,
+              `${spec.workspace.baseObjects}:${CONTAINER_BASE_OBJECTS}:ro`,
+              `${spec.workspace.baseIndex}:${CONTAINER_BASE_INDEX}:ro`,
+            ],
             Memory: spec.memoryMb * 1024 * 1024,
             MemorySwap: spec.memoryMb * 1024 * 1024,
             NanoCpus: Math.round(spec.cpus * 1e9),

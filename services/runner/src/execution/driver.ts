@@ -9,8 +9,12 @@ export type RunContainerSpec = {
   attempt: number;
   runnerId: string;
   image: string;
-  /** Host path of the workspace (the slot), mounted at /workspace. */
-  workspaceHostPath: string;
+  /**
+   * Host paths of the slot's parts: the working tree (mounted read-write at /workspace), and the
+   * slot's git objects and the tree's index (read-only, for the agent's own git). The slot's git
+   * directory itself is never mounted.
+   */
+  workspace: { tree: string; baseObjects: string; baseIndex: string };
   memoryMb: number;
   cpus: number;
   pidsLimit: number;
@@ -18,6 +22,8 @@ export type RunContainerSpec = {
   network: "bridge" | "none";
   /** Plain environment of the container (no secrets: those go to individual execs). */
   env: Record<string, string>;
+  /** The deployment label value (see LABELS.deployment). */
+  deployment?: string;
   /** Extra labels on everything created for the run. */
   labels?: Record<string, string>;
   /** Container entrypoint command; default keeps the container idle for execs. */
@@ -67,6 +73,12 @@ export interface ExecutionDriver {
   removeStale(taskId: string, keepAttempt?: number): Promise<number>;
   /** Count of containers this runner manages right now. */
   running(runnerId: string): Promise<number>;
+  /**
+   * Removes the containers and networks of this runner that belong to no attempt in `active`
+   * (task id and attempt, "tsk_…/2"): the orphans of a runner that died, swept at start and
+   * periodically. Returns how many containers went.
+   */
+  sweep(runnerId: string, active: ReadonlySet<string>): Promise<number>;
   ping(): Promise<void>;
   imageExists(image: string): Promise<boolean>;
 }
@@ -76,4 +88,8 @@ export const LABELS = {
   taskId: "codefleet.task-id",
   attempt: "codefleet.attempt",
   runnerId: "codefleet.runner-id",
+  /** The deployment (compose project or namespace) that made it: `stack:down` removes by it. */
+  deployment: "codefleet.deployment",
 } as const;
+
+export const attemptKey = (taskId: string, attempt: number | string) => `${taskId}/${attempt}`;

@@ -12,6 +12,9 @@ export type TestOutcome = {
   report?: { content: string; format: "junit" | "tap"; path: string };
 };
 
+/** The most of a test report the runner reads (the rest is cut with a marker). */
+export const MAX_REPORT_BYTES = 10 * 1024 * 1024;
+
 type Ctx = { run: RunHandle; env: Record<string, string>; log: LogStream; signal: AbortSignal; timeoutMs: number };
 
 function settle(r: ExecResult): TestOutcome["outcome"] {
@@ -44,15 +47,25 @@ export async function runTestPhase(test: TestSpec, ctx: Ctx): Promise<TestOutcom
     result = await runPlaybook(test.playbook.steps, exec, ctx);
   }
   if (test.report) {
+    // Read inside the container (whatever the path or a symlink there points to is the agent's own
+    // sandbox) and never more than MAX_REPORT_BYTES: a report that is /dev/zero ends here.
     const path = workspacePath(test.report.path);
-    let content = "";
-    const r = await ctx.run.exec(["cat", "--", path], {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    const r = await ctx.run.exec(["head", "-c", String(MAX_REPORT_BYTES + 1), "--", path], {
       timeoutMs: 30_000,
       signal: ctx.signal,
       onOutput: (s, c) => {
-        if (s === "stdout") content += c.toString();
+        if (s !== "stdout" || bytes > MAX_REPORT_BYTES) return;
+        chunks.push(c);
+        bytes += c.length;
       },
     });
+    let content = Buffer.concat(chunks).subarray(0, MAX_REPORT_BYTES).toString("utf8");
+    if (bytes > MAX_REPORT_BYTES) {
+      content += `\n<!-- codefleet: report truncated at ${MAX_REPORT_BYTES} bytes -->\n`;
+      ctx.log.system(`test report at ${test.report.path} is over ${MAX_REPORT_BYTES} bytes: kept the first ${MAX_REPORT_BYTES}`);
+    }
     if (r.exitCode === 0 && content) {
       const counts = parseReport(content, test.report.format);
       result = { ...result, report: { content, format: test.report.format, path: test.report.path }, ...(counts ? { counts } : {}) };

@@ -1,20 +1,31 @@
-import { mkdtemp, readFile, rm, stat } from "node:fs/promises";
+import { chown, mkdtemp, readFile, rm, stat } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
-import type { AllocateResult, ArtifactKind, CodefleetEventOf, EventData, Phase, ResolvedTaskSpec } from "@codefleet/contracts";
-import { CodefleetError, createEvent, errorMessage, isCodefleetError, resolveTaskSpec } from "@codefleet/contracts";
+import type { AllocateResult, ArtifactKind, CodefleetEventOf, EventData, Phase, ResolvedTaskSpec, SecurityPolicy } from "@codefleet/contracts";
+import {
+  agentKeyProblem,
+  CodefleetError,
+  checkRepoUrl,
+  createEvent,
+  errorMessage,
+  isCodefleetError,
+  resolveTaskSpec,
+  slotLayout,
+} from "@codefleet/contracts";
 import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
-import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
+import { type Logger, type SecretMasker, secretVariants, StreamMasker } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
-import type { GitCredentials } from "@codefleet/repo-pool/git";
+import { type GitRunner, parseRemoteUrl, type RepoAccess } from "@codefleet/repo-pool/git";
 import { type Context, context, type Link, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { AgentDriver, AgentResult } from "../agents/agent.js";
 import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
 import { LogStream } from "../logs/log-stream.js";
 import { runTestPhase, type TestOutcome } from "../phases/test-phase.js";
 import type { SecretResolver } from "../secrets.js";
-import { WorkspaceGit, type WorkspaceGitRunners } from "../workspace/workspace-git.js";
+import { setUpAgentGit } from "../workspace/agent-git.js";
+import { WorkspaceGit } from "../workspace/workspace-git.js";
 import type { ClaimStore } from "./claims.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
@@ -31,8 +42,15 @@ export type RunnerSettings = {
   noCapacityRetryMs: number;
   agentIdleTimeoutMs: number;
   maxLogBytes: number;
+  /** Cap of the stored diff and transcript artifacts (the secret scan still reads every byte). */
+  maxArtifactBytes: number;
   commitAuthor: { name: string; email: string };
-  gitCredentials?: GitCredentials;
+  /** The operator's policy: repository URLs, and which endpoints each secret may be sent to. */
+  security: SecurityPolicy;
+  /** Owner of the attempt's scratch dir when the runner runs as root (its git runs as this uid). */
+  gitOwner?: { uid: number; gid: number };
+  /** Label value on every container and network of the deployment (stack:down removes by it). */
+  deployment?: string;
   defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
 };
 
@@ -45,7 +63,10 @@ export type AttemptDeps = {
   secrets: SecretResolver;
   /** Masks the runner's own secrets; per-task secrets are added on top. */
   masker: SecretMasker;
-  git: WorkspaceGitRunners;
+  /** Hardened git, never as root: reads the agent's tree as data, writes only the attempt's scratch dir. */
+  git: GitRunner;
+  /** Repository URL policy and per-host git credentials. */
+  repoAccess: RepoAccess;
   agents: Record<string, AgentDriver>;
   log: Logger;
   settings: RunnerSettings;
@@ -155,6 +176,8 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
 
   let secretValues: Record<string, string> = {};
   const workDir = await mkdtemp(join(tmpdir(), `codefleet-${taskId}-`));
+  // the attempt's git (never root) writes its scratch index and objects here
+  if (settings.gitOwner && process.getuid?.() === 0) await chown(workDir, settings.gitOwner.uid, settings.gitOwner.gid);
   let masker = deps.masker;
   const logStream = new LogStream({
     taskId,
@@ -173,20 +196,32 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   let agentResult: AgentResult | undefined;
   let testOutcome: TestOutcome | undefined;
   let pushedSha: string | undefined;
+  /** The commit of the attempt's change (pushed or not), and the git that made it: the diff comes from them. */
+  let headSha: string | undefined;
+  let workspace: WorkspaceGit | undefined;
   const heartbeat = setInterval(() => {
     input.working();
     if (slot) {
       deps.repoPool
         .heartbeat({ slotId: slot.slotId, taskId, attempt, leaseTtlMs: settings.leaseTtlMs }, { ctx })
         .then((hb) => {
-          if (hb.overQuota)
+          if (hb.overQuota) {
             stop({
               status: "failed",
-              reason: `workspace exceeds its disk quota (${hb.diskBytes} bytes)`,
-              reasonCode: "disk_quota_exceeded",
+              reason: `the workspace grew past its disk limit (${hb.diskBytes} bytes)`,
+              reasonCode: "disk_limit",
             });
+            void run?.remove();
+          }
         })
-        .catch((err) => log.warn({ error: errorMessage(err) }, "slot heartbeat failed"));
+        .catch((err) => {
+          if (isCodefleetError(err) && err.code === "lease_lost") {
+            // The slot may already be someone else's: stop writing into it at once.
+            stop({ status: "failed", reason: "the workspace slot's lease was lost", reasonCode: "lease_lost" });
+            void run?.remove();
+          }
+          log.warn({ error: errorMessage(err) }, "slot heartbeat failed");
+        });
     }
   }, settings.heartbeatMs);
 
@@ -251,6 +286,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
 
   try {
     await publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: imageFor(spec, settings) }));
+    refuseByPolicy(spec, settings.security);
     secretValues = await resolveSecrets(deps, spec);
     masker = deps.masker.with(Object.values(secretValues));
     logStream.masker = masker;
@@ -258,29 +294,23 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
 
     slot = await allocateSlot(deps, spec, taskId, attempt, abort.signal, ctx, input.working);
     logStream.system(`workspace slot ${slot.slotId} at ${slot.commitSha.slice(0, 12)} (${slot.warm ? "warm" : "new"})`);
-    const ws = new WorkspaceGit(deps.git, slot.path);
-
-    const workspaceHostPath = slot.hostPath;
+    const local = slotLayout(slot.path);
+    const host = slotLayout(slot.hostPath);
     // dockerode calls are traced under the active span: this attempt's
     run = await context.with(ctx, () =>
       deps.driver.createRun({
         taskId,
         attempt,
         runnerId: settings.runnerId,
+        ...(settings.deployment ? { deployment: settings.deployment } : {}),
         image: imageFor(spec, settings),
-        workspaceHostPath,
+        workspace: { tree: host.tree, baseObjects: join(host.gitDir, "objects"), baseIndex: host.index },
         memoryMb: spec.limits.memoryMb,
         cpus: spec.limits.cpus,
         pidsLimit: settings.pidsLimit,
         network: networkFor(spec, settings),
         extraHosts: settings.extraHosts,
-        env: {
-          CODEFLEET_TASK_ID: taskId,
-          CODEFLEET_ATTEMPT: String(attempt),
-          GIT_CONFIG_COUNT: "1",
-          GIT_CONFIG_KEY_0: "safe.directory",
-          GIT_CONFIG_VALUE_0: "*",
-        },
+        env: { CODEFLEET_TASK_ID: taskId, CODEFLEET_ATTEMPT: String(attempt) },
       }),
     );
     const container = run;
@@ -296,18 +326,14 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     };
 
     await phase("fetch", async () => {
-      const fetched = await ws.ensureCommit(
-        slot?.remoteUrl as string,
-        spec.repo.ref ?? (slot?.ref as string),
-        slot?.commitSha as string,
-        settings.gitCredentials,
-      );
-      await ws.createBranch(spec.push.branch, slot?.commitSha as string);
-      baseSha = slot?.commitSha;
+      baseSha = slot?.commitSha as string;
+      // The agent's own git: a disposable repository in the container, never read by the runner.
+      const agentGit = await setUpAgentGit(container, { branch: spec.push.branch, baseSha, signal: abort.signal });
+      if (!agentGit.ok) logStream.system(`no git for the agent in this image (${agentGit.detail}); the tree is there without it`);
       return {
         outcome: "succeeded",
-        detail: `branch ${spec.push.branch} at ${baseSha?.slice(0, 12)}`,
-        facts: { baseSha: baseSha as string, branch: spec.push.branch, fetched: fetched === "fetched" },
+        detail: `branch ${spec.push.branch} at ${baseSha.slice(0, 12)}`,
+        facts: { baseSha, branch: spec.push.branch, warm: slot?.warm === true },
         value: undefined,
       };
     });
@@ -370,17 +396,28 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     }
 
     await phase("push", async (): Promise<PhaseResult<undefined>> => {
+      // Nothing of the agent may run while the runner reads its tree: the container goes first.
+      await context.with(ctx, () => container.remove());
+      const ws = await WorkspaceGit.open(deps.git, local, workDir);
+      workspace = ws;
+      const staged = await ws.stage();
+      for (const s of staged.skipped.slice(0, 20)) logStream.system(`not committed: ${s.path} (${s.why})`);
       const message = spec.push.commitMessage ?? `${spec.title}\n\nCodefleet-Task: ${taskId}\nCodefleet-Attempt: ${attempt}\n`;
       const withTrailer = message.includes("Codefleet-Task:") ? message : `${message.trimEnd()}\n\nCodefleet-Task: ${taskId}\n`;
-      const commit = await ws.commitAll(withTrailer, settings.commitAuthor, baseSha as string);
+      const commit = await ws.commit(withTrailer, settings.commitAuthor, baseSha as string);
       if (!commit.changed) return { outcome: "skipped", detail: "nothing changed", value: undefined };
       pushedSha = commit.sha;
+      headSha = commit.sha;
+      const leaked = await findSecretInCommit(ws, baseSha as string, commit.sha, secretValues);
+      if (leaked) throw fail("secret_in_diff", `the change contains the value of secret ${leaked}: not pushed`);
       if (!spec.push.enabled)
         return { outcome: "skipped", detail: "push disabled for this task", facts: { commitSha: commit.sha }, value: undefined };
+      const remoteUrl = slot?.remoteUrl as string;
+      const credentials = deps.repoAccess.credentialsFor(parseRemoteUrl(remoteUrl));
       // Exactly one push per task: a previous attempt that pushed and died before finishing counts.
-      const remote = await ws.remoteBranch(slot?.remoteUrl as string, spec.push.branch, settings.gitCredentials);
+      const remote = await ws.remoteBranch(remoteUrl, spec.push.branch, credentials);
       if (remote) {
-        await ws.fetchCommit(slot?.remoteUrl as string, spec.push.branch, settings.gitCredentials).catch(() => undefined);
+        await ws.fetchBranch(remoteUrl, spec.push.branch, credentials).catch(() => undefined);
         const msg = await ws.commitMessage(remote).catch(() => "");
         if (msg.includes(`Codefleet-Task: ${taskId}`)) {
           pushedSha = remote;
@@ -397,7 +434,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
       if (fence === undefined) throw new Superseded();
       revision = fence;
       try {
-        await ws.push(slot?.remoteUrl as string, spec.push.branch, settings.gitCredentials);
+        await ws.push(remoteUrl, commit.sha, spec.push.branch, credentials);
       } catch (err) {
         throw fail("push_rejected", `push to ${spec.push.branch} was rejected: ${masker.mask(errorMessage(err))}`);
       }
@@ -426,17 +463,23 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     input.cancel.removeEventListener("abort", onCancel);
   }
 
-  // Clean-up and the record of what happened, whatever happened. Nothing uploaded comes from the
-  // container (the diff is read from the slot, the log from the runner's file), so the container
-  // goes while the artifacts upload.
-  const removal = context
+  // Clean-up and the record of what happened, whatever happened. The container goes first: the
+  // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.
+  await context
     .with(ctx, async () => run?.remove())
     .catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
   await logStream.close();
-  if (final.reasonCode !== "superseded") {
-    await uploadArtifacts(deps, { taskId, attempt, workDir, slot, baseSha, agentResult, testOutcome, masker, log, ctx });
+  if (final.reasonCode !== "superseded" && final.reasonCode !== "lease_lost") {
+    if (!headSha && slot && baseSha) {
+      // An attempt that did not reach push still leaves its change for the record (never pushed).
+      const partial = await commitForTheRecord(deps, slotLayout(slot.path), workDir, baseSha, settings.commitAuthor).catch((err) => {
+        log.warn({ error: errorMessage(err) }, "the attempt's change could not be read");
+        return undefined;
+      });
+      if (partial) ({ workspace, headSha } = partial);
+    }
+    await uploadArtifacts(deps, { taskId, attempt, workDir, workspace, baseSha, headSha, agentResult, testOutcome, masker, log, ctx });
   }
-  await removal;
   if (slot) {
     await deps.repoPool
       .release({ slotId: slot.slotId, taskId, attempt }, { ctx })
@@ -491,6 +534,54 @@ function networkFor(spec: ResolvedTaskSpec, settings: RunnerSettings): "bridge" 
   return spec.agent.kind === "script" || spec.agent.kind === "openai" ? "none" : "bridge";
 }
 
+/**
+ * The operator's policy, checked again here: a task published straight on the bus never passed
+ * the registry's checks.
+ */
+function refuseByPolicy(spec: ResolvedTaskSpec, policy: SecurityPolicy): void {
+  const url = checkRepoUrl(spec.repo.url, policy.repoUrls);
+  if (!url.ok) throw fail(url.code, url.message);
+  const key = agentKeyProblem(spec.agent, policy.secretEndpoints);
+  if (key) throw fail(key.code, key.message);
+}
+
+/** Which of the task's secrets (by name) appears in what the commit adds, plain, base64 or URL-encoded. */
+async function findSecretInCommit(
+  ws: WorkspaceGit,
+  baseSha: string,
+  headSha: string,
+  secrets: Record<string, string>,
+): Promise<string | undefined> {
+  const wanted = Object.entries(secrets)
+    .filter(([, v]) => v.length >= 4)
+    .flatMap(([name, value]) => secretVariants(value).map((variant) => ({ name, variant })));
+  if (wanted.length === 0) return undefined;
+  const overlap = Math.max(...wanted.map((w) => w.variant.length)) - 1;
+  let tail = "";
+  let found: string | undefined;
+  await ws.addedText(baseSha, headSha, (text) => {
+    if (found) return;
+    const window = tail + text;
+    found = wanted.find((w) => window.includes(w.variant))?.name;
+    tail = window.slice(-overlap);
+  });
+  return found;
+}
+
+/** Stages and commits what an attempt left in its tree (not pushed): the diff of a failed attempt. */
+async function commitForTheRecord(
+  deps: AttemptDeps,
+  layout: ReturnType<typeof slotLayout>,
+  workDir: string,
+  baseSha: string,
+  author: { name: string; email: string },
+): Promise<{ workspace: WorkspaceGit; headSha: string } | undefined> {
+  const ws = await WorkspaceGit.open(deps.git, layout, workDir);
+  await ws.stage();
+  const commit = await ws.commit("partial work of a failed attempt (not pushed)\n", author, baseSha);
+  return commit.changed ? { workspace: ws, headSha: commit.sha } : undefined;
+}
+
 async function resolveSecrets(deps: AttemptDeps, spec: ResolvedTaskSpec): Promise<Record<string, string>> {
   const required = await deps.secrets.resolve(spec.secrets ?? []);
   const agent = spec.agent as { apiKeySecret?: string; kind: string };
@@ -542,8 +633,9 @@ async function uploadArtifacts(
     taskId: string;
     attempt: number;
     workDir: string;
-    slot?: AllocateResult;
+    workspace?: WorkspaceGit;
     baseSha?: string;
+    headSha?: string;
     agentResult?: AgentResult;
     testOutcome?: TestOutcome;
     masker: SecretMasker;
@@ -555,14 +647,13 @@ async function uploadArtifacts(
   const logPath = join(a.workDir, "task.log");
   if (await stat(logPath).catch(() => undefined))
     uploads.push({ name: "task.log", kind: "log", contentType: "text/plain; charset=utf-8", body: () => readFile(logPath) });
-  if (a.slot && a.baseSha) {
-    const ws = new WorkspaceGit(deps.git, a.slot.path);
-    const base = a.baseSha;
+  if (a.workspace && a.baseSha && a.headSha) {
+    const { workspace, baseSha, headSha } = a;
     uploads.push({
       name: "changes.diff",
       kind: "diff",
       contentType: "text/x-diff; charset=utf-8",
-      body: async () => a.masker.mask(await ws.diff(base)),
+      body: () => cappedMasked(a.masker, deps.settings.maxArtifactBytes, (onChunk) => workspace.diff(baseSha, headSha, onChunk)),
     });
   }
   if (a.testOutcome?.report) {
@@ -580,7 +671,7 @@ async function uploadArtifacts(
       name: "transcript",
       kind: "transcript",
       contentType: a.agentResult.transcriptContentType ?? "text/plain",
-      body: async () => a.masker.mask(t),
+      body: async () => a.masker.mask(t.length > deps.settings.maxArtifactBytes ? `${t.slice(0, deps.settings.maxArtifactBytes)}\n[codefleet] transcript truncated\n` : t),
     });
   }
   for (const u of uploads) {
@@ -617,4 +708,28 @@ async function uploadArtifacts(
       },
     );
   }
+}
+
+/** Collects a stream masked (a secret cut across two chunks included), keeping at most `max` bytes and saying so. */
+async function cappedMasked(masker: SecretMasker, max: number, produce: (onChunk: (chunk: Buffer) => void) => Promise<void>): Promise<string> {
+  const stream = new StreamMasker(masker);
+  const parts: string[] = [];
+  let bytes = 0;
+  let dropped = 0;
+  const keep = (text: string) => {
+    if (bytes >= max) {
+      dropped += text.length;
+      return;
+    }
+    const room = max - bytes;
+    parts.push(text.length > room ? text.slice(0, room) : text);
+    if (text.length > room) dropped += text.length - room;
+    bytes += Math.min(room, text.length);
+  };
+  const utf8 = new StringDecoder("utf8");
+  await produce((chunk) => keep(stream.push(utf8.write(chunk))));
+  keep(stream.push(utf8.end()));
+  keep(stream.end());
+  if (dropped > 0) parts.push(`\n[codefleet] truncated: ${dropped} more characters not stored\n`);
+  return parts.join("");
 }

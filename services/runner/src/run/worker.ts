@@ -2,6 +2,7 @@ import { type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/cont
 import type { Bus, Subscription } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
 import type { Subscription as CoreSubscription } from "@nats-io/transport-node";
+import { attemptKey } from "../execution/driver.js";
 import { type AttemptDeps, runAttempt } from "./task-attempt.js";
 
 export type WorkerOptions = {
@@ -19,7 +20,7 @@ export type WorkerOptions = {
  * the delivery count as the next attempt number.
  */
 export class Worker {
-  private readonly running = new Map<string, AbortController>();
+  private readonly running = new Map<string, { ctl: AbortController; attempt: number }>();
   private sub: Subscription | undefined;
   private cancelSub: CoreSubscription | undefined;
 
@@ -33,6 +34,11 @@ export class Worker {
     return this.running.size;
   }
 
+  /** The attempts running now, as attemptKey(taskId, attempt): what the orphan sweep must keep. */
+  activeAttempts(): Set<string> {
+    return new Set([...this.running].map(([taskId, r]) => attemptKey(taskId, r.attempt)));
+  }
+
   async start(): Promise<void> {
     const bus: Bus = this.deps.bus;
     this.cancelSub = bus.nc.subscribe(bus.topology.subjects.eventsOfType("task.cancel_requested"), {
@@ -40,10 +46,10 @@ export class Worker {
         if (err) return;
         try {
           const e = parseEvent(msg.json());
-          const ctl = this.running.get(e.taskId);
-          if (ctl) {
+          const running = this.running.get(e.taskId);
+          if (running) {
             this.log.info({ taskId: e.taskId }, "cancel requested: stopping the attempt");
-            ctl.abort();
+            running.ctl.abort();
           }
         } catch {
           /* not ours to judge: the registry records invalid events */
@@ -66,7 +72,7 @@ export class Worker {
         if (event.type !== "task.submitted") return;
         const submitted = event as CodefleetEventOf<"task.submitted">;
         const ctl = new AbortController();
-        this.running.set(submitted.taskId, ctl);
+        this.running.set(submitted.taskId, { ctl, attempt: ctx.deliveryCount });
         try {
           const outcome = await runAttempt(this.deps, {
             event: submitted,
@@ -88,7 +94,7 @@ export class Worker {
 
   /** Stops taking work; running attempts finish (SIGTERM) unless `abort` (they are then redelivered elsewhere). */
   async stop(opts: { abort?: boolean } = {}): Promise<void> {
-    if (opts.abort) for (const ctl of this.running.values()) ctl.abort();
+    if (opts.abort) for (const r of this.running.values()) r.ctl.abort();
     await this.sub?.stop();
     this.cancelSub?.unsubscribe();
   }

@@ -1,5 +1,13 @@
 import { createHash } from "node:crypto";
-import { createEvent, newEventId, newTaskId, type TaskSpec } from "@codefleet/contracts";
+import {
+  agentKeyProblem,
+  checkRepoUrl,
+  createEvent,
+  newEventId,
+  newTaskId,
+  type SecurityPolicy,
+  type TaskSpec,
+} from "@codefleet/contracts";
 import type { Bus } from "@codefleet/contracts/bus";
 import { HttpProblem } from "@codefleet/contracts/runtime";
 import type { Context } from "@opentelemetry/api";
@@ -27,6 +35,19 @@ export function canonicalHash(value: unknown): string {
 }
 
 export type SubmitResult = { task: TaskView; created: boolean };
+
+/**
+ * The operator's policy on a schema-valid spec: the repository URL (no local paths outside the
+ * allowed roots, no plain http, no git transport tricks, only allowed hosts) and the agent's
+ * endpoint (a runner secret goes only to hosts listed for it). Throws a 422 problem with the
+ * policy's stable code; the messages never echo credentials.
+ */
+export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy): void {
+  const repo = checkRepoUrl(spec.repo.url, policy.repoUrls);
+  if (!repo.ok) throw new HttpProblem(422, repo.code, repo.message, { field: "/repo/url" });
+  const agent = agentKeyProblem(spec.agent, policy.secretEndpoints);
+  if (agent) throw new HttpProblem(422, agent.code, agent.message, { field: "/agent/baseUrl" });
+}
 
 /**
  * Submits a task: assigns an id, publishes task.submitted and answers with the queued view.

@@ -1,4 +1,4 @@
-import { isValidTaskId, TASK_STATUSES, TaskSpec, type TaskStatus } from "@codefleet/contracts";
+import { isValidTaskId, type SecurityPolicy, TASK_STATUSES, TaskSpec, type TaskStatus } from "@codefleet/contracts";
 import type { Bus } from "@codefleet/contracts/bus";
 import { contextFromFields } from "@codefleet/contracts/bus";
 import {
@@ -14,7 +14,7 @@ import { type Context, context, trace } from "@opentelemetry/api";
 import { Type } from "@sinclair/typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { requestCancel, submitTask } from "../domain/submission.js";
+import { assertSubmissionAllowed, requestCancel, submitTask } from "../domain/submission.js";
 import type { TaskView } from "../domain/task-state.js";
 import type { Db } from "../store/database.js";
 import { readTaskEvents } from "../store/event-store.js";
@@ -28,6 +28,8 @@ export type AppDeps = {
   apiTokens: readonly string[];
   bodyLimitBytes: number;
   artifactStorePublicUrl: string;
+  /** What a task may name: repository URLs and agent endpoints (checked after the schema). */
+  securityPolicy: SecurityPolicy;
   health: HealthOptions;
   logTail: Omit<LogTailDeps, "bus" | "db">;
 };
@@ -107,7 +109,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
     async (req, reply) => {
       const key = req.headers["idempotency-key"];
-      const { task, created } = await submitTask(deps, req.body as TaskSpec, {
+      const spec = req.body as TaskSpec;
+      assertSubmissionAllowed(spec, deps.securityPolicy);
+      const { task, created } = await submitTask(deps, spec, {
         ...(typeof key === "string" ? { idempotencyKey: key } : {}),
         ctx: traceCtx(req),
       });

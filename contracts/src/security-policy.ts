@@ -1,0 +1,445 @@
+import { CodefleetError } from "./errors.js";
+import { csv } from "./runtime/config.js";
+import type { AgentSpec } from "./task-spec.js";
+
+/**
+ * What a task may point the platform at: which repository URLs it may make repo-pool and the
+ * runner fetch from (and push to), and which endpoints an agent may send a runner secret to.
+ * Pure functions of a string and a policy: no I/O, no DNS. Messages never echo credentials.
+ */
+
+// ---------------------------------------------------------------------------------------------
+// Repository URLs
+// ---------------------------------------------------------------------------------------------
+
+export type RepoUrlPolicy = {
+  /** Absolute directories under which `file://` URLs and absolute paths are allowed. Empty: none are. */
+  fileRoots: string[];
+  /** Hosts (`host`, `host:port`, or `*`) plain `http://` is allowed for. Empty: none. */
+  httpHosts: string[];
+  /** Allow-list of `host[:port]` or `host[:port]/owner/...` path prefixes. Empty: any host. */
+  allowedHosts: string[];
+};
+
+/** Refuses every local repository and plain http; allows any https/ssh/git host. */
+export const DEFAULT_REPO_URL_POLICY: RepoUrlPolicy = { fileRoots: [], httpHosts: [], allowedHosts: [] };
+
+export const REPO_URL_REFUSALS = ["repo_url_invalid", "repo_url_scheme_refused", "repo_url_file_refused", "repo_url_host_refused"] as const;
+export type RepoUrlRefusal = (typeof REPO_URL_REFUSALS)[number];
+
+export type RepoUrlScheme = "https" | "http" | "ssh" | "git" | "file";
+
+export type RepoUrlAccepted = {
+  ok: true;
+  /** scp-like `user@host:path` reports "ssh"; an absolute path reports "file". */
+  scheme: RepoUrlScheme;
+  /** Lower-case host name, IPv4 address or bracketed IPv6 address; absent for file. */
+  host?: string;
+  /** The port when the URL names one. */
+  port?: number;
+  /** Normalized path: percent-decoded (URLs), without `.`/`..` segments or repeated slashes. */
+  path: string;
+};
+export type RepoUrlRefused = { ok: false; code: RepoUrlRefusal; message: string };
+export type RepoUrlCheck = RepoUrlAccepted | RepoUrlRefused;
+
+const SCHEMES: readonly RepoUrlScheme[] = ["https", "http", "ssh", "git", "file"];
+export const DEFAULT_PORTS: Readonly<Record<Exclude<RepoUrlScheme, "file">, number>> = { https: 443, http: 80, ssh: 22, git: 9418 };
+
+// biome-ignore lint/suspicious/noControlCharactersInRegex: refusing control characters is the point
+const CONTROL_OR_SPACE = /[\s\u0000-\u001f\u007f-\u009f]/;
+const SSH_USER = /^[A-Za-z0-9._~][A-Za-z0-9._~-]{0,63}$/;
+const MAX_URL_LENGTH = 4096;
+
+const refuse = (code: RepoUrlRefusal, message: string): RepoUrlRefused => ({ ok: false, code, message });
+
+/**
+ * Parses a git remote the way git will read it, without any policy: `scheme://` URLs, scp-like
+ * `user@host:path`, and absolute local paths. Refuses what git could misread or run: transport
+ * syntax (`ext::`, `fd::`), unknown schemes (remote helpers), option-like and control characters,
+ * `\`, `?`, `#`, several `@` (parser differentials), encoded slashes and paths that climb above
+ * their root.
+ */
+export function parseRepoUrl(raw: string): RepoUrlCheck {
+  if (typeof raw !== "string" || raw.length === 0) return refuse("repo_url_invalid", "repository URL is empty");
+  if (raw.length > MAX_URL_LENGTH) return refuse("repo_url_invalid", `repository URL is longer than ${MAX_URL_LENGTH} characters`);
+  // git reads `<transport>::<address>` as "run git-remote-<transport>": ext:: runs a command.
+  const transport = /^([A-Za-z0-9+.-]*)::/.exec(raw);
+  if (transport) return refuse("repo_url_scheme_refused", `git transport syntax '${transport[1]?.slice(0, 32)}::' is not allowed`);
+  if (raw.startsWith("-")) return refuse("repo_url_invalid", "repository URL must not start with '-'");
+  if (CONTROL_OR_SPACE.test(raw)) return refuse("repo_url_invalid", "repository URL must not contain whitespace or control characters");
+  if (/[\\?#]/.test(raw)) return refuse("repo_url_invalid", "repository URL must not contain '\\', '?' or '#'");
+
+  const url = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(raw);
+  if (url) return parseUrlForm((url[1] as string).toLowerCase(), raw.slice(url[0].length), raw);
+  if (raw.startsWith("/")) return { ok: true, scheme: "file", path: normalizeAbsolutePath(raw) };
+  return parseScpLike(raw);
+}
+
+function parseUrlForm(scheme: string, rest: string, raw: string): RepoUrlCheck {
+  if (!(SCHEMES as readonly string[]).includes(scheme))
+    return refuse("repo_url_scheme_refused", `URL scheme '${scheme.slice(0, 32)}' is not allowed (use https, ssh, git or file)`);
+  if (scheme === "file") {
+    if (!rest.startsWith("/")) return refuse("repo_url_file_refused", "file:// URLs must name no host: file:///absolute/path");
+    const decoded = percentDecode(rest);
+    if (decoded === undefined || CONTROL_OR_SPACE.test(decoded))
+      return refuse("repo_url_invalid", "file:// URL has an invalid percent-encoding or encoded control characters");
+    return { ok: true, scheme: "file", path: normalizeAbsolutePath(decoded) };
+  }
+  const slash = rest.indexOf("/");
+  const authority = slash < 0 ? rest : rest.slice(0, slash);
+  const rawPath = slash < 0 ? "" : rest.slice(slash);
+  const at = authority.split("@");
+  if (at.length > 2) return refuse("repo_url_invalid", "repository URL has more than one '@' before its path (percent-encode it)");
+  const userinfo = at.length === 2 ? (at[0] as string) : undefined;
+  const hostPort = at[at.length - 1] as string;
+  if (userinfo !== undefined) {
+    if (scheme === "git") return refuse("repo_url_invalid", "git:// URLs carry no user name");
+    if (scheme === "ssh") {
+      if (userinfo.includes(":")) return refuse("repo_url_invalid", "ssh:// URLs must not carry a password");
+      const user = percentDecode(userinfo);
+      if (user === undefined || !SSH_USER.test(user)) return refuse("repo_url_invalid", "ssh:// URL has an invalid user name");
+    }
+  }
+  const hp = splitHostPort(hostPort);
+  if (!hp) return refuse("repo_url_invalid", `${scheme}:// URL has an invalid host or port`);
+  try {
+    new URL(raw);
+  } catch {
+    return refuse("repo_url_invalid", `not a valid ${scheme}:// URL`);
+  }
+  const parts = pathParts(rawPath, true);
+  if (typeof parts === "string") return refuse("repo_url_invalid", `${scheme}:// URL path ${parts}`);
+  return {
+    ok: true,
+    scheme: scheme as RepoUrlScheme,
+    host: hp.host,
+    ...(hp.port === undefined ? {} : { port: hp.port }),
+    path: `/${parts.join("/")}`,
+  };
+}
+
+/** git's rule: no `://`, not a path, and a ':' before the first '/' (outside brackets): `[user@]host:path`. */
+function parseScpLike(raw: string): RepoUrlCheck {
+  const m = /^(?:([^@/:[\]]*)@)?(\[[^\]/]*\]|[^@/:[\]]*):(.*)$/.exec(raw);
+  if (!m) {
+    return refuse(
+      "repo_url_file_refused",
+      "relative local paths are not allowed (use https://, ssh://, git://, user@host:path or an absolute file:/// URL)",
+    );
+  }
+  const [, user, host = "", path = ""] = m;
+  if (user === undefined) {
+    const name = host.toLowerCase();
+    if (name === "file") return refuse("repo_url_file_refused", "write local repositories as file:///absolute/path");
+    if ((SCHEMES as readonly string[]).includes(name)) return refuse("repo_url_invalid", `write ${name} URLs as ${name}://host/path`);
+    return refuse(
+      "repo_url_scheme_refused",
+      `'${name.slice(0, 32)}:' is not an allowed URL scheme (scp-like SSH addresses need a user: user@host:path)`,
+    );
+  }
+  if (!SSH_USER.test(user)) return refuse("repo_url_invalid", "scp-like address has an invalid user name");
+  const h = normalizeHost(host);
+  if (!h) return refuse("repo_url_invalid", "scp-like address has an invalid host");
+  if (path.length === 0 || path.startsWith("-"))
+    return refuse("repo_url_invalid", "scp-like address needs a path that does not start with '-'");
+  if (path.includes("%")) return refuse("repo_url_invalid", "scp-like address path must not contain '%'");
+  const parts = pathParts(path, false);
+  if (typeof parts === "string") return refuse("repo_url_invalid", `scp-like address path ${parts}`);
+  return { ok: true, scheme: "ssh", host: h, path: (path.startsWith("/") ? "/" : "") + parts.join("/") };
+}
+
+/** Path segments with `.`, `..` and empty segments resolved; a string says what is wrong. */
+function pathParts(path: string, decode: boolean): string[] | string {
+  const parts: string[] = [];
+  for (const raw of path.split("/")) {
+    let seg = raw;
+    if (decode) {
+      const decoded = percentDecode(raw);
+      if (decoded === undefined) return "has an invalid percent-encoding";
+      if (/[/\\]/.test(decoded) || CONTROL_OR_SPACE.test(decoded)) return "has an encoded '/', '\\' or control character";
+      seg = decoded;
+    }
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") {
+      if (parts.length === 0) return "climbs above its root with '..'";
+      parts.pop();
+      continue;
+    }
+    parts.push(seg);
+  }
+  return parts;
+}
+
+function percentDecode(s: string): string | undefined {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return undefined;
+  }
+}
+
+/** `/a//b/./c/../d` → `/a/b/d`; `..` at the root stays at the root, as the file system has it. */
+export function normalizeAbsolutePath(path: string): string {
+  const parts: string[] = [];
+  for (const seg of path.split("/")) {
+    if (seg === "" || seg === ".") continue;
+    if (seg === "..") parts.pop();
+    else parts.push(seg);
+  }
+  return `/${parts.join("/")}`;
+}
+
+/** Is `path` the directory `root` or inside it, by whole path components (both normalized)? */
+function isWithin(path: string, root: string): boolean {
+  return root === "/" || path === root || path.startsWith(`${root}/`);
+}
+
+/**
+ * A host as the URL parser canonicalizes it: lower case, IDNA-free ASCII, IPv4 in dotted
+ * decimal, IPv6 compressed and bracketed. Undefined for anything that is not a plain host name.
+ */
+export function normalizeHost(raw: string): string | undefined {
+  const lower = raw.toLowerCase();
+  if (lower.startsWith("[")) {
+    if (!/^\[[0-9a-f:.]+\]$/.test(lower)) return undefined;
+  } else if (!/^[a-z0-9_][a-z0-9_.-]*$/.test(lower) || lower.length > 253) return undefined;
+  try {
+    const host = new URL(`http://${lower}/`).hostname;
+    return host.length > 0 ? host : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** `host`, `host:port`, `[v6]` or `[v6]:port`. */
+export function splitHostPort(s: string): { host: string; port?: number } | undefined {
+  let host: string;
+  let rest: string;
+  if (s.startsWith("[")) {
+    const end = s.indexOf("]");
+    if (end < 0) return undefined;
+    host = s.slice(0, end + 1);
+    rest = s.slice(end + 1);
+  } else {
+    const colon = s.indexOf(":");
+    host = colon < 0 ? s : s.slice(0, colon);
+    rest = colon < 0 ? "" : s.slice(colon);
+  }
+  const normalized = normalizeHost(host);
+  if (!normalized) return undefined;
+  if (rest === "") return { host: normalized };
+  if (!/^:[0-9]{1,5}$/.test(rest)) return undefined;
+  const port = Number(rest.slice(1));
+  if (port < 1 || port > 65535) return undefined;
+  return { host: normalized, port };
+}
+
+/** A `host[:port][/path/prefix]` pattern: the form of allowedHosts and credential rules. */
+export type HostPattern = { host: string; port?: number; path: string[] };
+
+export function parseHostPattern(pattern: string): HostPattern | undefined {
+  if (CONTROL_OR_SPACE.test(pattern) || /[\\?#@%]/.test(pattern)) return undefined;
+  const closing = pattern.startsWith("[") ? pattern.indexOf("]") : -1;
+  const slash = pattern.indexOf("/", Math.max(closing, 0));
+  const hp = splitHostPort(slash < 0 ? pattern : pattern.slice(0, slash));
+  if (!hp) return undefined;
+  const path = slash < 0 ? [] : pattern.slice(slash + 1).split("/");
+  while (path.length > 0 && path[path.length - 1] === "") path.pop(); // a trailing slash says nothing
+  if (path.some((seg) => seg === "" || seg === "." || seg === "..")) return undefined;
+  return { ...hp, path };
+}
+
+function effectivePort(target: { scheme: RepoUrlScheme; port?: number }): number | undefined {
+  return target.port ?? (target.scheme === "file" ? undefined : DEFAULT_PORTS[target.scheme]);
+}
+
+const stripGitSuffix = (seg: string) => (seg.length > 4 && seg.endsWith(".git") ? seg.slice(0, -4) : seg);
+
+/**
+ * Does a URL fall under a pattern? The host must be equal (case-insensitive), the port equal when
+ * the pattern names one, and the pattern's path a prefix of the URL's by whole components
+ * (`acme` covers `acme/app.git`, not `acme-evil/app`; a `.git` suffix is ignored).
+ */
+export function hostPatternMatches(pattern: HostPattern, url: RepoUrlAccepted): boolean {
+  if (url.host === undefined || url.host !== pattern.host) return false;
+  if (pattern.port !== undefined && pattern.port !== effectivePort(url)) return false;
+  const parts = url.path.split("/").filter((seg) => seg.length > 0);
+  if (pattern.path.length > parts.length) return false;
+  return pattern.path.every((seg, i) => stripGitSuffix(seg) === stripGitSuffix(parts[i] as string));
+}
+
+/** Is `host` (on `port`) in a list of `host`, `host:port` and `*` entries? */
+export function hostListed(entries: readonly string[], host: string, port: number | undefined): boolean {
+  return entries.some((entry) => {
+    if (entry.trim() === "*") return true;
+    const e = splitHostPort(entry.trim());
+    return e !== undefined && e.host === host && (e.port === undefined || e.port === port);
+  });
+}
+
+function hostDisplay(url: { host?: string; port?: number }): string {
+  return url.port === undefined ? (url.host ?? "") : `${url.host}:${url.port}`;
+}
+
+const clip = (s: string, n = 200) => (s.length > n ? `${s.slice(0, n)}…` : s);
+
+/**
+ * Judges a task's repository URL against the operator's policy. Local repositories must lie under
+ * a file root, plain http needs its host listed, and with an allow-list every remote must match it.
+ */
+export function checkRepoUrl(raw: string, policy: RepoUrlPolicy): RepoUrlCheck {
+  const url = parseRepoUrl(raw);
+  if (!url.ok) return url;
+  if (url.scheme === "file") {
+    const roots = policy.fileRoots.filter((r) => r.startsWith("/")).map(normalizeAbsolutePath);
+    if (roots.length === 0)
+      return refuse("repo_url_file_refused", "local repositories (file:// URLs and paths) are not allowed on this platform");
+    if (!roots.some((root) => isWithin(url.path, root)))
+      return refuse(
+        "repo_url_file_refused",
+        `local path '${clip(url.path)}' is not under an allowed directory (CODEFLEET_REPO_FILE_ROOTS)`,
+      );
+    return url;
+  }
+  const host = url.host as string;
+  if (url.scheme === "http" && !hostListed(policy.httpHosts, host, effectivePort(url))) {
+    return refuse(
+      "repo_url_scheme_refused",
+      `plain http:// to ${hostDisplay(url)} is not allowed: use https://, or have the operator list the host in CODEFLEET_REPO_HTTP_HOSTS`,
+    );
+  }
+  if (policy.allowedHosts.length > 0) {
+    const patterns = policy.allowedHosts.map(parseHostPattern).filter((p): p is HostPattern => p !== undefined);
+    if (!patterns.some((p) => hostPatternMatches(p, url))) {
+      return refuse(
+        "repo_url_host_refused",
+        `repository ${hostDisplay(url)}${url.path.startsWith("/") ? "" : ":"}${clip(url.path)} is not on an allowed host or path (CODEFLEET_REPO_ALLOWED_HOSTS)`,
+      );
+    }
+  }
+  return url;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent endpoints and the API keys sent to them
+// ---------------------------------------------------------------------------------------------
+
+/** Secret name → hosts (`host`, `host:port`, or `*`) an agent may send it to. */
+export type SecretEndpointPolicy = Record<string, string[]>;
+
+export type AgentKeyProblem = { code: "secret_endpoint_not_allowed" | "invalid_base_url"; message: string };
+
+/** The secret an agent sends to its model endpoint as API key; undefined for kinds that send none. */
+export function agentKeySecret(agent: AgentSpec): string | undefined {
+  switch (agent.kind) {
+    case "openai":
+    case "opencode":
+      return agent.apiKeySecret ?? "OPENAI_API_KEY";
+    case "claude-code":
+      return agent.apiKeySecret ?? "ANTHROPIC_API_KEY";
+    default:
+      return undefined;
+  }
+}
+
+/** host and effective port of an http(s) base URL; undefined when it is not one. */
+export function parseEndpointUrl(raw: string): { host: string; port: number } | undefined {
+  if (CONTROL_OR_SPACE.test(raw) || raw.includes("\\")) return undefined;
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return undefined;
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:") return undefined;
+  const host = normalizeHost(url.hostname);
+  if (!host) return undefined;
+  return { host, port: url.port ? Number(url.port) : url.protocol === "https:" ? 443 : 80 };
+}
+
+/**
+ * An agent naming its own `baseUrl` would send its API key there: that host must be listed for
+ * the key's secret. Without a baseUrl the agent talks to the operator's endpoint: fine.
+ */
+export function agentKeyProblem(agent: AgentSpec, policy: SecretEndpointPolicy): AgentKeyProblem | undefined {
+  const key = agentKeySecret(agent);
+  if (key === undefined) return undefined;
+  const baseUrl = "baseUrl" in agent ? agent.baseUrl : undefined;
+  if (baseUrl === undefined) return undefined;
+  const endpoint = parseEndpointUrl(baseUrl);
+  if (!endpoint) return { code: "invalid_base_url", message: "agent.baseUrl must be an http:// or https:// URL" };
+  const allowed = Object.hasOwn(policy, key) ? (policy[key] ?? []) : [];
+  if (hostListed(allowed, endpoint.host, endpoint.port)) return undefined;
+  return {
+    code: "secret_endpoint_not_allowed",
+    message:
+      `agent '${agent.kind}' would send secret ${key} to ${endpoint.host}:${endpoint.port}, which is not an endpoint allowed ` +
+      `for it (CODEFLEET_SECRET_ENDPOINTS); leave agent.baseUrl unset to use the operator's endpoint`,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading from the environment
+// ---------------------------------------------------------------------------------------------
+
+export type SecurityPolicy = { repoUrls: RepoUrlPolicy; secretEndpoints: SecretEndpointPolicy };
+
+export const DEFAULT_SECURITY_POLICY: SecurityPolicy = { repoUrls: DEFAULT_REPO_URL_POLICY, secretEndpoints: {} };
+
+const SECRET_NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
+
+function configError(message: string): CodefleetError {
+  return new CodefleetError("invalid_config", message, { retry: { kind: "never" } });
+}
+
+function hostEntry(variable: string, entry: string): string {
+  if (entry === "*") return entry;
+  const hp = splitHostPort(entry);
+  if (!hp) throw configError(`${variable}: '${clip(entry, 100)}' is not a host, host:port or *`);
+  return hp.port === undefined ? hp.host : `${hp.host}:${hp.port}`;
+}
+
+/**
+ * The security policy from the environment (only the record passed in is read):
+ * - CODEFLEET_REPO_FILE_ROOTS: csv of absolute directories local repositories may lie under
+ * - CODEFLEET_REPO_HTTP_HOSTS: csv of `host`, `host:port` or `*` plain http:// is allowed for
+ * - CODEFLEET_REPO_ALLOWED_HOSTS: csv of `host[:port][/path/prefix]`; unset: any host
+ * - CODEFLEET_SECRET_ENDPOINTS: JSON object, secret name → array of `host`, `host:port` or `*`
+ * Unset, every local path, plain http and custom agent endpoint is refused.
+ */
+export function securityPolicyFromEnv(env: Record<string, string | undefined>): SecurityPolicy {
+  const fileRoots = csv(env.CODEFLEET_REPO_FILE_ROOTS).map((root) => {
+    if (!root.startsWith("/") || CONTROL_OR_SPACE.test(root))
+      throw configError(`CODEFLEET_REPO_FILE_ROOTS: '${clip(root, 100)}' is not an absolute directory`);
+    return normalizeAbsolutePath(root);
+  });
+  const httpHosts = csv(env.CODEFLEET_REPO_HTTP_HOSTS).map((h) => hostEntry("CODEFLEET_REPO_HTTP_HOSTS", h));
+  const allowedHosts = csv(env.CODEFLEET_REPO_ALLOWED_HOSTS).map((entry) => {
+    const p = parseHostPattern(entry);
+    if (!p) throw configError(`CODEFLEET_REPO_ALLOWED_HOSTS: '${clip(entry, 100)}' is not host[:port][/path/prefix]`);
+    return `${p.port === undefined ? p.host : `${p.host}:${p.port}`}${p.path.map((s) => `/${s}`).join("")}`;
+  });
+  return { repoUrls: { fileRoots, httpHosts, allowedHosts }, secretEndpoints: secretEndpointsFromJson(env.CODEFLEET_SECRET_ENDPOINTS) };
+}
+
+function secretEndpointsFromJson(raw: string | undefined): SecretEndpointPolicy {
+  const variable = "CODEFLEET_SECRET_ENDPOINTS";
+  if (raw === undefined || raw.trim() === "") return {};
+  const shape = `expected a JSON object like {"OPENAI_API_KEY": ["api.openai.com", "llm.internal:8443"]}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw configError(`${variable} is not valid JSON: ${shape}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw configError(`${variable}: ${shape}`);
+  const policy: SecretEndpointPolicy = {};
+  for (const [name, hosts] of Object.entries(parsed)) {
+    if (!SECRET_NAME.test(name)) throw configError(`${variable}: '${clip(name, 100)}' is not a secret name (A-Z, 0-9, _)`);
+    if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== "string"))
+      throw configError(`${variable}: the value of ${name} must be an array of host strings`);
+    policy[name] = (hosts as string[]).map((h) => hostEntry(`${variable} (${name})`, h.trim()));
+  }
+  return policy;
+}
