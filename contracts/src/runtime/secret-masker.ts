@@ -249,7 +249,7 @@ export class StreamMasker {
     for (;;) {
       const s = c > 0 ? straddling(buf, c, candidates) : undefined;
       if (!s) break;
-      if (s[0] >= floor) {
+      if (true) {
         c = s[0];
         candidates = all;
         continue;

@@ -67,6 +67,12 @@ beforeAll(async () => {
     RUNNER_ACK_WAIT_MS: "4000",
     CODEFLEET_SECRET_API_TOKEN: SECRET,
     CODEFLEET_SECRET_ANTHROPIC_API_KEY: ANTHROPIC_KEY,
+    // the operator's policy: test repositories live under the temp dir; keys go to the scripted model servers only
+    CODEFLEET_REPO_FILE_ROOTS: tmpdir(),
+    CODEFLEET_SECRET_ENDPOINTS: JSON.stringify({
+      OPENAI_API_KEY: ["127.0.0.1", "host.docker.internal"],
+      ANTHROPIC_API_KEY: ["host.docker.internal"],
+    }),
     LOG_LEVEL: "error",
   };
   artifactStore = await startArtifactStore(loadArtifactStoreConfig(env));
@@ -352,7 +358,7 @@ describe("runner: hardened containers through fetch → implement → test → p
         secrets: ["API_TOKEN"],
         agent: {
           kind: "script",
-          steps: [{ run: 'echo "token is $API_TOKEN"; echo "$API_TOKEN" > leaked.txt; echo "$API_TOKEN" >&2; exit 0' }],
+          steps: [{ run: 'echo "token is $API_TOKEN"; echo "$API_TOKEN" > /tmp/leaked.txt; echo "$API_TOKEN" >&2; echo ok > HELLO.txt; exit 0' }],
         },
         test: { command: 'echo "testing with $API_TOKEN"; test -n "$API_TOKEN"' },
       }),

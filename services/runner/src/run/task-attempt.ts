@@ -398,7 +398,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     await phase("push", async (): Promise<PhaseResult<undefined>> => {
       // Nothing of the agent may run while the runner reads its tree: the container goes first.
       await context.with(ctx, () => container.remove());
-      const ws = await WorkspaceGit.open(deps.git, local, workDir);
+      const ws = await WorkspaceGit.open(deps.git, local, workDir, settings.gitOwner);
       workspace = ws;
       const staged = await ws.stage();
       for (const s of staged.skipped.slice(0, 20)) logStream.system(`not committed: ${s.path} (${s.why})`);
@@ -576,7 +576,7 @@ async function commitForTheRecord(
   baseSha: string,
   author: { name: string; email: string },
 ): Promise<{ workspace: WorkspaceGit; headSha: string } | undefined> {
-  const ws = await WorkspaceGit.open(deps.git, layout, workDir);
+  const ws = await WorkspaceGit.open(deps.git, layout, workDir, deps.settings.gitOwner);
   await ws.stage();
   const commit = await ws.commit("partial work of a failed attempt (not pushed)\n", author, baseSha);
   return commit.changed ? { workspace: ws, headSha: commit.sha } : undefined;

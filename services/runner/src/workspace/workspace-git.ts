@@ -1,4 +1,4 @@
-import { copyFile, lstat, mkdir } from "node:fs/promises";
+import { chown, copyFile, lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import type { SlotLayout } from "@codefleet/contracts";
 import { type GitCredentials, GitError, type GitRunner } from "@codefleet/repo-pool/git";
@@ -27,12 +27,21 @@ export class WorkspaceGit {
   /**
    * @param scratchDir a directory of the runner's own for this attempt (index and objects go there).
    */
-  static async open(git: GitRunner, layout: SlotLayout, scratchDir: string): Promise<WorkspaceGit> {
-    await mkdir(join(scratchDir, "objects"), { recursive: true });
+  static async open(
+    git: GitRunner,
+    layout: SlotLayout,
+    scratchDir: string,
+    owner?: { uid: number; gid: number },
+  ): Promise<WorkspaceGit> {
+    const objects = join(scratchDir, "objects");
+    const index = join(scratchDir, "index");
+    await mkdir(objects, { recursive: true });
     // The tree's own index (written by repo-pool as the agents' uid, outside every container
     // mount) holds the stat data of the tree as checked out: staging from a copy of it hashes
     // only what changed.
-    await copyFile(layout.index, join(scratchDir, "index"));
+    await copyFile(layout.index, index);
+    // the runner's git (never root) writes both
+    if (owner && process.getuid?.() === 0) for (const p of [objects, index]) await chown(p, owner.uid, owner.gid);
     return new WorkspaceGit(git, layout, scratchDir);
   }
 
