@@ -33,10 +33,10 @@ const TOKEN_PATTERNS: readonly (readonly [RegExp, string])[] = [
 ];
 
 /**
- * Every form of `secret` to mask, the plain value first: its base64 encodings (standard and
- * url-safe; the whole value, and the stable core of the value at each of the three byte alignments
- * it can have inside a larger base64 blob, when at least 8 characters long) and its URL encoding
- * when that differs.
+ * Every form of `secret` to mask, the plain value first: its base64 encodings, standard and
+ * url-safe (of the whole value, and the stable core of the value at each of the three byte
+ * alignments it can have inside a larger base64 blob; only those of at least 8 characters), and
+ * its URL encoding when that differs.
  */
 export function secretVariants(secret: string): string[] {
   const out = [secret];
@@ -44,17 +44,15 @@ export function secretVariants(secret: string): string[] {
     if (v.length > 0 && !out.includes(v)) out.push(v);
   };
   const bytes = Buffer.from(secret, "utf8");
-  const encoded: string[] = [];
-  const whole = bytes.toString("base64");
-  if (whole.length >= MIN_ENCODED_LENGTH) encoded.push(whole, bytes.toString("base64url"));
+  const encoded = [bytes.toString("base64"), bytes.toString("base64url")];
   for (let pad = 0; pad < 3; pad++) {
     // The secret `pad` bytes into a 3-byte group: drop the characters that also encode the bytes
     // before it (the first ceil(8*pad/6)) and after it (past floor(8*(pad+n)/6)).
     const b64 = (pad === 0 ? bytes : Buffer.concat([Buffer.alloc(pad), bytes])).toString("base64");
     const core = b64.slice(Math.ceil((8 * pad) / 6), Math.floor((8 * (pad + bytes.length)) / 6));
-    if (core.length >= MIN_ENCODED_LENGTH) encoded.push(core, core.replaceAll("+", "-").replaceAll("/", "_"));
+    encoded.push(core, core.replaceAll("+", "-").replaceAll("/", "_"));
   }
-  for (const v of encoded) add(v);
+  for (const v of encoded) if (v.length >= MIN_ENCODED_LENGTH) add(v);
   try {
     add(encodeURIComponent(secret));
   } catch {
@@ -189,7 +187,7 @@ export class StreamMasker {
     return this.drain();
   }
 
-  /** The rest, masked. The masker can then be reused for a new stream. */
+  /** The rest, masked. This StreamMasker can then be reused for a new stream. */
   end(): string {
     const buf = this.held;
     const out = buf.length > 0 ? this.emit(buf, buf.length, undefined) : "";
@@ -249,7 +247,7 @@ export class StreamMasker {
     for (;;) {
       const s = c > 0 ? straddling(buf, c, candidates) : undefined;
       if (!s) break;
-      if (true) {
+      if (s[0] >= floor) {
         c = s[0];
         candidates = all;
         continue;
@@ -271,7 +269,7 @@ export class StreamMasker {
     this.covered = Math.max(this.covered - c, straddle ? straddle[1] - c : 0, 0);
     const rest = buf.slice(c);
     // a slice keeps its whole parent alive: copy a small rest out of a large buffer
-    this.held = rest.length > 0 && buf.length > 2 * rest.length + 4096 ? (` ${rest}`).slice(1) : rest;
+    this.held = rest.length > 0 && buf.length > 2 * rest.length + 4096 ? ` ${rest}`.slice(1) : rest;
     return r.text;
   }
 
@@ -322,12 +320,7 @@ function straddling(buf: string, c: number, values: readonly string[]): [number,
  * MASK), then token shapes, then private-key blocks. `inKey`: the text continues a private-key
  * block whose start was already masked, so everything up to its END marker is dropped.
  */
-function maskText(
-  text: string,
-  values: readonly string[],
-  forced: number[] | undefined,
-  inKey: boolean,
-): { text: string; inKey: boolean } {
+function maskText(text: string, values: readonly string[], forced: number[] | undefined, inKey: boolean): { text: string; inKey: boolean } {
   let intervals = exactIntervals(text, values);
   if (forced && forced.length > 0) intervals = unionIntervals(intervals, forced);
   let out = intervals.length > 0 ? replaceIntervals(text, intervals) : text;

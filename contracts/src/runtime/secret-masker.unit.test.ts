@@ -86,8 +86,9 @@ describe("secretVariants and findSecret", () => {
     expect(v).toContain(encodeURIComponent(secret));
     expect(v.filter((x) => x !== secret && x !== encodeURIComponent(secret)).every((x) => x.length >= 8)).toBe(true);
     expect(new Set(v).size).toBe(v.length);
-    // no URL encoding when it is the same, no base64 core under 8 characters
-    expect(secretVariants("abcd")).toEqual(["abcd", "YWJjZA==", "YWJjZA"]);
+    // no URL encoding when it is the same, no base64 form under 8 characters
+    expect(secretVariants("abcd")).toEqual(["abcd", "YWJjZA=="]);
+    expect(secretVariants("abcdef")).toEqual(["abcdef", "YWJjZGVm"]);
   });
 
   it("finds a secret in any of its forms", () => {
@@ -142,7 +143,9 @@ describe("SecretMasker private keys and adversarial input", () => {
     const key = "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEA\nabcdef==\n-----END RSA PRIVATE KEY-----";
     expect(m.mask(`before\n${key}\nafter\n${key} end`)).toBe(`before\n${MASK}\nafter\n${MASK} end`);
     expect(m.mask("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n-----END OPENSSH PRIVATE KEY-----")).toBe(MASK);
-    expect(m.mask("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----")).toBe("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----");
+    expect(m.mask("-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----")).toBe(
+      "-----BEGIN PUBLIC KEY-----\nMIIB\n-----END PUBLIC KEY-----",
+    );
   });
 
   it("masks from a BEGIN marker without END to the end of the text", () => {
@@ -214,7 +217,11 @@ describe("StreamMasker", () => {
         }
       }
       const input = parts.join(rand() < 0.5 ? "" : " ");
-      const out = streamed(m, input, randomCuts(rand, input.length));
+      let held = 0;
+      const out = streamed(m, input, randomCuts(rand, input.length), (s) => {
+        held = Math.max(held, s.heldLength);
+      });
+      expect(held).toBeLessThan(m.maxSecretLength + 64 * 1024);
       for (const v of variants) expect(out.includes(v), `round ${round}: ${JSON.stringify(v)}`).toBe(false);
       expect(out, `round ${round}`).toBe(m.mask(input));
     }
@@ -224,9 +231,14 @@ describe("StreamMasker", () => {
     const rand = prng(3);
     for (let round = 0; round < 20; round++) {
       const parts: string[] = [];
-      for (let i = 0; i < 300; i++) parts.push(rand() < 0.3 ? (variants[Math.floor(rand() * variants.length)] as string) : "z".repeat(Math.floor(rand() * 2000)));
+      for (let i = 0; i < 300; i++)
+        parts.push(rand() < 0.3 ? (variants[Math.floor(rand() * variants.length)] as string) : "z".repeat(Math.floor(rand() * 2000)));
       const input = parts.join("");
-      const out = streamed(m, input, randomCuts(rand, input.length));
+      let held = 0;
+      const out = streamed(m, input, randomCuts(rand, input.length), (s) => {
+        held = Math.max(held, s.heldLength);
+      });
+      expect(held).toBeLessThan(m.maxSecretLength + 64 * 1024);
       for (const v of variants) expect(out.includes(v), `round ${round}`).toBe(false);
     }
   });
@@ -236,8 +248,12 @@ describe("StreamMasker", () => {
     const rand = prng(9);
     for (let round = 0; round < 10; round++) {
       const input = `${"a".repeat(200_000)}b${"a".repeat(Math.floor(rand() * 100))}`;
-      const out = streamed(periodic, input, randomCuts(rand, input.length));
-      expect(out).not.toContain("aaaaaaaa");
+      let held = 0;
+      const out = streamed(periodic, input, randomCuts(rand, input.length), (s) => {
+        held = Math.max(held, s.heldLength);
+      });
+      expect(held).toBeLessThan(periodic.maxSecretLength + 64 * 1024);
+      expect(out.includes("aaaaaaaa")).toBe(false);
     }
   });
 

@@ -1,28 +1,34 @@
 import { createWriteStream, type WriteStream } from "node:fs";
+import { StringDecoder } from "node:string_decoder";
 import type { LogChunk, Phase } from "@codefleet/contracts";
-import type { SecretMasker } from "@codefleet/contracts/runtime";
+import { type SecretMasker, StreamMasker } from "@codefleet/contracts/runtime";
 
 export type LogSink = (chunk: LogChunk) => Promise<void>;
 
+/** The output of one stream of one phase: bytes are decoded as UTF-8 across reads, then masked as a stream. */
+type Output = { stream: "stdout" | "stderr"; phase: Phase | undefined; decoder: StringDecoder; masker: StreamMasker };
+
 /**
- * The log of one attempt: output is masked line by line (a secret split across two reads is
- * still masked), batched into ordered chunks of at most `chunkBytes` every `flushMs`, capped at
- * `maxBytes` per attempt (a chunk then says `truncated`), sent live to the bus, and written in
- * full (masked, capped) to a file that becomes the log artifact.
+ * The log of one attempt: the output of each stream in each phase is masked as a stream (a secret
+ * split across two reads is still masked; whole lines are emitted, a partial line waits), batched
+ * into ordered chunks of at most `chunkBytes` every `flushMs`, capped at `maxBytes` per attempt (a
+ * chunk then says `truncated`; later output is dropped unread and counted), sent live to the bus,
+ * and written in full (masked, capped) to a file that becomes the log artifact.
  */
 export class LogStream {
   private seq = 0;
   private pending: { stream: LogChunk["stream"]; phase?: Phase; text: string }[] = [];
-  private partial = new Map<string, string>();
+  private pendingChars = 0;
+  private outputs = new Map<string, Output>();
   private bytes = 0;
+  private dropped = 0;
   private truncated = false;
   private reportedTruncation = false;
   private timer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> = Promise.resolve();
   private readonly file: WriteStream;
-  phase: Phase | undefined;
-  /** Replaced once the task's secrets are known. */
-  masker: SecretMasker;
+  private currentPhase: Phase | undefined;
+  private currentMasker: SecretMasker;
 
   constructor(
     private readonly o: {
@@ -38,51 +44,100 @@ export class LogStream {
     },
   ) {
     this.file = createWriteStream(o.filePath, { flags: "w" });
-    this.masker = o.masker;
+    this.currentMasker = o.masker;
   }
 
-  /** Raw output of a process. Complete lines are masked and queued; a trailing partial line waits (up to 4 KiB). */
+  /** The phase output is attributed to. Changing it emits what the previous phase's streams held back. */
+  get phase(): Phase | undefined {
+    return this.currentPhase;
+  }
+
+  set phase(phase: Phase | undefined) {
+    if (phase === this.currentPhase) return;
+    this.endOutputs();
+    this.currentPhase = phase;
+  }
+
+  /** Replaced once the task's secrets are known: output held back so far is masked with the new one. */
+  get masker(): SecretMasker {
+    return this.currentMasker;
+  }
+
+  set masker(masker: SecretMasker) {
+    this.currentMasker = masker;
+    for (const out of this.outputs.values()) out.masker.masker = masker;
+  }
+
+  /** Raw output of a process. What can be emitted safely is masked and queued; the rest waits for more. */
   write(stream: "stdout" | "stderr", data: Buffer | string): void {
-    const key = `${stream}:${this.phase ?? ""}`;
-    let text = (this.partial.get(key) ?? "") + data.toString();
-    const cut = text.lastIndexOf("\n");
-    let rest = "";
-    if (cut < 0) {
-      if (text.length < 4096) {
-        this.partial.set(key, text);
-        return;
-      }
-    } else {
-      rest = text.slice(cut + 1);
-      text = text.slice(0, cut + 1);
+    if (this.truncated) {
+      this.dropped += typeof data === "string" ? Buffer.byteLength(data) : data.length;
+      return;
     }
-    this.partial.set(key, rest);
-    this.enqueue(stream, text);
+    const key = `${stream}:${this.currentPhase ?? ""}`;
+    let out = this.outputs.get(key);
+    if (!out) {
+      out = { stream, phase: this.currentPhase, decoder: new StringDecoder("utf8"), masker: new StreamMasker(this.currentMasker) };
+      this.outputs.set(key, out);
+    }
+    const text = typeof data === "string" ? data : out.decoder.write(data);
+    this.enqueue(stream, out.phase, out.masker.push(text));
   }
 
   /** A message from the runner itself. */
   system(message: string): void {
-    this.enqueue("system", `[codefleet] ${message}\n`);
+    const text = `[codefleet] ${message}\n`;
+    if (this.truncated) {
+      this.dropped += Buffer.byteLength(text);
+      return;
+    }
+    this.enqueue("system", this.currentPhase, this.currentMasker.mask(text));
   }
 
-  private enqueue(stream: LogChunk["stream"], raw: string): void {
-    if (raw.length === 0) return;
-    const text = this.masker.mask(raw);
-    if (this.truncated) return;
+  /** Emits what the streams hold back (a partial last line, ended with a line break) and forgets them. */
+  private endOutputs(): void {
+    for (const [key, out] of [...this.outputs]) {
+      this.outputs.delete(key);
+      if (this.truncated) {
+        this.dropped += out.masker.discard();
+        continue;
+      }
+      const text = out.masker.push(out.decoder.end()) + out.masker.end();
+      // a partial last line ends the line, so another stream's output does not continue it
+      this.enqueue(out.stream, out.phase, text.length > 0 && !text.endsWith("\n") ? `${text}\n` : text);
+    }
+  }
+
+  private enqueue(stream: LogChunk["stream"], phase: Phase | undefined, text: string): void {
+    if (text.length === 0) return;
     const size = Buffer.byteLength(text);
+    if (this.truncated) {
+      this.dropped += size;
+      return;
+    }
     if (this.bytes + size > this.o.maxBytes) {
       this.truncated = true;
-      const note = `\n[codefleet] log truncated: over ${this.o.maxBytes} bytes\n`;
-      this.pending.push({ stream: "system", ...(this.phase ? { phase: this.phase } : {}), text: note });
-      this.file.write(note);
-      this.schedule();
+      this.dropped += size;
+      // nothing is masked or buffered from now on
+      for (const out of this.outputs.values()) this.dropped += out.masker.discard();
+      this.outputs.clear();
+      this.note(`\n[codefleet] log truncated: over ${this.o.maxBytes} bytes, further output is dropped\n`);
       return;
     }
     this.bytes += size;
     this.file.write(text);
-    this.pending.push({ stream, ...(this.phase ? { phase: this.phase } : {}), text });
-    if (this.pending.reduce((n, p) => n + p.text.length, 0) >= (this.o.chunkBytes ?? 16_384)) void this.flush();
+    this.pending.push({ stream, ...(phase ? { phase } : {}), text });
+    this.pendingChars += text.length;
+    if (this.pendingChars >= (this.o.chunkBytes ?? 16_384)) void this.flush();
     else this.schedule();
+  }
+
+  /** A runner note past the cap: written and sent, not counted. */
+  private note(text: string): void {
+    this.pending.push({ stream: "system", ...(this.currentPhase ? { phase: this.currentPhase } : {}), text });
+    this.pendingChars += text.length;
+    this.file.write(text);
+    this.schedule();
   }
 
   private schedule(): void {
@@ -111,6 +166,7 @@ export class LogStream {
           }
           text += p.text;
           this.pending.shift();
+          this.pendingChars -= p.text.length;
           if (text.length >= (this.o.chunkBytes ?? 16_384)) break;
         }
         for (let i = 0; i < text.length; i += 60_000) {
@@ -133,12 +189,12 @@ export class LogStream {
     return this.flushing;
   }
 
-  /** Flushes partial lines and everything queued, and closes the file. */
+  /** Emits what the streams hold back, says how much was dropped past the cap, sends everything queued and closes the file. */
   async close(): Promise<void> {
-    for (const [key, rest] of this.partial) {
-      if (rest) this.enqueue(key.startsWith("stderr") ? "stderr" : "stdout", `${rest}\n`);
+    this.endOutputs();
+    if (this.truncated) {
+      this.note(`[codefleet] log truncated: over ${this.o.maxBytes} bytes, ${this.dropped} bytes of output dropped\n`);
     }
-    this.partial.clear();
     await this.flush();
     await new Promise<void>((resolve) => this.file.end(resolve));
   }
