@@ -43,6 +43,7 @@ async function main() {
     REPO_POOL_DATA_DIR: join(dir, "pool"),
     AGENT_IMAGE: IMAGE,
     RUNNER_CONCURRENCY: "10",
+    CODEFLEET_REPO_FILE_ROOTS: repo.root,
     LOG_LEVEL: "error",
   };
   const store = await startArtifactStore(loadArtifactStoreConfig(env));

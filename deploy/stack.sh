@@ -17,6 +17,16 @@ if [ -f deploy/offline/offline.env ] && [ "${CODEFLEET_USE_OFFLINE_IMAGES:-auto}
   set +a
 fi
 export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-codefleet}
+# the runner reaches the Docker socket through the socket's group, not as root
+DOCKER_GID=${DOCKER_GID:-$(stat -c %g /var/run/docker.sock 2>/dev/null || echo 0)}
+export DOCKER_GID
+
+# Task containers and networks the runner made for this deployment (they carry its label).
+remove_task_containers() {
+  local label="codefleet.deployment=$COMPOSE_PROJECT_NAME"
+  docker ps -aq --filter "label=$label" | xargs -r docker rm -f >/dev/null 2>&1 || true
+  docker network ls -q --filter "label=$label" | xargs -r docker network rm >/dev/null 2>&1 || true
+}
 
 if docker compose version >/dev/null 2>&1; then
   compose() { docker compose "$@"; }
@@ -62,7 +72,11 @@ case "$cmd" in
     wait_healthy
     ;;
   down)
+    # the runner first, so that it starts no task container while the rest goes
+    compose stop runner >/dev/null 2>&1 || true
+    remove_task_containers
     compose down -v --remove-orphans "$@"
+    remove_task_containers
     ;;
   "")
     sed -n '2,10p' "$0"

@@ -67,6 +67,7 @@ beforeAll(async () => {
     OTEL_BSP_SCHEDULE_DELAY: "200",
     OTEL_METRIC_EXPORT_INTERVAL: "1000",
     LOG_LEVEL: "debug",
+    CODEFLEET_REPO_FILE_ROOTS: repo.root,
   };
   await start("artifact-store", "services/artifact-store/src/main.ts", { ARTIFACT_DATA_DIR: join(dataDir, "artifacts") });
   await start("repo-pool", "services/repo-pool/src/main.ts", { REPO_POOL_DATA_DIR: join(dataDir, "repo-pool") });

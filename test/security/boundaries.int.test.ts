@@ -44,7 +44,14 @@ async function problem(res: Response): Promise<{ status: number; code: string; b
 describe("the marker channel of these tests", () => {
   it("sees a payload that runs on the host as the runner's or repo-pool's git user", () => {
     for (const uid of ["10001", "1000"])
-      execFileSync("setpriv", [`--reuid=${uid}`, `--regid=${uid}`, "--clear-groups", "sh", "-c", `id > ${join(p.markers, `canary-${uid}`)}`]);
+      execFileSync("setpriv", [
+        `--reuid=${uid}`,
+        `--regid=${uid}`,
+        "--clear-groups",
+        "sh",
+        "-c",
+        `id > ${join(p.markers, `canary-${uid}`)}`,
+      ]);
     expect(readdirSync(p.markers).sort()).toEqual(["canary-1000", "canary-10001"]);
     for (const f of readdirSync(p.markers)) rmSync(join(p.markers, f));
   });
@@ -130,9 +137,7 @@ describe("unbounded agent output", () => {
         limits: { timeoutSeconds: 300, memoryMb: 512, cpus: 1 },
       }),
     );
-    const calm = p.submitOk(
-      scriptTask(p, ["sleep 5", "echo calm > CALM.txt"], { repo: { url: p.daemon.url("other.git"), ref: "main" } }),
-    );
+    const calm = p.submitOk(scriptTask(p, ["sleep 5", "echo calm > CALM.txt"], { repo: { url: p.daemon.url("other.git"), ref: "main" } }));
     const [floodId, calmId] = await Promise.all([flood, calm]);
     const [floodView, calmView] = await Promise.all([p.finished(floodId, 300_000), p.finished(calmId, 300_000)]);
     expect(calmView).toMatchObject({ status: "succeeded", attempt: 1 });

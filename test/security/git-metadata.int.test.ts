@@ -2,7 +2,7 @@ import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { git } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
-import { PROBE_STEPS, type Platform, type RemoteState, scriptTask, startPlatform } from "./platform.js";
+import { type Platform, PROBE_STEPS, type RemoteState, scriptTask, startPlatform } from "./platform.js";
 
 /**
  * Everything an agent writes into its workspace, `.git` included, is hostile. Each vector is a
@@ -80,7 +80,11 @@ const vectors: Vector[] = [
   },
   {
     name: "url.*.insteadOf redirecting the push",
-    steps: [`git config url.file://MARKERS/stolen.git.insteadOf ${"GITURL"}`, "git config --add url.file://MARKERS/stolen.git.pushInsteadOf git://", CHANGE],
+    steps: [
+      `git config url.file://MARKERS/stolen.git.insteadOf ${"GITURL"}`,
+      "git config --add url.file://MARKERS/stolen.git.pushInsteadOf git://",
+      CHANGE,
+    ],
   },
   {
     name: "remote.origin.pushurl",
@@ -160,7 +164,12 @@ describe("nothing an agent writes in its workspace runs or is trusted outside it
       const view = await p.finished(taskId);
       const commit = view.commitSha;
       if (!v.check) expect(view.status, `${view.failureReason ?? ""}\n${await p.artifactText(view, "task.log")}`).toBe("succeeded");
-      await v.check?.({ taskId, status: view.status, ...(view.reasonCode ? { reasonCode: view.reasonCode } : {}), ...(commit ? { commit } : {}) });
+      await v.check?.({
+        taskId,
+        status: view.status,
+        ...(view.reasonCode ? { reasonCode: view.reasonCode } : {}),
+        ...(commit ? { commit } : {}),
+      });
       if (commit) expect(await git(p.repo.bare, "show", `${commit}:CHANGED.txt`)).toBe("changed by the task");
 
       // the next task on the same slot: a clean tree, a fresh git

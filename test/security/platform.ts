@@ -140,7 +140,9 @@ export async function startPlatform(opts: { databaseUrl: string; natsUrl: string
           const res = await api(`/v1/tasks/${id}`);
           if (!res.ok) return false;
           view = (await res.json()) as TaskView;
-          return ["succeeded", "failed", "timed_out", "canceled"].includes(view.status) && view.artifacts.some((a) => a.name === "task.log");
+          return (
+            ["succeeded", "failed", "timed_out", "canceled"].includes(view.status) && view.artifacts.some((a) => a.name === "task.log")
+          );
         },
         timeoutMs,
         250,
@@ -156,7 +158,9 @@ export async function startPlatform(opts: { databaseUrl: string; natsUrl: string
         found = ((await res.json()) as TaskView).artifacts.find((x) => x.name === name);
       }
       if (!found) return undefined;
-      const res = await fetch(`${artifactStoreUrl}/v1/artifacts/${found.artifactId}/content`, { headers: { authorization: `Bearer ${token}` } });
+      const res = await fetch(`${artifactStoreUrl}/v1/artifacts/${found.artifactId}/content`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       return res.ok ? res.text() : undefined;
     },
     markersFound: () => readdirSync(markers),

@@ -16,8 +16,8 @@ import {
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { RepoPoolConfig } from "./config.js";
 import { ASKPASS_SCRIPT, createGitRunner, GLOBAL_GIT_CONFIG } from "./git/git.js";
-import { MirrorCache } from "./pool/mirrors.js";
 import { createRepoAccess } from "./git/repo-access.js";
+import { MirrorCache } from "./pool/mirrors.js";
 import { type SlotEvent, SlotPool } from "./pool/slots.js";
 import { serveRepoPool } from "./rpc/server.js";
 import { createDatabase, type Db, migrate } from "./store/database.js";
@@ -63,7 +63,14 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
     for (const p of [gitHome, askPassPath, join(root, "mirrors")]) await chown(p, gitOwner.uid, gitOwner.gid);
     await execFileP("chown", ["-R", "-h", `${gitOwner.uid}:${gitOwner.gid}`, "--", join(root, "mirrors")]);
   }
-  const git = createGitRunner({ askPassPath, masker, globalConfigPath, home: gitHome, defaultTimeoutMs: config.GIT_TIMEOUT_MS, runAs: gitOwner });
+  const git = createGitRunner({
+    askPassPath,
+    masker,
+    globalConfigPath,
+    home: gitHome,
+    defaultTimeoutMs: config.GIT_TIMEOUT_MS,
+    runAs: gitOwner,
+  });
   const treeGit = createGitRunner({ askPassPath, masker, globalConfigPath, defaultTimeoutMs: config.GIT_TIMEOUT_MS, runAs: slotOwner });
   const access = createRepoAccess(config.security.repoUrls, config.gitCredentials);
   const mirrors = new MirrorCache({ root: join(root, "mirrors"), git, db, refreshMs: config.MIRROR_REFRESH_MS, access });

@@ -358,7 +358,9 @@ describe("runner: hardened containers through fetch → implement → test → p
         secrets: ["API_TOKEN"],
         agent: {
           kind: "script",
-          steps: [{ run: 'echo "token is $API_TOKEN"; echo "$API_TOKEN" > /tmp/leaked.txt; echo "$API_TOKEN" >&2; echo ok > HELLO.txt; exit 0' }],
+          steps: [
+            { run: 'echo "token is $API_TOKEN"; echo "$API_TOKEN" > /tmp/leaked.txt; echo "$API_TOKEN" >&2; echo ok > HELLO.txt; exit 0' },
+          ],
         },
         test: { command: 'echo "testing with $API_TOKEN"; test -n "$API_TOKEN"' },
       }),

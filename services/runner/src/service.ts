@@ -1,8 +1,6 @@
-import { execFile } from "node:child_process";
 import { chmod, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { promisify } from "node:util";
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
@@ -30,8 +28,6 @@ import { ClaimStore } from "./run/claims.js";
 import type { RunnerSettings } from "./run/task-attempt.js";
 import { Worker } from "./run/worker.js";
 import { SecretResolver } from "./secrets.js";
-
-const execFileP = promisify(execFile);
 
 export type RunnerService = { app: FastifyInstance; worker: Worker; driver: ExecutionDriver; bus: Bus; log: Logger; stop(): Promise<void> };
 

@@ -130,7 +130,9 @@ function rulesFromFile(path: string, readFile: ReadFile): CredentialRule[] {
     const r = entry as Record<string, unknown>;
     for (const key of Object.keys(r)) {
       if (!RULE_KEYS.has(key))
-        throw configError(`${at} has an unknown key '${clip(key, 40)}' (match, username, password, passwordFile, sshKeyFile, insecureHttp)`);
+        throw configError(
+          `${at} has an unknown key '${clip(key, 40)}' (match, username, password, passwordFile, sshKeyFile, insecureHttp)`,
+        );
       if (key === "insecureHttp" ? typeof r[key] !== "boolean" : typeof r[key] !== "string")
         throw configError(`${at}: ${key} must be a ${key === "insecureHttp" ? "boolean" : "string"}`);
     }

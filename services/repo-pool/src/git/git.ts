@@ -209,11 +209,7 @@ export function createGitRunner(opts: {
     return { argv, spawnOpts, masker, timeoutMs: runOpts.timeoutMs ?? opts.defaultTimeoutMs ?? 300_000 };
   };
 
-  const exec = (
-    args: string[],
-    runOpts: GitRunOptions,
-    onChunk: ((chunk: Buffer) => void) | undefined,
-  ): Promise<string> => {
+  const exec = (args: string[], runOpts: GitRunOptions, onChunk: ((chunk: Buffer) => void) | undefined): Promise<string> => {
     const { argv, spawnOpts, masker, timeoutMs } = prepare(args, runOpts);
     const maxOut = runOpts.maxOutputBytes ?? 64 * 1024 * 1024;
     return new Promise((resolve, reject) => {
@@ -297,7 +293,6 @@ function classifyGitError(command: string, stderr: string, timedOut: boolean): G
   if (s.includes("no space left")) return new GitError("disk_full", `git ${command}: no space left on device`, stderr);
   return new GitError("git_failed", `git ${command} failed: ${stderr.split("\n").slice(-3).join(" | ")}`, stderr);
 }
-
 
 export const ASKPASS_SCRIPT = `#!/bin/sh
 # Answers git's credential prompts from the environment of this one git command.

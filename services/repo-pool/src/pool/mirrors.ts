@@ -3,8 +3,8 @@ import { mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join } from "node:path";
 import { sql } from "kysely";
 import { GitError, type GitRunner, type RemoteUrl } from "../git/git.js";
-import type { Db } from "../store/database.js";
 import type { RepoAccess } from "../git/repo-access.js";
+import type { Db } from "../store/database.js";
 
 export type Mirror = { key: string; path: string; remote: RemoteUrl };
 export type ResolvedRef = { ref: string; fullRef: string; sha: string };

@@ -493,9 +493,21 @@ export class SlotPool {
         continue;
       }
       if (row.state === "warm") {
-        const ok = row.commit_sha ? await this.assertHead(row.id, row.commit_sha).then(() => true, () => false) : false;
+        const ok = row.commit_sha
+          ? await this.assertHead(row.id, row.commit_sha).then(
+              () => true,
+              () => false,
+            )
+          : false;
         const layout = this.layoutOf(row.id);
-        const parts = await Promise.all([layout.tree, layout.indexDir].map((p) => stat(p).then(() => true, () => false)));
+        const parts = await Promise.all(
+          [layout.tree, layout.indexDir].map((p) =>
+            stat(p).then(
+              () => true,
+              () => false,
+            ),
+          ),
+        );
         if (!ok || parts.includes(false)) {
           await this.destroy(row.id, "damaged");
           destroyed++;

@@ -14,7 +14,9 @@ async function readBounded(body: AsyncIterable<Buffer>, max: number): Promise<st
   for await (const chunk of body) {
     bytes += chunk.length;
     if (bytes > max)
-      throw new CodefleetError("agent_output_too_large", `the OpenCode server answered more than ${max} bytes`, { retry: { kind: "never" } });
+      throw new CodefleetError("agent_output_too_large", `the OpenCode server answered more than ${max} bytes`, {
+        retry: { kind: "never" },
+      });
     parts.push(chunk);
   }
   return Buffer.concat(parts).toString();

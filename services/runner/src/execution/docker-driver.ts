@@ -1,11 +1,5 @@
 import { PassThrough } from "node:stream";
-import {
-  CodefleetError,
-  CONTAINER_BASE_INDEX,
-  CONTAINER_BASE_OBJECTS,
-  CONTAINER_WORKSPACE,
-  errorMessage,
-} from "@codefleet/contracts";
+import { CONTAINER_BASE_INDEX, CONTAINER_BASE_OBJECTS, CONTAINER_WORKSPACE, CodefleetError, errorMessage } from "@codefleet/contracts";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import Docker from "dockerode";
 import {

@@ -3,7 +3,15 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
-import type { AllocateResult, ArtifactKind, CodefleetEventOf, EventData, Phase, ResolvedTaskSpec, SecurityPolicy } from "@codefleet/contracts";
+import type {
+  AllocateResult,
+  ArtifactKind,
+  CodefleetEventOf,
+  EventData,
+  Phase,
+  ResolvedTaskSpec,
+  SecurityPolicy,
+} from "@codefleet/contracts";
 import {
   agentKeyProblem,
   CodefleetError,
@@ -15,7 +23,7 @@ import {
   slotLayout,
 } from "@codefleet/contracts";
 import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
-import { type Logger, type SecretMasker, secretVariants, StreamMasker } from "@codefleet/contracts/runtime";
+import { type Logger, type SecretMasker, StreamMasker, secretVariants } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { type GitRunner, parseRemoteUrl, type RepoAccess } from "@codefleet/repo-pool/git";
 import { type Context, context, type Link, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -465,9 +473,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
 
   // Clean-up and the record of what happened, whatever happened. The container goes first: the
   // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.
-  await context
-    .with(ctx, async () => run?.remove())
-    .catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
+  await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
   await logStream.close();
   if (final.reasonCode !== "superseded" && final.reasonCode !== "lease_lost") {
     if (!headSha && slot && baseSha) {
@@ -671,7 +677,12 @@ async function uploadArtifacts(
       name: "transcript",
       kind: "transcript",
       contentType: a.agentResult.transcriptContentType ?? "text/plain",
-      body: async () => a.masker.mask(t.length > deps.settings.maxArtifactBytes ? `${t.slice(0, deps.settings.maxArtifactBytes)}\n[codefleet] transcript truncated\n` : t),
+      body: async () =>
+        a.masker.mask(
+          t.length > deps.settings.maxArtifactBytes
+            ? `${t.slice(0, deps.settings.maxArtifactBytes)}\n[codefleet] transcript truncated\n`
+            : t,
+        ),
     });
   }
   for (const u of uploads) {
@@ -711,7 +722,11 @@ async function uploadArtifacts(
 }
 
 /** Collects a stream masked (a secret cut across two chunks included), keeping at most `max` bytes and saying so. */
-async function cappedMasked(masker: SecretMasker, max: number, produce: (onChunk: (chunk: Buffer) => void) => Promise<void>): Promise<string> {
+async function cappedMasked(
+  masker: SecretMasker,
+  max: number,
+  produce: (onChunk: (chunk: Buffer) => void) => Promise<void>,
+): Promise<string> {
   const stream = new StreamMasker(masker);
   const parts: string[] = [];
   let bytes = 0;

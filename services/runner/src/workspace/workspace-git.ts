@@ -27,12 +27,7 @@ export class WorkspaceGit {
   /**
    * @param scratchDir a directory of the runner's own for this attempt (index and objects go there).
    */
-  static async open(
-    git: GitRunner,
-    layout: SlotLayout,
-    scratchDir: string,
-    owner?: { uid: number; gid: number },
-  ): Promise<WorkspaceGit> {
+  static async open(git: GitRunner, layout: SlotLayout, scratchDir: string, owner?: { uid: number; gid: number }): Promise<WorkspaceGit> {
     const objects = join(scratchDir, "objects");
     const index = join(scratchDir, "index");
     await mkdir(objects, { recursive: true });
