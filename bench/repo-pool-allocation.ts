@@ -5,7 +5,7 @@
  *   npx tsx --conditions=source bench/repo-pool-allocation.ts [--files 50000] [--commits 5000] [--rounds 40]
  */
 import { execFile, spawn } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,7 +14,15 @@ import { connectNats } from "@codefleet/contracts/bus";
 import { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { startRepoPool } from "@codefleet/repo-pool/service";
-import { createTestDatabase, createTestRepo, startGitDaemon, startNats, startPostgres, testNamespace } from "@codefleet/test/support";
+import {
+  createTestDatabase,
+  createTestRepo,
+  removeDataDir,
+  startGitDaemon,
+  startNats,
+  startPostgres,
+  testNamespace,
+} from "@codefleet/test/support";
 import { fmt, header, summarize } from "./lib.js";
 
 const execFileP = promisify(execFile);
@@ -126,7 +134,7 @@ async function main() {
     for (let i = 0; i < Math.max(3, Math.min(ROUNDS, label === "large" ? 5 : ROUNDS)); i++) {
       const dir = join(root, `clone-${label}-${i}`);
       clones.push(await time(() => execFileP("git", ["clone", "--quiet", url, dir])));
-      rmSync(dir, { recursive: true, force: true });
+      removeDataDir(dir);
     }
     const w = summarize(warm);
     const wc = summarize(warmCached);
@@ -145,7 +153,7 @@ async function main() {
   await db.drop();
   await Promise.allSettled([nats.stop(), pg.stop()]);
   small.cleanup();
-  rmSync(root, { recursive: true, force: true });
+  removeDataDir(root);
   process.exit(0);
 }
 

@@ -16,7 +16,7 @@ import { createEvent, newTaskId, parseEvent, type TaskSpec } from "@codefleet/co
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { startRepoPool } from "@codefleet/repo-pool/service";
-import { createTestDatabase, createTestRepo, startNats, startPostgres, testNamespace } from "@codefleet/test/support";
+import { createTestDatabase, createTestRepo, removeDataDir, startNats, startPostgres, testNamespace } from "@codefleet/test/support";
 import { loadRunnerConfig } from "../services/runner/src/config.js";
 import { startRunner } from "../services/runner/src/service.js";
 import { fmt, header, summarize } from "./lib.js";
@@ -144,7 +144,7 @@ async function main() {
   await db.drop();
   await Promise.allSettled([nats.stop(), pg.stop()]);
   repo.cleanup();
-  rmSync(dir, { recursive: true, force: true });
+  removeDataDir(dir);
   rmSync(rawDir, { recursive: true, force: true });
   process.exit(0);
 }

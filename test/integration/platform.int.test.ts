@@ -1,4 +1,4 @@
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TaskView } from "@codefleet/contracts";
@@ -9,6 +9,7 @@ import {
   freePort,
   type OtlpReceiver,
   type ReceivedSpan,
+  removeDataDir,
   type ServiceProcess,
   spawnService,
   startOtlpReceiver,
@@ -56,7 +57,7 @@ beforeAll(async () => {
   cleanups.push(db.drop);
   const dataDir = mkdtempSync(join(tmpdir(), "cf-tracing-"));
   chmodSync(dataDir, 0o755);
-  cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  cleanups.push(() => removeDataDir(dataDir));
   baseEnv = {
     DATABASE_URL: db.url,
     NATS_URL: inject("natsUrl"),

@@ -4,8 +4,9 @@ import { createServer, type IncomingHttpHeaders } from "node:http";
 import { join } from "node:path";
 import { createEvent, newTaskId, type TaskSpec } from "@codefleet/contracts";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
-import { freePort, git } from "@codefleet/test/support";
+import { freePort, git, waitFor } from "@codefleet/test/support";
 import type { NatsConnection } from "@nats-io/transport-node";
+import pg from "pg";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { FOREIGN_GIT_TOKEN, type Platform, SECRET, SPECIAL_SECRET, scriptTask, startPlatform } from "./platform.js";
 
@@ -20,6 +21,9 @@ let bus: Bus;
 
 beforeAll(async () => {
   p = await startPlatform({ databaseUrl: inject("databaseUrl"), natsUrl: inject("natsUrl") });
+  // a second repository on the same server, so that two tasks at once do not wait for one slot
+  await git(p.repo.root, "clone", "--quiet", "--bare", p.repo.bare, join(p.repo.root, "other.git"));
+  execFileSync("chmod", ["-R", "a+rwX", join(p.repo.root, "other.git")]);
   nc = await connectNats({ servers: inject("natsUrl"), name: "security-test" });
   bus = await Bus.create(nc, { namespace: p.env.CODEFLEET_NAMESPACE as string });
 }, 240_000);
@@ -129,9 +133,6 @@ describe("secrets", () => {
 
 describe("unbounded agent output", () => {
   it("survives an agent that prints 1 GB on one line while another attempt keeps its heartbeats and succeeds", async () => {
-    const other = p.repo; // a second repository on the same server, so that the two tasks do not wait for one slot
-    await git(other.root, "clone", "--quiet", "--bare", other.bare, join(other.root, "other.git"));
-    execFileSync("chmod", ["-R", "a+rwX", join(other.root, "other.git")]);
     const flood = p.submitOk(
       scriptTask(p, ["head -c 1000000000 /dev/zero | tr '\\0' a", "echo survived > CHANGED.txt"], {
         limits: { timeoutSeconds: 300, memoryMb: 512, cpus: 1 },
@@ -148,6 +149,18 @@ describe("unbounded agent output", () => {
     expect(p.procs.get("runner")?.child.exitCode).toBeNull();
   }, 360_000);
 
+  it("fails a task that fills its workspace with disk_limit, and nothing else: its neighbour succeeds, the slot is reused", async () => {
+    const [fillId, calmId] = await Promise.all([
+      p.submitOk(scriptTask(p, ["head -c 200000000 /dev/zero > big.bin", "echo never > CHANGED.txt"])),
+      p.submitOk(scriptTask(p, ["sleep 2", "echo calm > CALM.txt"], { repo: { url: p.daemon.url("other.git"), ref: "main" } })),
+    ]);
+    const [fill, calm] = await Promise.all([p.finished(fillId), p.finished(calmId)]);
+    expect(fill, fill.failureReason).toMatchObject({ status: "failed", reasonCode: "disk_limit" });
+    expect(calm.status).toBe("succeeded");
+    const next = await p.finished(await p.submitOk(scriptTask(p, ["test ! -e big.bin", "echo fits > CHANGED.txt"])));
+    expect(next.status, next.failureReason).toBe("succeeded");
+  });
+
   it("reads a test report symlinked to /dev/zero up to its cap and goes on", async () => {
     const view = await p.finished(
       await p.submitOk(
@@ -163,3 +176,42 @@ describe("unbounded agent output", () => {
     expect(report.length).toBeLessThanOrEqual(11 * 1024 * 1024);
   });
 });
+
+describe("leases", () => {
+  it("stops an attempt whose slot lease is lost and removes its container before the slot can be reused", async () => {
+    const taskId = await p.submitOk(
+      scriptTask(p, ["sleep 60", "echo late > CHANGED.txt"], { repo: { url: p.daemon.url("other.git"), ref: "main" } }),
+    );
+    const db = new pg.Client({ connectionString: p.env.DATABASE_URL });
+    await db.connect();
+    try {
+      await waitFor(
+        "the task's slot to be leased",
+        async () => (await db.query("select id from repo_pool.slots where task_id = $1", [taskId])).rowCount === 1,
+        30_000,
+        100,
+      );
+      await waitFor("its container", async () => containersOf(taskId).length === 1, 30_000, 100);
+      // what an outage looks like to the runner: the slot is no longer its own
+      await db.query(
+        "update repo_pool.slots set task_id = 'tsk_00000000000000000000000000', lease_expires_at = now() + interval '3 seconds' where task_id = $1",
+        [taskId],
+      );
+      const t0 = Date.now();
+      await waitFor("the container to go", async () => containersOf(taskId).length === 0, 15_000, 100);
+      expect(Date.now() - t0).toBeLessThan(10_000);
+      const view = await p.finished(taskId);
+      expect(view).toMatchObject({ status: "failed", reasonCode: "lease_lost" });
+      expect(await git(join(p.repo.root, "other.git"), "branch", "--list", `codefleet/${taskId}`)).toBe("");
+    } finally {
+      await db.end();
+    }
+  }, 120_000);
+});
+
+function containersOf(taskId: string): string[] {
+  return execFileSync("docker", ["ps", "-aq", "--filter", `label=codefleet.task-id=${taskId}`])
+    .toString()
+    .split("\n")
+    .filter(Boolean);
+}

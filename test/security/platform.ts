@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, mkdirSync, mkdtempSync, readdirSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { TaskSpec, TaskView } from "@codefleet/contracts";
@@ -9,6 +9,7 @@ import {
   freePort,
   type GitServer,
   git,
+  removeDataDir,
   type ServiceProcess,
   spawnService,
   startGitDaemon,
@@ -97,6 +98,8 @@ export async function startPlatform(opts: { databaseUrl: string; natsUrl: string
       // one slot per repository: the next task on a repository gets the slot the last one used
       MAX_SLOTS_PER_REPO: "1",
       REAPER_INTERVAL_MS: "500",
+      // a small workspace disk, so that filling it is quick
+      SLOT_DISK_QUOTA_BYTES: String(64 * 1024 * 1024),
     }),
     start("runner", "services/runner/src/main.ts", {
       RUNNER_ID: `security-${testNamespace()}`,
@@ -182,7 +185,7 @@ export async function startPlatform(opts: { databaseUrl: string; natsUrl: string
       await daemon.stop();
       await db.drop();
       repo.cleanup();
-      rmSync(root, { recursive: true, force: true });
+      removeDataDir(root);
     },
   };
   return platform;

@@ -8,6 +8,7 @@ export * from "./processes.js";
 export function testNamespace(): string {
   return `t${randomBytes(5).toString("hex")}`;
 }
+export * from "./fs.js";
 export * from "./git.js";
 export * from "./otlp-receiver.js";
 export * from "./scripted-llm.js";

@@ -17,7 +17,12 @@ export const RepoPoolEnv = Type.Object({
   MAX_SLOTS: Type.Integer({ default: 32, minimum: 1 }),
   MAX_SLOTS_PER_REPO: Type.Integer({ default: 16, minimum: 1 }),
   WARM_SLOTS_PER_REPO: Type.Integer({ default: 2, minimum: 0 }),
-  SLOT_DISK_QUOTA_BYTES: Type.Integer({ default: 1024 * 1024 * 1024, minimum: 1024 }),
+  SLOT_DISK_QUOTA_BYTES: Type.Integer({ default: 1024 * 1024 * 1024, minimum: 16 * 1024 * 1024 }),
+  SLOT_DISK_LIMIT: Type.Union([Type.Literal("auto"), Type.Literal("loop"), Type.Literal("sampled")], {
+    default: "auto",
+    description:
+      "loop: each slot's tree is its own filesystem of SLOT_DISK_QUOTA_BYTES (enforced; needs root and loop devices); sampled: measured now and then; auto: loop when it works here",
+  }),
   SLOT_UID: Type.Integer({ default: 1000, minimum: 1, description: "owner of slot working trees (agents run as this uid)" }),
   SLOT_GID: Type.Integer({ default: 1000, minimum: 1 }),
   GIT_UID: Type.Integer({

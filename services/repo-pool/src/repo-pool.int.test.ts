@@ -10,6 +10,7 @@ import {
   createTestRepo,
   freePort,
   git,
+  removeDataDir,
   spawnService,
   startGitDaemon,
   startGitHttpServer,
@@ -65,7 +66,7 @@ afterAll(async () => {
   await nc?.drain();
   await dropDb?.();
   repo?.cleanup();
-  rmSync(dataDir, { recursive: true, force: true });
+  removeDataDir(dataDir);
 });
 
 const owner = (attempt = 1) => ({ taskId: newTaskId(), attempt });
@@ -170,7 +171,7 @@ describe("repo-pool against real git remotes", () => {
       }
     } finally {
       await limited.stop();
-      rmSync(small, { recursive: true, force: true });
+      removeDataDir(small);
     }
   });
 
@@ -369,7 +370,7 @@ describe("repo-pool crash safety", () => {
       await proc.kill("SIGTERM");
       await database.drop();
       big.cleanup();
-      rmSync(dir, { recursive: true, force: true });
+      removeDataDir(dir);
     }
   }, 180_000);
 });

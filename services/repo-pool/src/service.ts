@@ -18,6 +18,7 @@ import type { RepoPoolConfig } from "./config.js";
 import { ASKPASS_SCRIPT, createGitRunner, GLOBAL_GIT_CONFIG } from "./git/git.js";
 import { createRepoAccess } from "./git/repo-access.js";
 import { MirrorCache } from "./pool/mirrors.js";
+import { chooseSlotDisk } from "./pool/slot-disk.js";
 import { type SlotEvent, SlotPool } from "./pool/slots.js";
 import { serveRepoPool } from "./rpc/server.js";
 import { createDatabase, type Db, migrate } from "./store/database.js";
@@ -127,7 +128,11 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
     }
   };
 
+  const { disk, why } = await chooseSlotDisk(config.SLOT_DISK_LIMIT, config.SLOT_DISK_QUOTA_BYTES, root);
+  if (disk.kind === "loop") log.info({ quotaBytes: config.SLOT_DISK_QUOTA_BYTES }, `workspace disk limit enforced: ${why}`);
+  else log.warn({ quotaBytes: config.SLOT_DISK_QUOTA_BYTES }, `workspace disk limit: ${why}`);
   const pool = new SlotPool({
+    disk,
     root,
     hostRoot: config.REPO_POOL_HOST_DATA_DIR ?? root,
     git,
@@ -198,6 +203,7 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
       clearInterval(reaper);
       for (const s of subs) await s.drain().catch(() => undefined);
       await app.close();
+      await pool.unmountAll();
       await bus.drain();
       await db.destroy();
       await telemetry.shutdown();

@@ -1,5 +1,5 @@
 import { execFile } from "node:child_process";
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
@@ -14,6 +14,7 @@ import {
   createTestDatabase,
   createTestRepo,
   git,
+  removeDataDir,
   spawnService,
   startScriptedAnthropic,
   startScriptedOpenAI,
@@ -50,7 +51,7 @@ beforeAll(async () => {
   cleanups.push(database.drop);
   const dataDir = mkdtempSync(join(tmpdir(), "cf-runner-"));
   chmodSync(dataDir, 0o755); // the workspace owner (uid 1000) must reach the slots
-  if (!process.env.KEEP_DATA) cleanups.push(() => rmSync(dataDir, { recursive: true, force: true }));
+  if (!process.env.KEEP_DATA) cleanups.push(() => removeDataDir(dataDir));
   env = {
     DATABASE_URL: database.url,
     NATS_URL: inject("natsUrl"),

@@ -17,6 +17,7 @@ import { assertSafeRef, type GitRunner, parseRemoteUrl } from "../git/git.js";
 import type { RepoAccess } from "../git/repo-access.js";
 import type { Db, SlotRow } from "../store/database.js";
 import type { Mirror, MirrorCache } from "./mirrors.js";
+import type { SlotDisk } from "./slot-disk.js";
 
 const execFileP = promisify(execFile);
 
@@ -51,6 +52,8 @@ export type SlotPoolOptions = {
   maxSlotsPerRepo: number;
   warmSlotsPerRepo: number;
   diskQuotaBytes: number;
+  /** The disk of slot trees: a filesystem of the quota's size per slot (enforced), or sampled. */
+  disk: SlotDisk;
   /** Owner of the trusted side (mirrors, slot git dirs) when repo-pool runs as root. */
   gitOwner?: { uid: number; gid: number };
   /** Owner of slot working trees: the uid agents run as in their containers. */
@@ -254,10 +257,9 @@ export class SlotPool {
     await git.run(["clone", "--bare", "--quiet", "--", mirror.path, layout.gitDir], { allowFileProtocol: true });
     await git.run(["--git-dir", layout.gitDir, "remote", "set-url", "origin", cleanUrl]);
     await git.run(["--git-dir", layout.gitDir, "config", "gc.auto", "0"]);
-    for (const dir of [layout.tree, layout.indexDir]) {
-      await mkdir(dir, { mode: 0o755 });
-      await this.chownTo(dir, this.o.slotOwner);
-    }
+    await this.o.disk.create(tmp, layout.tree, this.o.slotOwner);
+    await mkdir(layout.indexDir, { mode: 0o755 });
+    await this.chownTo(layout.indexDir, this.o.slotOwner);
     // The tree first, HEAD last: HEAD at the commit means the tree was completed.
     await this.o.treeGit.run(["read-tree", "-u", "--reset", sha], { env: this.treeEnv(layout) });
     await git.run(["--git-dir", layout.gitDir, "update-ref", "--no-deref", "HEAD", sha]);
@@ -344,6 +346,12 @@ export class SlotPool {
         retry: { kind: "never" },
       });
     }
+    if (this.o.disk.kind === "loop") {
+      // the kernel enforces the limit; a full tree is what the runner needs to know
+      const tree = this.layoutOf(req.slotId).tree;
+      const [diskBytes, full] = await Promise.all([this.o.disk.usage(tree), this.o.disk.full(tree)]);
+      return { leaseExpiresAt, diskBytes, overQuota: full };
+    }
     const diskBytes = await this.recentDiskUsage(req.slotId);
     return { leaseExpiresAt, diskBytes, overQuota: diskBytes > this.o.diskQuotaBytes };
   }
@@ -388,7 +396,7 @@ export class SlotPool {
     this.measured.delete(slot.id);
     try {
       const diskBytes = await this.diskUsage(slot.id);
-      if (diskBytes > this.o.diskQuotaBytes) {
+      if (this.o.disk.kind === "sampled" && diskBytes > this.o.diskQuotaBytes) {
         await this.destroy(slot.id, "over disk quota");
         return { outcome: "destroyed", reason: `over the disk quota (${diskBytes} > ${this.o.diskQuotaBytes} bytes)` };
       }
@@ -417,8 +425,10 @@ export class SlotPool {
 
   async destroy(id: string, _reason: string): Promise<void> {
     this.measured.delete(id);
-    await rm(this.pathOf(id), { recursive: true, force: true });
-    await rm(`${this.pathOf(id)}.creating`, { recursive: true, force: true });
+    for (const root of [this.pathOf(id), `${this.pathOf(id)}.creating`]) {
+      await this.o.disk.release(root, slotLayout(root).tree);
+      await rm(root, { recursive: true, force: true });
+    }
     await this.o.db.deleteFrom("slots").where("id", "=", id).execute();
   }
 
@@ -487,7 +497,8 @@ export class SlotPool {
         () => true,
         () => false,
       );
-      if (row.state === "creating" || row.state === "resetting" || !exists) {
+      const usable = exists && (await this.o.disk.restore(path, slotLayout(path).tree));
+      if (row.state === "creating" || row.state === "resetting" || !usable) {
         await this.destroy(row.id, "inconsistent after restart");
         destroyed++;
         continue;
@@ -517,11 +528,25 @@ export class SlotPool {
     let removedDirs = 0;
     for (const entry of await readdir(this.slotsDir)) {
       if (!known.has(entry) || entry.endsWith(".creating")) {
-        await rm(join(this.slotsDir, entry), { recursive: true, force: true });
+        const stray = join(this.slotsDir, entry);
+        await this.o.disk.release(stray, slotLayout(stray).tree);
+        await rm(stray, { recursive: true, force: true });
         removedDirs++;
       }
     }
     return { destroyed, removedDirs };
+  }
+
+  /**
+   * Unmounts every slot's tree filesystem (a graceful stop): the images stay, and `reconcile`
+   * mounts them again at the next start.
+   */
+  async unmountAll(): Promise<void> {
+    if (this.o.disk.kind !== "loop") return;
+    for (const entry of await readdir(this.slotsDir).catch(() => [] as string[])) {
+      const root = join(this.slotsDir, entry);
+      await this.o.disk.release(root, slotLayout(root).tree).catch(() => undefined);
+    }
   }
 
   async status(): Promise<PoolStatus> {
@@ -546,8 +571,7 @@ export class SlotPool {
 
   /** Bytes in the slot's working tree (what the task wrote counts; the trusted git dir is ours). */
   async diskUsage(id: string): Promise<number> {
-    const { stdout } = await execFileP("du", ["-sb", "--", this.layoutOf(id).tree], { timeout: 60_000 });
-    return Number.parseInt(stdout.split("\t")[0] ?? "0", 10);
+    return this.o.disk.usage(this.layoutOf(id).tree);
   }
 
   private asSlotOwner(): { uid?: number; gid?: number } {

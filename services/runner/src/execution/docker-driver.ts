@@ -245,8 +245,11 @@ class DockerRun implements RunHandle {
       stream.on("close", resolve);
       stream.on("error", () => resolve());
     });
+    let forceClose: NodeJS.Timeout | undefined;
     const kill = async () => {
-      // Docker has no API to kill an exec: kill the container; the run is over either way.
+      // Docker has no API to kill an exec: kill the container; the run is over either way. A
+      // container removed under the exec may leave its stream open: close it ourselves.
+      forceClose ??= setTimeout(() => (stream as unknown as { destroy(): void }).destroy(), 2000);
       await this.container.kill({ signal: "SIGKILL" }).catch(() => undefined);
     };
     const watchdog = setInterval(() => {
@@ -270,12 +273,13 @@ class DockerRun implements RunHandle {
       await ended;
     } finally {
       clearInterval(watchdog);
+      if (forceClose) clearTimeout(forceClose);
       opts.signal?.removeEventListener("abort", onAbort);
     }
     let exitCode = -1;
     for (let i = 0; i < 20; i++) {
       const info = await exec.inspect().catch(() => undefined);
-      if (!info || !info.Running) {
+      if (!info?.Running) {
         exitCode = info?.ExitCode ?? -1;
         break;
       }

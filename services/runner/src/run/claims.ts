@@ -24,7 +24,7 @@ export class ClaimStore {
 
   async current(taskId: string): Promise<{ claim: Claim; revision: number } | undefined> {
     const e = await this.kv.get(taskId);
-    if (!e || e.operation !== "PUT" || e.length === 0) return undefined;
+    if (e?.operation !== "PUT" || e.length === 0) return undefined;
     return { claim: e.json<Claim>(), revision: e.revision };
   }
 

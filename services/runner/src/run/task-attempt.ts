@@ -233,6 +233,15 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     }
   }, settings.heartbeatMs);
 
+  /** A failure in a workspace that is full is the task filling its disk (the limit is enforced by repo-pool). */
+  const failIfDiskFull = async () => {
+    if (!slot) return;
+    const hb = await deps.repoPool
+      .heartbeat({ slotId: slot.slotId, taskId, attempt, leaseTtlMs: settings.leaseTtlMs }, { ctx })
+      .catch(() => undefined);
+    if (hb?.overQuota) throw fail("disk_limit", `the workspace is full: the task wrote past its disk limit (${hb.diskBytes} bytes in use)`);
+  };
+
   type PhaseResult<T> = {
     outcome: EventData<"phase.finished">["outcome"];
     detail?: string;
@@ -375,6 +384,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     });
     if (abort.signal.aborted) throw fail(abortReason?.reasonCode ?? "aborted", abortReason?.reason ?? "aborted");
     if (agentResult.exitCode !== 0) {
+      await failIfDiskFull();
       const st = await container.state();
       if (st.oomKilled || agentResult.exitCode === 137) {
         if (st.oomKilled || !agentResult.timedOut)
@@ -395,6 +405,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
         return { outcome: r.outcome, detail: r.detail, ...(r.exitCode === undefined ? {} : { exitCode: r.exitCode }), facts, value: r };
       });
       if (testOutcome.outcome !== "succeeded") {
+        await failIfDiskFull();
         const st = await container.state();
         if (st.oomKilled) throw fail("oom_killed", `the tests were killed for exceeding ${spec.limits.memoryMb} MB of memory`);
         if (testOutcome.outcome === "timed_out")
@@ -475,8 +486,9 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.
   await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
   await logStream.close();
-  if (final.reasonCode !== "superseded" && final.reasonCode !== "lease_lost") {
-    if (!headSha && slot && baseSha) {
+  if (final.reasonCode !== "superseded") {
+    // a slot whose lease was lost may be another task's already: its tree is not this attempt's record
+    if (!headSha && slot && baseSha && final.reasonCode !== "lease_lost") {
       // An attempt that did not reach push still leaves its change for the record (never pushed).
       const partial = await commitForTheRecord(deps, slotLayout(slot.path), workDir, baseSha, settings.commitAuthor).catch((err) => {
         log.warn({ error: errorMessage(err) }, "the attempt's change could not be read");
