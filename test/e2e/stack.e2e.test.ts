@@ -254,14 +254,29 @@ describe("the compose stack", () => {
 describeCli(() => stack);
 
 describe("tearing the stack down", () => {
-  it("leaves nothing behind after down -v", async () => {
-    await stack.down();
+  it("leaves nothing behind after down -v, task containers of running tasks included", async () => {
     const project = stack.project;
-    const [containers, networks, volumes] = await Promise.all([
+    // a task whose container is running when the stack goes down
+    const res = await api<Task>("/v1/tasks", {
+      method: "POST",
+      body: JSON.stringify(sampleTask({ title: "still running at down", agent: { kind: "script", steps: [{ run: "sleep 300" }] } })),
+    });
+    expect(res.status).toBe(202);
+    const byDeployment = ["--filter", `label=codefleet.deployment=${project}`];
+    await waitFor(
+      "the task's container",
+      async () => (await execFileP("docker", ["ps", "-q", ...byDeployment])).stdout.trim() !== "",
+      60_000,
+      250,
+    );
+    await stack.down();
+    const [containers, networks, volumes, tasks, taskNetworks] = await Promise.all([
       execFileP("docker", ["ps", "-aq", "--filter", `label=com.docker.compose.project=${project}`]),
       execFileP("docker", ["network", "ls", "-q", "--filter", `label=com.docker.compose.project=${project}`]),
       execFileP("docker", ["volume", "ls", "-q", "--filter", `label=com.docker.compose.project=${project}`]),
+      execFileP("docker", ["ps", "-aq", ...byDeployment]),
+      execFileP("docker", ["network", "ls", "-q", ...byDeployment]),
     ]);
-    expect([containers.stdout.trim(), networks.stdout.trim(), volumes.stdout.trim()]).toEqual(["", "", ""]);
+    expect([containers, networks, volumes, tasks, taskNetworks].map((r) => r.stdout.trim())).toEqual(["", "", "", "", ""]);
   });
 });
