@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { type Stack, startStack, waitFor } from "@codefleet/test/support";
+import { E2E_ANTHROPIC_KEY, type Stack, startScriptedAnthropic, startScriptedOpenAI, startStack, waitFor } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeCli } from "./cli-tests.js";
 
@@ -249,6 +249,66 @@ describe("the compose stack", () => {
     const tasks = await Promise.all(Array.from({ length: 20 }, (_, i) => submitAndWait(sampleTask({ title: `batch ${i}` }), {}, 300_000)));
     expect(tasks.map((t) => t.status)).toEqual(Array(20).fill("succeeded"));
   }, 400_000);
+});
+
+describe("every agent that runs a server or calls a model from its container, in the compose stack", () => {
+  // The runner runs in a container here: it must join the attempt's network to reach OpenCode's
+  // server, and agents reach the scripted model servers on the host through host.docker.internal.
+  it("runs an opencode task (OpenCode's server in the task container, driven over REST by the runner)", async () => {
+    const llm = await startScriptedOpenAI((req) => {
+      if (!req.tools?.length) return { content: "Greeting task" };
+      const last = req.messages[req.messages.length - 1];
+      if (last?.role === "tool") return { content: "Done." };
+      return {
+        toolCalls: [{ name: "write", arguments: { filePath: "/workspace/greet.sh", content: '#!/bin/sh\necho "hello from codefleet"\n' } }],
+      };
+    }, "0.0.0.0");
+    try {
+      const port = new URL(llm.url).port;
+      const task = await submitAndWait(
+        sampleTask({
+          title: "opencode in compose",
+          agent: { kind: "opencode", model: "scripted/scripted", baseUrl: `http://host.docker.internal:${port}/v1` },
+          limits: { timeoutSeconds: 120, memoryMb: 1024, cpus: 1 },
+        }),
+        {},
+        180_000,
+      );
+      expect(task, JSON.stringify(task.phases)).toMatchObject({ status: "succeeded" });
+      expect(await gitServer("show", `${task.commitSha}:greet.sh`)).toContain("hello from codefleet");
+    } finally {
+      await llm.stop();
+    }
+  }, 240_000);
+
+  it("runs a claude-code task (the Claude Code CLI in the task container against a scripted Messages API)", async () => {
+    const llm = await startScriptedAnthropic((req) => {
+      const last = req.messages[req.messages.length - 1];
+      const content = typeof last?.content === "string" ? [] : (last?.content ?? []);
+      if (content.some((b) => b.type === "tool_result")) return { text: "Done." };
+      if (req.tools?.some((t) => t.name === "Write"))
+        return {
+          toolUse: { name: "Write", input: { file_path: "/workspace/greet.sh", content: '#!/bin/sh\necho "hello from codefleet"\n' } },
+        };
+      return { text: "Greeting task" };
+    }, "0.0.0.0");
+    try {
+      const port = new URL(llm.url).port;
+      const task = await submitAndWait(
+        sampleTask({
+          title: "claude code in compose",
+          agent: { kind: "claude-code", model: "claude-scripted", baseUrl: `http://host.docker.internal:${port}`, maxTurns: 5 },
+          limits: { timeoutSeconds: 120, memoryMb: 1024, cpus: 1 },
+        }),
+        {},
+        180_000,
+      );
+      expect(task, JSON.stringify(task.phases)).toMatchObject({ status: "succeeded" });
+      expect(llm.apiKeys.some((k) => k.includes(E2E_ANTHROPIC_KEY))).toBe(true);
+    } finally {
+      await llm.stop();
+    }
+  }, 240_000);
 });
 
 describeCli(() => stack);

@@ -8,6 +8,9 @@ import { REPO_ROOT } from "./services.js";
 
 const execFileP = promisify(execFile);
 
+/** The Anthropic key the e2e stack's runner holds (scripted servers only ever see it). */
+export const E2E_ANTHROPIC_KEY = "sk-ant-e2e-scripted-0a1b2c3d4e5f";
+
 export type Stack = {
   project: string;
   registryUrl: string;
@@ -41,6 +44,12 @@ export async function startStack(): Promise<Stack> {
     ARTIFACT_STORE_PUBLIC_URL: `http://127.0.0.1:${artifacts}`,
     RUNNER_ACK_WAIT_MS: "5000",
     LOG_LEVEL: "error",
+    // agent tests talk to scripted model servers on the host: the operator lets the keys go there
+    ANTHROPIC_API_KEY: E2E_ANTHROPIC_KEY,
+    CODEFLEET_SECRET_ENDPOINTS: JSON.stringify({
+      OPENAI_API_KEY: ["host.docker.internal"],
+      ANTHROPIC_API_KEY: ["host.docker.internal"],
+    }),
   };
   const stack = async (...args: string[]) => {
     const { stdout } = await execFileP("bash", [join(REPO_ROOT, "deploy/stack.sh"), ...args], {

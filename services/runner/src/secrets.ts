@@ -15,7 +15,7 @@ export class SecretResolver {
     const missing: string[] = [];
     for (const name of names) {
       const fromEnv = this.opts.env[`CODEFLEET_SECRET_${name}`];
-      if (fromEnv !== undefined) {
+      if (fromEnv !== undefined && fromEnv !== "") {
         out[name] = fromEnv;
         continue;
       }

@@ -1,3 +1,4 @@
+import { hostname } from "node:os";
 import { PassThrough } from "node:stream";
 import { CONTAINER_BASE_INDEX, CONTAINER_BASE_OBJECTS, CONTAINER_WORKSPACE, CodefleetError, errorMessage } from "@codefleet/contracts";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -111,12 +112,12 @@ export class DockerDriver implements ExecutionDriver {
         .then(() => removed++)
         .catch(() => undefined);
     }
+    const self = await this.selfContainer();
     for (const n of await this.docker.listNetworks({ filters })) {
       if (!orphan(n.Labels)) continue;
-      await this.docker
-        .getNetwork(n.Id)
-        .remove()
-        .catch(() => undefined);
+      const network = this.docker.getNetwork(n.Id);
+      if (self) await network.disconnect({ Container: self, Force: true }).catch(() => undefined);
+      await network.remove().catch(() => undefined);
     }
     return removed;
   }
@@ -189,16 +190,37 @@ export class DockerDriver implements ExecutionDriver {
       await container.remove({ force: true }).catch(() => undefined);
       throw err;
     }
-    return new DockerRun(this.docker, container, networkName);
+    return new DockerRun(this.docker, container, networkName, () => this.selfContainer());
+  }
+
+  private self: Promise<string | undefined> | undefined;
+
+  /**
+   * The runner's own container when it runs in one (compose): found by its hostname, which Docker
+   * sets to the container id. It joins an attempt's network to reach a server in the task's
+   * container (OpenCode), and leaves it when the attempt ends.
+   */
+  selfContainer(): Promise<string | undefined> {
+    this.self ??= this.docker
+      .getContainer(hostname())
+      .inspect()
+      .then(
+        (info) => info.Id,
+        () => undefined,
+      );
+    return this.self;
   }
 }
 
 class DockerRun implements RunHandle {
   private removed = false;
+  private joined: string | undefined;
+
   constructor(
     private readonly docker: Docker,
     private readonly container: Docker.Container,
     private readonly networkName: string | undefined,
+    private readonly runnerContainer: () => Promise<string | undefined>,
   ) {}
 
   get id(): string {
@@ -300,6 +322,17 @@ class DockerRun implements RunHandle {
   }
 
   async address(): Promise<string | undefined> {
+    // A runner in a container reaches the task's container only on the attempt's network.
+    const self = this.networkName ? await this.runnerContainer() : undefined;
+    if (self && !this.joined) {
+      await this.docker
+        .getNetwork(this.networkName as string)
+        .connect({ Container: self })
+        .catch((err) => {
+          if (!errorMessage(err).includes("already exists")) throw err;
+        });
+      this.joined = self;
+    }
     const info = await this.container.inspect();
     const nets = info.NetworkSettings.Networks ?? {};
     const net = (this.networkName && nets[this.networkName]) || Object.values(nets)[0];
@@ -312,19 +345,16 @@ class DockerRun implements RunHandle {
     await traced("docker container remove", { "container.id": this.container.id }, () =>
       this.container.remove({ force: true, v: true }),
     ).catch(() => undefined);
-    if (this.networkName)
+    if (this.networkName) {
+      if (this.joined)
+        await this.docker
+          .getNetwork(this.networkName)
+          .disconnect({ Container: this.joined, Force: true })
+          .catch(() => undefined);
       await this.docker
         .getNetwork(this.networkName)
         .remove()
         .catch(() => undefined);
-  }
-
-  /** Connects another container (the runner itself, in compose) to this run's network. */
-  async connect(containerId: string): Promise<void> {
-    if (!this.networkName) return;
-    await this.docker
-      .getNetwork(this.networkName)
-      .connect({ Container: containerId })
-      .catch(() => undefined);
+    }
   }
 }
