@@ -9,7 +9,12 @@ export const RunnerEnv = Type.Object({
   HOST: Type.String({ default: "0.0.0.0" }),
   NATS_URL: Type.String({ default: "nats://127.0.0.1:4222" }),
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
-  RUNNER_ID: Type.String({ default: hostname(), minLength: 1, maxLength: 100 }),
+  RUNNER_ID: Type.String({
+    default: "",
+    maxLength: 100,
+    description:
+      "unique per runner process: its containers are labelled with it and its orphan sweep removes them (empty: the hostname, a container's id in compose)",
+  }),
   RUNNER_CONCURRENCY: Type.Integer({ default: 10, minimum: 1, maximum: 200 }),
   RUNNER_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
   RUNNER_ACK_WAIT_MS: Type.Integer({
@@ -91,6 +96,7 @@ export function loadRunnerConfig(env: Record<string, string | undefined> = proce
   }
   return {
     ...c,
+    RUNNER_ID: c.RUNNER_ID || hostname(),
     RUNNER_HEARTBEAT_MS: heartbeat,
     natsServers: csv(c.NATS_URL),
     security: securityPolicyFromEnv(env),

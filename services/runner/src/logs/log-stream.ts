@@ -41,11 +41,22 @@ export class LogStream {
       chunkBytes?: number;
       flushMs?: number;
       onSinkError?: (err: unknown) => void;
+      /** The log file could not be written (e.g. the runner's disk is full). */
+      onFileError?: (err: Error) => void;
     },
   ) {
     this.file = createWriteStream(o.filePath, { flags: "w" });
+    // The runner's own disk may fill (ENOSPC): the stored log then ends there, the live log goes on,
+    // and the attempt is not harmed.
+    this.file.on("error", (err) => {
+      if (this.fileError) return;
+      this.fileError = err;
+      this.o.onFileError?.(err);
+    });
     this.currentMasker = o.masker;
   }
+
+  private fileError: Error | undefined;
 
   /** The phase output is attributed to. Changing it emits what the previous phase's streams held back. */
   get phase(): Phase | undefined {
@@ -196,7 +207,12 @@ export class LogStream {
       this.note(`[codefleet] log truncated: over ${this.o.maxBytes} bytes, ${this.dropped} bytes of output dropped\n`);
     }
     await this.flush();
-    await new Promise<void>((resolve) => this.file.end(resolve));
+    // 'close' comes after the last write, or after the error that ended the file
+    await new Promise<void>((resolve) => {
+      if (this.file.closed) return resolve();
+      this.file.once("close", () => resolve());
+      this.file.end();
+    });
   }
 
   get totalBytes(): number {

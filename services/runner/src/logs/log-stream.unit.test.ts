@@ -109,3 +109,28 @@ describe("LogStream", () => {
     expect(chunks.filter((c) => c.truncated)).toHaveLength(1);
   });
 });
+
+describe("the runner's own disk", () => {
+  it("survives a log file that cannot be written (ENOSPC is an error event on the stream)", async () => {
+    const chunks: string[] = [];
+    const errors: Error[] = [];
+    // /dev/full answers every write with ENOSPC
+    const stream = new LogStream({
+      taskId: "tsk_01M8000000000000000000000A",
+      attempt: 1,
+      masker: new SecretMasker(),
+      sink: async (c) => {
+        chunks.push(c.text);
+      },
+      filePath: "/dev/full",
+      maxBytes: 1024 * 1024,
+      onFileError: (err) => errors.push(err),
+    });
+    stream.write("stdout", "a line\n");
+    stream.system("still going");
+    await stream.close();
+    expect(errors.map((e) => (e as NodeJS.ErrnoException).code)).toEqual(["ENOSPC"]);
+    expect(chunks.join("")).toContain("a line");
+    expect(chunks.join("")).toContain("still going");
+  });
+});

@@ -195,6 +195,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     filePath: join(workDir, "task.log"),
     maxBytes: settings.maxLogBytes,
     onSinkError: (err) => log.warn({ error: errorMessage(err) }, "live log chunk not published"),
+    onFileError: (err) => log.error({ error: errorMessage(err) }, "the task's log file could not be written: the stored log is cut there"),
   });
 
   let slot: AllocateResult | undefined;
@@ -478,7 +479,6 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     logStream.system(`attempt failed: ${final.reason ?? final.reasonCode}`);
   } finally {
     clearTimeout(timeout);
-    clearInterval(heartbeat);
     input.cancel.removeEventListener("abort", onCancel);
   }
 
@@ -498,6 +498,9 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     }
     await uploadArtifacts(deps, { taskId, attempt, workDir, workspace, baseSha, headSha, agentResult, testOutcome, masker, log, ctx });
   }
+  // The heartbeat (JetStream's in-progress and the slot's lease) runs until the slot is given back:
+  // a slow upload must not get a finished attempt redelivered.
+  clearInterval(heartbeat);
   if (slot) {
     await deps.repoPool
       .release({ slotId: slot.slotId, taskId, attempt }, { ctx })
