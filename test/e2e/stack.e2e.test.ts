@@ -311,6 +311,46 @@ describe("every agent that runs a server or calls a model from its container, in
   }, 240_000);
 });
 
+describe("the agents that run in the runner or as a plain command, in the compose stack", () => {
+  it("runs an openai task (the model called from the runner container, its tools run in the task container)", async () => {
+    const llm = await startScriptedOpenAI((req) => {
+      const last = req.messages[req.messages.length - 1];
+      if (last?.role === "tool") return { content: "Changed greet.sh." };
+      return {
+        toolCalls: [{ name: "write_file", arguments: { path: "greet.sh", content: '#!/bin/sh\necho "hello from codefleet"\n' } }],
+      };
+    }, "0.0.0.0");
+    try {
+      const port = new URL(llm.url).port;
+      const task = await submitAndWait(
+        sampleTask({
+          title: "openai in compose",
+          agent: { kind: "openai", model: "scripted", baseUrl: `http://host.docker.internal:${port}/v1` },
+        }),
+      );
+      expect(task, JSON.stringify(task.phases)).toMatchObject({ status: "succeeded" });
+      expect(llm.requests.length).toBe(2);
+      expect(await gitServer("show", `${task.commitSha}:greet.sh`)).toContain("hello from codefleet");
+    } finally {
+      await llm.stop();
+    }
+  });
+
+  it("runs a command task (argv as is, the prompt in a file)", async () => {
+    const task = await submitAndWait(
+      sampleTask({
+        title: "command in compose",
+        agent: {
+          kind: "command",
+          argv: ["sh", "-c", 'test -s "$1" && printf \'#!/bin/sh\\necho "hello from codefleet"\\n\' > greet.sh', "agent", "{prompt_file}"],
+        },
+      }),
+    );
+    expect(task, JSON.stringify(task.phases)).toMatchObject({ status: "succeeded" });
+    expect(await gitServer("show", `${task.commitSha}:greet.sh`)).toContain("hello from codefleet");
+  });
+});
+
 describeCli(() => stack);
 
 describe("tearing the stack down", () => {
