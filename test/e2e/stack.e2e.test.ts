@@ -245,6 +245,58 @@ describe("the compose stack", () => {
     expect(await tableCount()).toBe(await streamCount());
   }, 240_000);
 
+  it("takes 30 tasks through a runner kill, a NATS restart and a Postgres restart: 30/30 succeed, each branch pushed once", async () => {
+    const ids = await Promise.all(
+      Array.from({ length: 30 }, async (_, i) => {
+        const res = await api<Task>("/v1/tasks", {
+          method: "POST",
+          body: JSON.stringify(
+            sampleTask({
+              title: `chaos ${i}`,
+              agent: {
+                kind: "script",
+                steps: [{ run: "sleep 3" }, { run: "printf '#!/bin/sh\\necho \"hello from codefleet\"\\n' > greet.sh" }],
+              },
+            }),
+          ),
+        });
+        expect(res.status).toBe(202);
+        return res.body.id;
+      }),
+    );
+    const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+    await pause(4000);
+    await execFileP("docker", ["kill", "-s", "KILL", await containerOf("runner")]);
+    await stack.stack("start", "runner");
+    await pause(4000);
+    await execFileP("docker", ["restart", await containerOf("nats")]);
+    await pause(4000);
+    await execFileP("docker", ["restart", await containerOf("postgres")]);
+    const finished = new Map<string, Task>();
+    await waitFor(
+      "all 30 tasks to finish",
+      async () => {
+        for (const id of ids) {
+          if (finished.has(id)) continue;
+          const r = await api<Task>(`/v1/tasks/${id}`).catch(() => undefined);
+          if (r?.body && ["succeeded", "failed", "timed_out", "canceled"].includes(r.body.status)) finished.set(id, r.body);
+        }
+        return finished.size === ids.length;
+      },
+      600_000,
+      1000,
+    );
+    const tasks = ids.map((id) => finished.get(id) as Task);
+    expect(
+      tasks.filter((t) => t.status !== "succeeded").map((t) => `${t.id} ${t.status} ${t.reasonCode}`),
+      "tasks that did not succeed",
+    ).toEqual([]);
+    for (const t of tasks) {
+      const reflog = await gitServer("reflog", "show", "--format=%H", `refs/heads/${t.branch}`);
+      expect(reflog.split("\n").filter(Boolean), t.id).toHaveLength(1);
+    }
+  }, 900_000);
+
   it("takes 20 tasks submitted at once to succeeded", async () => {
     const tasks = await Promise.all(Array.from({ length: 20 }, (_, i) => submitAndWait(sampleTask({ title: `batch ${i}` }), {}, 300_000)));
     expect(tasks.map((t) => t.status)).toEqual(Array(20).fill("succeeded"));

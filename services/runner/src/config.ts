@@ -52,6 +52,11 @@ export const RunnerEnv = Type.Object({
     minimum: 1024,
     description: "cap of a stored diff or transcript (the rest is cut with a marker; the secret scan reads everything)",
   }),
+  PLATFORM_RETRY_MS: Type.Integer({
+    default: 120_000,
+    minimum: 0,
+    description: "how long a running attempt retries the bus, fencing and uploads through an outage before it gives up",
+  }),
   RUNNER_SWEEP_INTERVAL_MS: Type.Integer({
     default: 60_000,
     minimum: 1000,

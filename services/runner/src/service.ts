@@ -78,6 +78,7 @@ export async function startRunner(
     commitAuthor: { name: config.COMMIT_AUTHOR_NAME, email: config.COMMIT_AUTHOR_EMAIL },
     security: config.security,
     gitOwner,
+    platformRetryMs: config.PLATFORM_RETRY_MS,
     deployment: config.CODEFLEET_DEPLOYMENT ?? config.CODEFLEET_NAMESPACE,
     defaults: {
       openaiBaseUrl: config.OPENAI_BASE_URL,

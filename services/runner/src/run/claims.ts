@@ -54,8 +54,11 @@ export class ClaimStore {
         revision,
       );
     } catch (err) {
-      if (/wrong last sequence/i.test(errorMessage(err))) return undefined;
-      throw err;
+      if (!/wrong last sequence/i.test(errorMessage(err))) throw err;
+      // A retry after a lost answer (NATS restarting) finds its own update already there: ours.
+      const cur = await this.current(taskId);
+      const mine = cur && cur.claim.attempt === attempt && cur.claim.runnerId === runnerId && cur.claim.state === state;
+      return mine ? cur.revision : undefined;
     }
   }
 }

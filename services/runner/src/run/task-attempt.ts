@@ -35,6 +35,7 @@ import type { SecretResolver } from "../secrets.js";
 import { setUpAgentGit } from "../workspace/agent-git.js";
 import { WorkspaceGit } from "../workspace/workspace-git.js";
 import type { ClaimStore } from "./claims.js";
+import { platformRetry } from "./platform-retry.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
 const PRODUCER = "runner";
@@ -59,6 +60,8 @@ export type RunnerSettings = {
   gitOwner?: { uid: number; gid: number };
   /** Label value on every container and network of the deployment (stack:down removes by it). */
   deployment?: string;
+  /** How long a running attempt rides out the platform being away (bus publishes, fencing, uploads). */
+  platformRetryMs: number;
   defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
 };
 
@@ -178,7 +181,13 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     (span) => span,
   );
   const ctx = trace.setSpan(input.traceContext, root);
-  const publish = (e: Parameters<Bus["publish"]>[0]) => bus.publish(e, { ctx });
+  /** Platform calls of a running attempt ride out a hiccup (NATS restarting) within platformRetryMs. */
+  const durably = <T>(what: string, f: () => Promise<T>) =>
+    platformRetry(what, f, {
+      withinMs: settings.platformRetryMs,
+      onRetry: (w, error, delayMs) => log.warn({ error, retryInMs: delayMs }, `${w} failed; retrying`),
+    });
+  const publish = (e: Parameters<Bus["publish"]>[0]) => durably(`publish ${e.type}`, () => bus.publish(e, { ctx }));
   const event = <T extends Parameters<typeof createEvent>[0]>(type: T, data: EventData<T>) =>
     createEvent(type, { taskId, attempt, producer: PRODUCER, data, causationId: input.event.id, correlationId: taskId } as never) as never;
 
@@ -303,7 +312,10 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   };
 
   try {
-    await publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: imageFor(spec, settings) }));
+    // not retried: with the bus away at the very start, the delivery is simply tried again later
+    await bus.publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: imageFor(spec, settings) }), {
+      ctx,
+    });
     refuseByPolicy(spec, settings.security);
     secretValues = await resolveSecrets(deps, spec);
     masker = deps.masker.with(Object.values(secretValues));
@@ -450,7 +462,9 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
         }
         throw fail("push_rejected", `branch ${spec.push.branch} already exists on the remote with other work`);
       }
-      const fence = await deps.claims.advance(taskId, attempt, settings.runnerId, revision, "pushing");
+      const fence = await durably("advance the claim to pushing", () =>
+        deps.claims.advance(taskId, attempt, settings.runnerId, revision, "pushing"),
+      );
       if (fence === undefined) throw new Superseded();
       revision = fence;
       try {
@@ -509,7 +523,10 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   await rm(workDir, { recursive: true, force: true });
 
   if (final.reasonCode !== "superseded") {
-    const fenced = await deps.claims.advance(taskId, attempt, settings.runnerId, revision, "finished").catch(() => undefined);
+    // A bus error here is not "superseded": retry it; only a lost compare-and-set means another attempt owns the task.
+    const fenced = await durably("advance the claim to finished", () =>
+      deps.claims.advance(taskId, attempt, settings.runnerId, revision, "finished"),
+    );
     if (fenced === undefined) {
       log.warn("attempt superseded before it finished: not publishing a final status");
     } else {
@@ -716,14 +733,13 @@ async function uploadArtifacts(
         try {
           const body = await u.body();
           span.setAttribute("codefleet.artifact.bytes", Buffer.byteLength(body));
-          const stored = await deps.artifacts.upload({
-            taskId: a.taskId,
-            attempt: a.attempt,
-            name: u.name,
-            kind: u.kind,
-            contentType: u.contentType,
-            body,
-          });
+          // the artifact-store away for a moment: retried (an upload is idempotent by task, attempt, name and sha256)
+          const stored = await platformRetry(
+            `upload ${u.name}`,
+            () =>
+              deps.artifacts.upload({ taskId: a.taskId, attempt: a.attempt, name: u.name, kind: u.kind, contentType: u.contentType, body }),
+            { withinMs: deps.settings.platformRetryMs },
+          );
           span.setAttributes({ "codefleet.artifact.id": stored.id, "codefleet.artifact.sha256": stored.sha256 });
         } catch (err) {
           span.setStatus({ code: SpanStatusCode.ERROR, message: errorMessage(err) });
