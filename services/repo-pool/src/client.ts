@@ -23,12 +23,24 @@ export class RepoPoolError extends CodefleetError {
 export class RepoPoolClient {
   private readonly subject: (verb: string) => string;
 
+  /** Requests in flight: a lost connection loses them, so they fail at once rather than at their timeout. */
+  private readonly pending = new Set<(err: Error) => void>();
+
   constructor(
     private readonly nc: NatsConnection,
     opts: { namespace?: string } = {},
   ) {
     const t = topology(opts.namespace);
     this.subject = (verb) => t.subjects.rpc(REPO_POOL_SERVICE, verb);
+    void this.failPendingOnDisconnect();
+  }
+
+  private async failPendingOnDisconnect(): Promise<void> {
+    for await (const s of this.nc.status()) {
+      if (s.type !== "disconnect") continue;
+      for (const fail of this.pending) fail(new Error("the connection to NATS was lost"));
+      this.pending.clear();
+    }
   }
 
   allocate(req: AllocateRequest, opts: { timeoutMs?: number; ctx?: Context } = {}): Promise<AllocateResult> {
@@ -51,13 +63,26 @@ export class RepoPoolClient {
     const h = headers();
     injectIntoHeaders(ctx ?? context.active(), h);
     let msg: Awaited<ReturnType<NatsConnection["request"]>>;
+    let fail: ((err: Error) => void) | undefined;
     try {
-      msg = await this.nc.request(this.subject(verb), new TextEncoder().encode(JSON.stringify(body)), { timeout, headers: h });
+      // An allocate may take minutes (a first clone), so its timeout is long; a request lost with the
+      // connection must not wait that long: it fails at the disconnect and the caller tries again
+      // (allocate is idempotent per task attempt).
+      const lost = new Promise<never>((_, reject) => {
+        fail = reject;
+        this.pending.add(reject);
+      });
+      msg = await Promise.race([
+        this.nc.request(this.subject(verb), new TextEncoder().encode(JSON.stringify(body)), { timeout, headers: h }),
+        lost,
+      ]);
     } catch (err) {
       throw new RepoPoolError("repo_pool_unavailable", `repo-pool ${verb} got no answer: ${(err as Error).message}`, {
         cause: err,
         retry: { kind: "backoff" },
       });
+    } finally {
+      if (fail) this.pending.delete(fail);
     }
     const reply = JSON.parse(new TextDecoder().decode(msg.data)) as RpcReply<T>;
     if (reply.ok) return reply.result;

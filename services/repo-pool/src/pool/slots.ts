@@ -115,7 +115,20 @@ export class SlotPool {
     return run;
   }
 
-  async allocate(req: AllocateRequest): Promise<AllocateResult> {
+  /** Allocations under way, by task attempt: a retried request (its first was lost with the connection) joins it. */
+  private readonly allocating = new Map<string, Promise<AllocateResult>>();
+
+  allocate(req: AllocateRequest): Promise<AllocateResult> {
+    const key = `${req.taskId}/${req.attempt}`;
+    let p = this.allocating.get(key);
+    if (!p) {
+      p = this.allocateOnce(req).finally(() => this.allocating.delete(key));
+      this.allocating.set(key, p);
+    }
+    return p;
+  }
+
+  private async allocateOnce(req: AllocateRequest): Promise<AllocateResult> {
     const remote = parseRemoteUrl(req.repoUrl);
     this.o.access.check(remote.clean);
     if (req.ref !== undefined) assertSafeRef(req.ref);
