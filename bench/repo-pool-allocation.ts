@@ -95,7 +95,7 @@ async function main() {
     let sha = "";
     const cold = await time(async () => {
       const o = { taskId: newTaskId(), attempt: 1 };
-      const a = await client.allocate({ repoUrl: url, ...o, leaseTtlMs: 60_000 });
+      const a = await client.allocate({ repoUrl: url, ...o, leaseTtlMs: 60_000 }, { timeoutMs: 600_000 });
       sha = a.commitSha;
       await client.release({ slotId: a.slotId, ...o });
     });

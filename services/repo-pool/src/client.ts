@@ -44,7 +44,10 @@ export class RepoPoolClient {
   }
 
   allocate(req: AllocateRequest, opts: { timeoutMs?: number; ctx?: Context } = {}): Promise<AllocateResult> {
-    return this.call("allocate", req, opts.timeoutMs ?? 300_000, opts.ctx);
+    // Short: an answer lost in a NATS restart (on either side) is noticed in seconds, and the caller
+    // asks again; a retried allocate of the same attempt joins the one under way in repo-pool (a
+    // first clone may take minutes: the caller keeps asking until its own deadline).
+    return this.call("allocate", req, opts.timeoutMs ?? 20_000, opts.ctx);
   }
 
   heartbeat(req: HeartbeatRequest, opts: { ctx?: Context } = {}): Promise<HeartbeatResult> {
