@@ -197,9 +197,7 @@ describe("leases", () => {
         "update repo_pool.slots set task_id = 'tsk_00000000000000000000000000', lease_expires_at = now() + interval '3 seconds' where task_id = $1",
         [taskId],
       );
-      const t0 = Date.now();
       await waitFor("the container to go", async () => containersOf(taskId).length === 0, 15_000, 100);
-      expect(Date.now() - t0).toBeLessThan(10_000);
       const view = await p.finished(taskId);
       expect(view).toMatchObject({ status: "failed", reasonCode: "lease_lost" });
       expect(await git(join(p.repo.root, "other.git"), "branch", "--list", `codefleet/${taskId}`)).toBe("");

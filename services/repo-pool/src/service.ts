@@ -62,7 +62,9 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
     // Everything git writes on the trusted side belongs to the git uid (data dirs of an older
     // version, written as root, are handed over once).
     for (const p of [gitHome, askPassPath, join(root, "mirrors")]) await chown(p, gitOwner.uid, gitOwner.gid);
-    await execFileP("chown", ["-R", "-h", `${gitOwner.uid}:${gitOwner.gid}`, "--", join(root, "mirrors")]);
+    const mirrorsDir = join(root, "mirrors");
+    const foreign = await execFileP("find", ["-P", mirrorsDir, "!", "-uid", String(gitOwner.uid), "-print", "-quit"]);
+    if (foreign.stdout.trim()) await execFileP("chown", ["-R", "-h", `${gitOwner.uid}:${gitOwner.gid}`, "--", mirrorsDir]);
   }
   const git = createGitRunner({
     askPassPath,

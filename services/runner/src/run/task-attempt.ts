@@ -23,7 +23,7 @@ import {
   slotLayout,
 } from "@codefleet/contracts";
 import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
-import { type Logger, type SecretMasker, StreamMasker, secretVariants } from "@codefleet/contracts/runtime";
+import { findSecret, type Logger, type SecretMasker, StreamMasker, secretVariants } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { type GitRunner, parseRemoteUrl, type RepoAccess } from "@codefleet/repo-pool/git";
 import { type Context, context, type Link, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -590,18 +590,18 @@ async function findSecretInCommit(
   headSha: string,
   secrets: Record<string, string>,
 ): Promise<string | undefined> {
-  const wanted = Object.entries(secrets)
-    .filter(([, v]) => v.length >= 4)
-    .flatMap(([name, value]) => secretVariants(value).map((variant) => ({ name, variant })));
-  if (wanted.length === 0) return undefined;
-  const overlap = Math.max(...wanted.map((w) => w.variant.length)) - 1;
+  const values = Object.values(secrets);
+  const nameOf = new Map(Object.entries(secrets).map(([name, value]) => [value, name]));
+  // a variant cut across two pieces of the stream is found in the overlap kept from the first
+  const overlap = Math.max(0, ...values.flatMap(secretVariants).map((v) => v.length - 1));
   let tail = "";
   let found: string | undefined;
   await ws.addedText(baseSha, headSha, (text) => {
     if (found) return;
     const window = tail + text;
-    found = wanted.find((w) => window.includes(w.variant))?.name;
-    tail = window.slice(-overlap);
+    const hit = findSecret(window, values);
+    if (hit !== undefined) found = nameOf.get(hit);
+    tail = overlap > 0 ? window.slice(-overlap) : "";
   });
   return found;
 }

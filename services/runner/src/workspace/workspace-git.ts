@@ -1,7 +1,9 @@
 import { chown, copyFile, lstat, mkdir } from "node:fs/promises";
 import { join } from "node:path";
+import { StringDecoder } from "node:string_decoder";
 import type { SlotLayout } from "@codefleet/contracts";
 import { type GitCredentials, GitError, type GitRunner } from "@codefleet/repo-pool/git";
+import { AddedLines } from "./added-lines.js";
 
 export type CommitAuthor = { name: string; email: string };
 
@@ -134,32 +136,18 @@ export class WorkspaceGit {
 
   /**
    * Streams every line the commit adds, as text (binary files included, uncompressed): what a
-   * secret scan must read. Lines are given without their `+`, joined by newlines.
+   * secret scan must read (see AddedLines).
    */
   async addedText(baseSha: string, headSha: string, onText: (text: string) => void): Promise<void> {
-    let partial = "";
-    const emit = (line: string) => {
-      if (line.startsWith("+") && !line.startsWith("+++ ")) onText(`${line.slice(1)}\n`);
-    };
+    const added = new AddedLines(onText);
+    const utf8 = new StringDecoder("utf8");
     await this.git.stream(
       ["diff", "--text", "--unified=0", "--no-ext-diff", "--no-textconv", "--no-color", "--no-renames", baseSha, headSha, "--"],
       { env: this.objectsEnv, cwd: this.scratch },
-      (chunk) => {
-        const lines = (partial + chunk.toString("latin1")).split("\n");
-        partial = lines.pop() ?? "";
-        // an endless line is scanned in pieces (the scanner keeps an overlap across pieces)
-        if (partial.length > 1024 * 1024) {
-          if (partial.startsWith("+")) onText(partial.slice(1));
-          partial = "+";
-        }
-        for (const line of lines) emit(line);
-      },
+      (chunk) => added.push(utf8.write(chunk)),
     );
-    if (partial) emit(partial);
-  }
-
-  async diffStat(baseSha: string, headSha: string): Promise<string> {
-    return (await this.run(["diff", "--shortstat", "--no-ext-diff", baseSha, headSha, "--"])).trim();
+    added.push(utf8.end());
+    added.end();
   }
 
   async commitMessage(sha: string): Promise<string> {
