@@ -21,10 +21,34 @@ export const AllocateRequest = Type.Object(
     ref: Type.Optional(Type.String({ pattern: GIT_REF_PATTERN, maxLength: 200 })),
     ...Owner,
     leaseTtlMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000 }),
+    reservation: Type.Optional(
+      Type.Boolean({
+        description:
+          "a runner's warm-pool reservation, not a task: no slot events; the owner is a reservation id until a task adopts the slot",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
 export type AllocateRequest = Static<typeof AllocateRequest>;
+
+/**
+ * A task attempt takes over a slot its runner reserved (a warm container is bound to it). Refused
+ * with `slot_stale` when the ref now resolves to another commit than the slot's: the runner then
+ * allocates as usual.
+ */
+export const AdoptRequest = Type.Object(
+  {
+    slotId: SlotId,
+    reservation: Type.Object(Owner, { additionalProperties: false }),
+    repoUrl: Type.String({ minLength: 1, maxLength: 2048 }),
+    ref: Type.Optional(Type.String({ pattern: GIT_REF_PATTERN, maxLength: 200 })),
+    ...Owner,
+    leaseTtlMs: Type.Integer({ minimum: 1000, maximum: 24 * 3600_000 }),
+  },
+  { additionalProperties: false },
+);
+export type AdoptRequest = Static<typeof AdoptRequest>;
 
 export type AllocateResult = {
   slotId: string;
@@ -54,7 +78,8 @@ export type ReleaseRequest = Static<typeof ReleaseRequest>;
 export type ReleaseResult = { outcome: "recycled" | "destroyed"; reason?: string };
 
 export type PoolStatus = {
-  slots: { total: number; warm: number; leased: number; creating: number };
+  /** `reserved`: leased to runners' warm pools (a container waits on each), counted in `leased` too. */
+  slots: { total: number; warm: number; leased: number; creating: number; reserved: number };
   mirrors: number;
   limits: { maxSlots: number; maxSlotsPerRepo: number };
 };

@@ -1,4 +1,5 @@
 import {
+  type AdoptRequest,
   type AllocateRequest,
   type AllocateResult,
   CodefleetError,
@@ -48,6 +49,11 @@ export class RepoPoolClient {
     // asks again; a retried allocate of the same attempt joins the one under way in repo-pool (a
     // first clone may take minutes: the caller keeps asking until its own deadline).
     return this.call("allocate", req, opts.timeoutMs ?? 20_000, opts.ctx);
+  }
+
+  /** A task attempt takes over a slot reserved by its runner's warm pool (`slot_stale` when the ref moved). */
+  adopt(req: AdoptRequest, opts: { timeoutMs?: number; ctx?: Context } = {}): Promise<AllocateResult> {
+    return this.call("adopt", req, opts.timeoutMs ?? 20_000, opts.ctx);
   }
 
   heartbeat(req: HeartbeatRequest, opts: { ctx?: Context } = {}): Promise<HeartbeatResult> {

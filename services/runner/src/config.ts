@@ -44,6 +44,24 @@ export const RunnerEnv = Type.Object({
   }),
   AGENT_PIDS_LIMIT: Type.Integer({ default: 512, minimum: 16 }),
   AGENT_IDLE_TIMEOUT_MS: Type.Integer({ default: 600_000, minimum: 1000, description: "no-output watchdog of the implement phase" }),
+  WARM_CONTAINERS_MAX: Type.Integer({
+    default: 2,
+    minimum: 0,
+    maximum: 200,
+    description:
+      "containers made ahead of their tasks, each bound to a reserved slot (0: off); a sleeping container costs about 1-2 MB of memory, its slot one of repo-pool's",
+  }),
+  WARM_CONTAINERS_PER_CLASS: Type.Integer({
+    default: 1,
+    minimum: 1,
+    maximum: 50,
+    description: "warm containers kept per class (repository and ref, image, network, limits)",
+  }),
+  WARM_CONTAINER_IDLE_MS: Type.Integer({
+    default: 600_000,
+    minimum: 1000,
+    description: "a class no task asked for in this long loses its warm containers",
+  }),
   SLOT_LEASE_TTL_MS: Type.Integer({ default: 60_000, minimum: 2000 }),
   NO_CAPACITY_RETRY_MS: Type.Integer({ default: 300_000, minimum: 0, description: "how long to wait for a free workspace slot" }),
   MAX_LOG_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024 }),

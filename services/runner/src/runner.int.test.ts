@@ -146,13 +146,24 @@ async function finished(taskId: string, timeoutMs = 60_000) {
   return result as NonNullable<typeof result>;
 }
 
+/** The task's containers: labelled with it, or warm ones it adopted (named after it). */
 async function containersOf(taskId: string): Promise<string[]> {
-  const { stdout } = await execFileP("docker", ["ps", "-aq", "--filter", `label=codefleet.task-id=${taskId}`]);
-  return stdout.split("\n").filter(Boolean);
+  const ids = new Set<string>();
+  for (const filter of [`label=codefleet.task-id=${taskId}`, `name=codefleet-${taskId.toLowerCase()}-`]) {
+    const { stdout } = await execFileP("docker", ["ps", "-aq", "--filter", filter]);
+    for (const id of stdout.split("\n").filter(Boolean)) ids.add(id);
+  }
+  return [...ids];
 }
 
+/** Slots leased to tasks (warm-pool reservations aside), once the runner gave back what it releases after run.finished. */
 async function leasedSlots(): Promise<number> {
-  return (await pool.pool.status()).slots.leased;
+  const leasedToTasks = async () => {
+    const { slots } = await pool.pool.status();
+    return slots.leased - slots.reserved;
+  };
+  await waitFor("task slots released", async () => (await leasedToTasks()) === 0, 10_000, 100).catch(() => undefined);
+  return leasedToTasks();
 }
 
 describe("runner: hardened containers through fetch → implement → test → push", () => {

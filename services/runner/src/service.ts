@@ -15,21 +15,25 @@ import {
 import { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { ASKPASS_SCRIPT, createGitRunner, createRepoAccess, GLOBAL_GIT_CONFIG } from "@codefleet/repo-pool/git";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
-import type { AgentDriver } from "./agents/agent.js";
-import { claudeCodeAgent } from "./agents/claude-code.js";
-import { commandAgent } from "./agents/command.js";
-import { openaiAgent } from "./agents/openai.js";
-import { opencodeAgent } from "./agents/opencode.js";
-import { scriptAgent } from "./agents/script.js";
+import { agentRegistry } from "./agents/registry.js";
+import type { RunnerSettings } from "./attempt/attempt.js";
+import { ClaimStore } from "./attempt/claims.js";
+import { Worker } from "./attempt/worker.js";
 import type { RunnerConfig } from "./config.js";
 import { DockerDriver } from "./execution/docker-driver.js";
 import type { ExecutionDriver } from "./execution/driver.js";
-import { ClaimStore } from "./run/claims.js";
-import type { RunnerSettings } from "./run/task-attempt.js";
-import { Worker } from "./run/worker.js";
+import { WarmPool } from "./execution/warm-pool.js";
 import { SecretResolver } from "./secrets.js";
 
-export type RunnerService = { app: FastifyInstance; worker: Worker; driver: ExecutionDriver; bus: Bus; log: Logger; stop(): Promise<void> };
+export type RunnerService = {
+  app: FastifyInstance;
+  worker: Worker;
+  driver: ExecutionDriver;
+  warmPool?: WarmPool;
+  bus: Bus;
+  log: Logger;
+  stop(): Promise<void>;
+};
 
 /** Composes a runner: bus, fencing, clients of repo-pool and artifact-store, Docker, agents, worker. Does not listen. */
 export async function startRunner(
@@ -39,12 +43,6 @@ export async function startRunner(
   const masker = new SecretMasker([config.CODEFLEET_API_TOKEN, ...config.gitCredentials.map((r) => r.password ?? "")]);
   const log = opts.logger ?? createLogger({ service: "runner", level: config.LOG_LEVEL, masker });
   const telemetry = startTelemetry({ serviceName: "runner" });
-  const driver = new DockerDriver({ socketPath: config.DOCKER_SOCKET });
-  await driver.ping();
-  // Containers of this runner that no attempt owns (a runner that died leaves them): gone before work starts.
-  const swept = await driver.sweep(config.RUNNER_ID, new Set());
-  if (swept) log.info({ removed: swept }, "removed orphaned task containers of this runner");
-
   const nc = await connectNats({
     servers: config.natsServers,
     name: `runner-${config.RUNNER_ID}`,
@@ -62,6 +60,11 @@ export async function startRunner(
   const globalConfigPath = join(gitHome, "gitconfig");
   await writeFile(globalConfigPath, GLOBAL_GIT_CONFIG, { mode: 0o644 });
   const git = createGitRunner({ askPassPath, masker, globalConfigPath, runAs: gitOwner });
+  const driver = new DockerDriver({ socketPath: config.DOCKER_SOCKET, git: { runner: git, owner: gitOwner } });
+  await driver.ping();
+  // Containers of this runner that no attempt owns (a runner that died leaves them): gone before work starts.
+  const swept = await driver.sweep(config.RUNNER_ID);
+  if (swept) log.info({ removed: swept }, "removed orphaned task containers of this runner");
 
   const settings: RunnerSettings = {
     runnerId: config.RUNNER_ID,
@@ -85,9 +88,25 @@ export async function startRunner(
       ...(config.ANTHROPIC_BASE_URL ? { anthropicBaseUrl: config.ANTHROPIC_BASE_URL } : {}),
     },
   };
-  const agents: Record<string, AgentDriver> = Object.fromEntries(
-    [scriptAgent, openaiAgent, commandAgent, claudeCodeAgent, opencodeAgent].map((a) => [a.kind, a as AgentDriver]),
-  );
+  const repoPool = new RepoPoolClient(nc, { namespace: config.CODEFLEET_NAMESPACE });
+  const warmPool =
+    config.WARM_CONTAINERS_MAX > 0
+      ? new WarmPool({
+          driver,
+          repoPool,
+          runnerId: settings.runnerId,
+          ...(settings.deployment ? { deployment: settings.deployment } : {}),
+          pidsLimit: settings.pidsLimit,
+          extraHosts: settings.extraHosts,
+          leaseTtlMs: settings.leaseTtlMs,
+          heartbeatMs: settings.heartbeatMs,
+          perClass: config.WARM_CONTAINERS_PER_CLASS,
+          max: config.WARM_CONTAINERS_MAX,
+          idleMs: config.WARM_CONTAINER_IDLE_MS,
+          log,
+        })
+      : undefined;
+  const background = new Set<Promise<unknown>>();
   const phaseHist = telemetry.meter.createHistogram("codefleet_runner_phase_duration_ms", { description: "phase duration", unit: "ms" });
   const finishedCounter = telemetry.meter.createCounter("codefleet_runner_tasks_finished_total", {
     description: "attempts finished, by final status",
@@ -97,14 +116,15 @@ export async function startRunner(
     {
       bus,
       driver,
-      repoPool: new RepoPoolClient(nc, { namespace: config.CODEFLEET_NAMESPACE }),
+      repoPool,
       artifacts,
       claims,
       secrets: new SecretResolver({ env: opts.env ?? process.env, ...(config.SECRETS_DIR ? { dir: config.SECRETS_DIR } : {}) }),
       masker,
-      git,
       repoAccess: createRepoAccess(config.security.repoUrls, config.gitCredentials),
-      agents,
+      agents: agentRegistry,
+      ...(warmPool ? { warmPool } : {}),
+      background,
       log,
       settings,
       metrics: {
@@ -118,7 +138,7 @@ export async function startRunner(
   await worker.start();
   const sweeper = setInterval(() => {
     driver
-      .sweep(config.RUNNER_ID, worker.activeAttempts())
+      .sweep(config.RUNNER_ID)
       .then((n) => n && log.warn({ removed: n }, "removed task containers no running attempt owns"))
       .catch((err) => log.warn({ error: (err as Error).message }, "container sweep failed"));
   }, config.RUNNER_SWEEP_INTERVAL_MS);
@@ -129,6 +149,14 @@ export async function startRunner(
   gauge.addCallback(async (r) => r.observe(await driver.running(config.RUNNER_ID).catch(() => 0)));
   const active = telemetry.meter.createObservableGauge("codefleet_runner_active_attempts", { description: "attempts running now" });
   active.addCallback((r) => r.observe(worker.active));
+  const warmGauge = telemetry.meter.createObservableGauge("codefleet_runner_warm_containers", {
+    description: "warm containers of this runner, by state (ready, filling)",
+  });
+  warmGauge.addCallback((r) => {
+    const size = warmPool?.size ?? { ready: 0, filling: 0 };
+    r.observe(size.ready, { state: "ready" });
+    r.observe(size.filling, { state: "filling" });
+  });
 
   const app = Fastify({ loggerInstance: log as FastifyBaseLogger });
   installErrorHandling(app);
@@ -151,6 +179,7 @@ export async function startRunner(
     app,
     worker,
     driver,
+    ...(warmPool ? { warmPool } : {}),
     bus,
     log,
     async stop() {
@@ -159,6 +188,8 @@ export async function startRunner(
       clearInterval(sweeper);
       await app.close();
       await worker.stop();
+      await Promise.allSettled([...background]);
+      await warmPool?.stop();
       await artifacts.close();
       await bus.drain();
       await telemetry.shutdown();

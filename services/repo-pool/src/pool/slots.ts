@@ -3,6 +3,7 @@ import { chown, mkdir, readdir, rename, rm, stat } from "node:fs/promises";
 import { join, relative } from "node:path";
 import { promisify } from "node:util";
 import type {
+  AdoptRequest,
   AllocateRequest,
   AllocateResult,
   HeartbeatRequest,
@@ -161,7 +162,13 @@ export class SlotPool {
       await this.assertHead(slot.id, resolved.sha);
       slot = await db
         .updateTable("slots")
-        .set({ state: "leased", ref: resolved.ref, commit_sha: resolved.sha, last_used_at: this.now().toISOString() })
+        .set({
+          state: "leased",
+          ref: resolved.ref,
+          commit_sha: resolved.sha,
+          reserved: req.reservation === true,
+          last_used_at: this.now().toISOString(),
+        })
         .where("id", "=", slot.id)
         .returningAll()
         .executeTakeFirstOrThrow();
@@ -170,15 +177,67 @@ export class SlotPool {
       await this.destroy(slot.id, `allocation failed: ${errorMessage(err)}`).catch(() => undefined);
       throw err;
     }
-    await this.o.onEvent({
-      type: "slot.allocated",
-      slot,
-      taskId: req.taskId,
-      attempt: req.attempt,
-      repoUrl: remote.clean,
-      warm: !claim.created,
-    });
+    if (!req.reservation)
+      await this.o.onEvent({
+        type: "slot.allocated",
+        slot,
+        taskId: req.taskId,
+        attempt: req.attempt,
+        repoUrl: remote.clean,
+        warm: !claim.created,
+      });
     return this.result(slot, remote.clean, !claim.created, leaseExpiresAt);
+  }
+
+  /**
+   * A task attempt takes over a slot its runner holds as a warm-pool reservation (a container is
+   * already bound to it), when the ref still resolves to the slot's commit. Idempotent per attempt.
+   */
+  async adopt(req: AdoptRequest): Promise<AllocateResult> {
+    const remote = parseRemoteUrl(req.repoUrl);
+    this.o.access.check(remote.clean);
+    if (req.ref !== undefined) assertSafeRef(req.ref);
+    const { db } = this.o;
+    const leaseExpiresAt = this.leaseUntil(req.leaseTtlMs);
+    const mine = await this.updateIfOwned(req, { lease_expires_at: leaseExpiresAt });
+    if (mine) return this.result(mine, remote.clean, true, leaseExpiresAt);
+
+    const mirror = await this.o.mirrors.sync(remote, req.ref);
+    const resolved = await this.o.mirrors.resolve(mirror, req.ref);
+    const row = await db.selectFrom("slots").selectAll().where("id", "=", req.slotId).executeTakeFirst();
+    const lost = () =>
+      new PoolError("lease_lost", `slot ${req.slotId} is not reserved by ${req.reservation.taskId}`, { retry: { kind: "never" } });
+    if (!row || row.state !== "leased" || !row.reserved || row.task_id !== req.reservation.taskId) throw lost();
+    if (row.repo_key !== mirror.key)
+      throw new PoolError("slot_mismatch", `slot ${req.slotId} holds another repository`, { retry: { kind: "never" } });
+    if (row.commit_sha !== resolved.sha)
+      throw new PoolError(
+        "slot_stale",
+        `slot ${req.slotId} is at ${row.commit_sha?.slice(0, 12)}, the ref is at ${resolved.sha.slice(0, 12)}`,
+        {
+          retry: { kind: "never" },
+        },
+      );
+    const slot = await db
+      .updateTable("slots")
+      .set({
+        task_id: req.taskId,
+        attempt: req.attempt,
+        reserved: false,
+        ref: resolved.ref,
+        lease_expires_at: leaseExpiresAt,
+        last_used_at: this.now().toISOString(),
+      })
+      .where("id", "=", req.slotId)
+      .where("state", "=", "leased")
+      .where("reserved", "=", true)
+      .where("task_id", "=", req.reservation.taskId)
+      .where("attempt", "=", req.reservation.attempt)
+      .returningAll()
+      .executeTakeFirst();
+    if (!slot) throw lost();
+    await this.o.onEvent({ type: "slot.allocated", slot, taskId: req.taskId, attempt: req.attempt, repoUrl: remote.clean, warm: true });
+    return this.result(slot, remote.clean, true, leaseExpiresAt);
   }
 
   private result(slot: SlotRow, remoteUrl: string, warm: boolean, leaseExpiresAt: string): AllocateResult {
@@ -395,7 +454,8 @@ export class SlotPool {
       throw new PoolError("lease_lost", `slot ${req.slotId} is ${current.state}`, { retry: { kind: "never" } });
     }
     const result = await this.recycle(slot);
-    await this.o.onEvent({ type: "slot.released", slotId: slot.id, taskId: req.taskId, attempt: req.attempt, ...result });
+    if (!slot.reserved)
+      await this.o.onEvent({ type: "slot.released", slotId: slot.id, taskId: req.taskId, attempt: req.attempt, ...result });
     return result;
   }
 
@@ -421,6 +481,7 @@ export class SlotPool {
         .updateTable("slots")
         .set({
           state: "warm",
+          reserved: false,
           task_id: null,
           attempt: null,
           lease_expires_at: null,
@@ -458,6 +519,7 @@ export class SlotPool {
       // Its runner is gone or cut off, and its container may still be writing the tree: never
       // hand that tree to another task. The slot is destroyed; the next allocation makes a new one.
       await this.destroy(slot.id, "lease expired");
+      if (slot.reserved) continue;
       await this.o.onEvent({
         type: "slot.reclaimed",
         slotId: slot.id,
@@ -570,12 +632,19 @@ export class SlotPool {
       .execute();
     const by = Object.fromEntries(rows.map((r) => [r.state, Number(r.n)]));
     const mirrors = await this.o.db.selectFrom("mirrors").select(sql<number>`count(*)`.as("n")).executeTakeFirstOrThrow();
+    const reserved = await this.o.db
+      .selectFrom("slots")
+      .select(sql<number>`count(*)`.as("n"))
+      .where("state", "=", "leased")
+      .where("reserved", "=", true)
+      .executeTakeFirstOrThrow();
     return {
       slots: {
         total: Object.values(by).reduce((a, b) => a + b, 0),
         warm: by.warm ?? 0,
         leased: by.leased ?? 0,
         creating: by.creating ?? 0,
+        reserved: Number(reserved.n),
       },
       mirrors: Number(mirrors.n),
       limits: { maxSlots: this.o.maxSlots, maxSlotsPerRepo: this.o.maxSlotsPerRepo },

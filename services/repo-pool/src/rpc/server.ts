@@ -1,4 +1,5 @@
 import {
+  AdoptRequest,
   AllocateRequest,
   CodefleetError,
   errorMessage,
@@ -21,12 +22,13 @@ const encoder = new TextEncoder();
 const decoder = new TextDecoder();
 
 /**
- * The repo-pool API over NATS request/reply: <ns>.rpc.repo-pool.{allocate,heartbeat,release,status}.
+ * The repo-pool API over NATS request/reply: <ns>.rpc.repo-pool.{allocate,adopt,heartbeat,release,status}.
  * Requests are validated; replies are { ok, result } or { ok: false, error: { code, message, retryable } }.
  */
 export function serveRepoPool(bus: Bus, pool: SlotPool, log: Logger): Subscription[] {
   const handlers: Record<string, { schema?: TSchema; handle: (req: never) => Promise<unknown> }> = {
     allocate: { schema: AllocateRequest, handle: (r: AllocateRequest) => pool.allocate(r) },
+    adopt: { schema: AdoptRequest, handle: (r: AdoptRequest) => pool.adopt(r) },
     heartbeat: { schema: HeartbeatRequest, handle: (r: HeartbeatRequest) => pool.heartbeat(r) },
     release: { schema: ReleaseRequest, handle: (r: ReleaseRequest) => pool.release(r) },
     status: { handle: () => pool.status() },

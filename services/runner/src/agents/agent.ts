@@ -37,10 +37,26 @@ export type AgentResult = {
   usage?: { inputTokens?: number; outputTokens?: number; costUsd?: number; turns?: number; sessionId?: string };
 };
 
+export type AgentKind = AgentSpec["kind"];
+export type AgentSpecOf<K extends AgentKind> = Extract<AgentSpec, { kind: K }>;
+
+/** The agent images a runner is configured with. */
+export type AgentImages = { default: string; opencode: string; claudeCode: string };
+
+/** What an agent kind needs of its container, decided by its driver (never by the attempt). */
+export type AgentNeeds = {
+  image: string;
+  /** "none" when the model is called from the runner (script, openai); "bridge" when the agent calls it itself. */
+  network: "bridge" | "none";
+  /** The secret holding the model key the agent uses, resolved when the runner has it. */
+  modelKeySecret?: string;
+};
+
 /** One interface for every agent kind (the seed's TaskRunner: run a task, report through the log). */
-export interface AgentDriver<K extends AgentSpec["kind"] = AgentSpec["kind"]> {
+export interface AgentDriver<K extends AgentKind = AgentKind> {
   readonly kind: K;
-  run(agent: Extract<AgentSpec, { kind: K }>, ctx: AgentContext): Promise<AgentResult>;
+  needs(agent: AgentSpecOf<K>, images: AgentImages): AgentNeeds;
+  run(agent: AgentSpecOf<K>, ctx: AgentContext): Promise<AgentResult>;
 }
 
 /** The prompt an agent receives: the task's prompt plus its acceptance criteria. */

@@ -8,6 +8,11 @@ import { BoundedText, fullPrompt, MAX_PARSED_LINE_CHARS, MAX_TRANSCRIPT_CHARS } 
  */
 export const claudeCodeAgent: AgentDriver<"claude-code"> = {
   kind: "claude-code",
+  needs: (agent, images) => ({
+    image: images.claudeCode,
+    network: "bridge",
+    modelKeySecret: agent.apiKeySecret ?? "ANTHROPIC_API_KEY",
+  }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
     const argv = [
       "claude",

@@ -10,6 +10,7 @@ const PROMPT_FILE = "/tmp/codefleet/prompt.md";
  */
 export const commandAgent: AgentDriver<"command"> = {
   kind: "command",
+  needs: (agent, images) => ({ image: agent.image ?? images.default, network: "bridge" }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
     const prompt = fullPrompt(ctx.spec);
     const write = await ctx.run.exec(["sh", "-c", 'mkdir -p /tmp/codefleet && cat > "$1"', "sh", PROMPT_FILE], {

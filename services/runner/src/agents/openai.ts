@@ -70,6 +70,7 @@ function clip(s: string, max = 20_000): string {
  */
 export const openaiAgent: AgentDriver<"openai"> = {
   kind: "openai",
+  needs: (agent, images) => ({ image: images.default, network: "none", modelKeySecret: agent.apiKeySecret ?? "OPENAI_API_KEY" }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
     const baseUrl = (agent.baseUrl ?? ctx.defaults.openaiBaseUrl).replace(/\/$/, "");
     const apiKey = ctx.secrets[agent.apiKeySecret ?? "OPENAI_API_KEY"];

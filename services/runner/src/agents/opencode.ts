@@ -59,6 +59,7 @@ export function opencodeConfig(
  */
 export const opencodeAgent: AgentDriver<"opencode"> = {
   kind: "opencode",
+  needs: (agent, images) => ({ image: images.opencode, network: "bridge", modelKeySecret: agent.apiKeySecret ?? "OPENAI_API_KEY" }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
     const keyName = agent.apiKeySecret ?? "OPENAI_API_KEY";
     const hasKey = ctx.secrets[keyName] !== undefined;

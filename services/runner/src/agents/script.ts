@@ -4,6 +4,7 @@ import { toLog } from "./agent.js";
 /** Deterministic steps from the task spec: shell commands and unified diffs. No LLM; for demos and tests. */
 export const scriptAgent: AgentDriver<"script"> = {
   kind: "script",
+  needs: (_agent, images) => ({ image: images.default, network: "none" }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
     const deadline = Date.now() + ctx.timeoutMs;
     for (const [i, step] of agent.steps.entries()) {

@@ -1,10 +1,19 @@
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { PassThrough } from "node:stream";
-import { CONTAINER_BASE_INDEX, CONTAINER_BASE_OBJECTS, CONTAINER_WORKSPACE, CodefleetError, errorMessage } from "@codefleet/contracts";
+import {
+  CONTAINER_BASE_INDEX,
+  CONTAINER_BASE_OBJECTS,
+  CONTAINER_WORKSPACE,
+  CodefleetError,
+  errorMessage,
+  slotLayout,
+} from "@codefleet/contracts";
+import type { GitRunner } from "@codefleet/repo-pool/git";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import Docker from "dockerode";
+import { WorkspaceGit } from "../workspace/workspace-git.js";
 import {
-  attemptKey,
   type ContainerState,
   type ExecOptions,
   type ExecResult,
@@ -12,6 +21,8 @@ import {
   LABELS,
   type RunContainerSpec,
   type RunHandle,
+  type SlotMount,
+  type WorkspaceReader,
 } from "./driver.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
@@ -42,11 +53,29 @@ async function traced<T>(name: string, attrs: Record<string, string | number>, f
 export class DockerDriver implements ExecutionDriver {
   readonly name = "docker";
   readonly docker: Docker;
+  /** Containers and networks this driver made and has not removed: everything else of its runner is an orphan. */
+  private readonly live = { containers: new Set<string>(), networks: new Set<string>() };
+  /** Images seen present (a vanished one fails at create with Docker's own message). */
+  private readonly images = new Set<string>();
 
-  constructor(opts: { socketPath?: string; host?: string; port?: number } = {}) {
+  constructor(
+    private readonly opts: {
+      socketPath?: string;
+      host?: string;
+      port?: number;
+      /** The runner's hardened git (never root), and the owner of scratch dirs when the runner is root: to read trees back. */
+      git?: { runner: GitRunner; owner?: { uid: number; gid: number } };
+    } = {},
+  ) {
     this.docker = opts.host
       ? new Docker({ host: opts.host, port: opts.port ?? 2375 })
       : new Docker({ socketPath: opts.socketPath ?? "/var/run/docker.sock" });
+  }
+
+  /** Runner and repo-pool share the slot directory: the tree is read where repo-pool keeps it. */
+  async openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader> {
+    if (!this.opts.git) throw new DriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
+    return WorkspaceGit.open(this.opts.git.runner, slotLayout(slot.path), scratchDir, this.opts.git.owner);
   }
 
   async ping(): Promise<void> {
@@ -61,8 +90,10 @@ export class DockerDriver implements ExecutionDriver {
   }
 
   async imageExists(image: string): Promise<boolean> {
+    if (this.images.has(image)) return true;
     try {
       await this.docker.getImage(image).inspect();
+      this.images.add(image);
       return true;
     } catch {
       return false;
@@ -75,13 +106,22 @@ export class DockerDriver implements ExecutionDriver {
   }
 
   async removeStale(taskId: string, keepAttempt?: number): Promise<number> {
-    const containers = await this.docker.listContainers({
+    const labelled = await this.docker.listContainers({
       all: true,
       filters: { label: [`${LABELS.managed}=true`, `${LABELS.taskId}=${taskId}`] },
     });
+    // a warm container an attempt adopted is labelled with its reservation, and named after the attempt
+    const prefix = `/${containerName(taskId, "")}`;
+    const named = (await this.docker.listContainers({ all: true, filters: { label: [`${LABELS.managed}=true`], name: [prefix.slice(1)] } }))
+      .filter((c) => c.Names.some((n) => n.startsWith(prefix) && /^\d+$/.test(n.slice(prefix.length))))
+      .filter((c) => !labelled.some((l) => l.Id === c.Id));
     let removed = 0;
-    for (const c of containers) {
-      if (keepAttempt !== undefined && c.Labels[LABELS.attempt] === String(keepAttempt)) continue;
+    for (const c of [...labelled, ...named]) {
+      const attempt =
+        c.Labels[LABELS.taskId] === taskId
+          ? c.Labels[LABELS.attempt]
+          : c.Names.map((n) => n.slice(prefix.length)).find((n) => /^\d+$/.test(n));
+      if (keepAttempt !== undefined && attempt === String(keepAttempt)) continue;
       await this.docker
         .getContainer(c.Id)
         .remove({ force: true })
@@ -99,13 +139,11 @@ export class DockerDriver implements ExecutionDriver {
     return removed;
   }
 
-  async sweep(runnerId: string, active: ReadonlySet<string>): Promise<number> {
+  async sweep(runnerId: string): Promise<number> {
     const filters = { label: [`${LABELS.managed}=true`, `${LABELS.runnerId}=${runnerId}`] };
-    const orphan = (labels: Record<string, string> | undefined) =>
-      !active.has(attemptKey(labels?.[LABELS.taskId] ?? "", labels?.[LABELS.attempt] ?? ""));
     let removed = 0;
     for (const c of await this.docker.listContainers({ all: true, filters })) {
-      if (!orphan(c.Labels)) continue;
+      if (this.live.containers.has(c.Id)) continue;
       await this.docker
         .getContainer(c.Id)
         .remove({ force: true, v: true })
@@ -114,7 +152,7 @@ export class DockerDriver implements ExecutionDriver {
     }
     const self = await this.selfContainer();
     for (const n of await this.docker.listNetworks({ filters })) {
-      if (!orphan(n.Labels)) continue;
+      if (this.live.networks.has(n.Name)) continue;
       const network = this.docker.getNetwork(n.Id);
       if (self) await network.disconnect({ Container: self, Force: true }).catch(() => undefined);
       await network.remove().catch(() => undefined);
@@ -142,19 +180,21 @@ export class DockerDriver implements ExecutionDriver {
     }
     let networkName: string | undefined;
     if (spec.network === "bridge") {
-      networkName = `codefleet-${spec.taskId}-${spec.attempt}`.toLowerCase().slice(0, 60);
+      networkName = containerName(spec.taskId, spec.attempt).slice(0, 60);
+      this.live.networks.add(networkName);
       await traced("docker network create", { "codefleet.task_id": spec.taskId }, () =>
         this.docker.createNetwork({ Name: networkName as string, Driver: "bridge", Labels: labels, CheckDuplicate: true }),
       ).catch(async (err) => {
         if (!errorMessage(err).includes("already exists")) throw err;
       });
     }
+    const host = slotLayout(spec.slot.hostPath);
     const container = await traced(
       "docker container create",
       { "codefleet.task_id": spec.taskId, "codefleet.attempt": spec.attempt, "container.image.name": spec.image },
       () =>
         this.docker.createContainer({
-          name: `codefleet-${spec.taskId}-${spec.attempt}`.toLowerCase().slice(0, 120),
+          name: containerName(spec.taskId, spec.attempt),
           Image: spec.image,
           Cmd: spec.command ?? ["sleep", "infinity"],
           User: "1000:1000",
@@ -164,9 +204,9 @@ export class DockerDriver implements ExecutionDriver {
           ExposedPorts: Object.fromEntries((spec.exposedPorts ?? []).map((p) => [`${p}/tcp`, {}])),
           HostConfig: {
             Binds: [
-              `${spec.workspace.tree}:${CONTAINER_WORKSPACE}:rw`,
-              `${spec.workspace.baseObjects}:${CONTAINER_BASE_OBJECTS}:ro`,
-              `${spec.workspace.baseIndex}:${CONTAINER_BASE_INDEX}:ro`,
+              `${host.tree}:${CONTAINER_WORKSPACE}:rw`,
+              `${join(host.gitDir, "objects")}:${CONTAINER_BASE_OBJECTS}:ro`,
+              `${host.index}:${CONTAINER_BASE_INDEX}:ro`,
             ],
             Memory: spec.memoryMb * 1024 * 1024,
             MemorySwap: spec.memoryMb * 1024 * 1024,
@@ -184,13 +224,24 @@ export class DockerDriver implements ExecutionDriver {
           },
         }),
     );
+    this.live.containers.add(container.id);
+    const run = new DockerRun(
+      this.docker,
+      container,
+      networkName,
+      () => this.selfContainer(),
+      () => {
+        this.live.containers.delete(container.id);
+        if (networkName) this.live.networks.delete(networkName);
+      },
+    );
     try {
       await traced("docker container start", { "container.id": container.id }, () => container.start());
     } catch (err) {
-      await container.remove({ force: true }).catch(() => undefined);
+      await run.remove();
       throw err;
     }
-    return new DockerRun(this.docker, container, networkName, () => this.selfContainer());
+    return run;
   }
 
   private self: Promise<string | undefined> | undefined;
@@ -212,6 +263,11 @@ export class DockerDriver implements ExecutionDriver {
   }
 }
 
+/** Name of an attempt's container (and network): what removeStale finds an adopted warm container by. */
+function containerName(taskId: string, attempt: number | string): string {
+  return `codefleet-${taskId}-${attempt}`.toLowerCase().slice(0, 120);
+}
+
 class DockerRun implements RunHandle {
   private removed = false;
   private joined: string | undefined;
@@ -221,10 +277,15 @@ class DockerRun implements RunHandle {
     private readonly container: Docker.Container,
     private readonly networkName: string | undefined,
     private readonly runnerContainer: () => Promise<string | undefined>,
+    private readonly forget: () => void,
   ) {}
 
   get id(): string {
     return this.container.id;
+  }
+
+  async adopt(owner: { taskId: string; attempt: number }): Promise<void> {
+    await this.container.rename({ name: containerName(owner.taskId, owner.attempt) });
   }
 
   async exec(cmd: string[], opts: ExecOptions): Promise<ExecResult> {
@@ -342,6 +403,8 @@ class DockerRun implements RunHandle {
   async remove(): Promise<void> {
     if (this.removed) return;
     this.removed = true;
+    // whatever happens below, the sweep takes over what is left
+    this.forget();
     await traced("docker container remove", { "container.id": this.container.id }, () =>
       this.container.remove({ force: true, v: true }),
     ).catch(() => undefined);

@@ -1,20 +1,32 @@
+import type { AllocateResult } from "@codefleet/contracts";
+import type { WorkspaceGit } from "../workspace/workspace-git.js";
+
 /**
- * The execution-driver seam: the phase logic knows a run has a container it can exec into, not
- * how that container is run. `docker` is implemented; a Kubernetes Job driver would implement the
- * same interface for multi-machine fleets.
+ * The execution-driver seam: phases know a run has a container they can exec into and a workspace
+ * they can read back after it, not how either is provided. `docker` is implemented; a Kubernetes
+ * driver implements the same interface (pods, and the slot on a volume) without touching phases.
  */
 
+/** A workspace slot as repo-pool hands it out; the driver alone knows how a container gets it. */
+export type SlotMount = Pick<AllocateResult, "slotId" | "path" | "hostPath">;
+
+/** What the runner reads of a workspace once nothing of the task runs: staging, commit, diff, push. */
+export type WorkspaceReader = Pick<
+  WorkspaceGit,
+  "stage" | "commit" | "diff" | "addedText" | "commitMessage" | "remoteBranch" | "fetchBranch" | "push"
+>;
+
 export type RunContainerSpec = {
+  /** The owner: a task attempt, or a warm-pool reservation that an attempt adopts later. */
   taskId: string;
   attempt: number;
   runnerId: string;
   image: string;
   /**
-   * Host paths of the slot's parts: the working tree (mounted read-write at /workspace), and the
-   * slot's git objects and the tree's index (read-only, for the agent's own git). The slot's git
-   * directory itself is never mounted.
+   * The slot: its working tree is mounted read-write at /workspace, its git objects and the tree's
+   * index read-only (for the agent's own git). The slot's git directory itself is never mounted.
    */
-  workspace: { tree: string; baseObjects: string; baseIndex: string };
+  slot: SlotMount;
   memoryMb: number;
   cpus: number;
   pidsLimit: number;
@@ -58,6 +70,8 @@ export type ContainerState = { running: boolean; oomKilled: boolean; exitCode?: 
 
 export interface RunHandle {
   readonly id: string;
+  /** A warm container now works for this attempt: it is named after it (earlier attempts' clean-up finds it). */
+  adopt(owner: { taskId: string; attempt: number }): Promise<void>;
   exec(cmd: string[], opts: ExecOptions): Promise<ExecResult>;
   state(): Promise<ContainerState>;
   /** Address of the container on the run's network, for reaching a server inside it. */
@@ -69,16 +83,21 @@ export interface RunHandle {
 export interface ExecutionDriver {
   readonly name: string;
   createRun(spec: RunContainerSpec): Promise<RunHandle>;
-  /** Removes containers and networks left by earlier attempts of a task (found by labels). */
+  /**
+   * Opens a slot's working tree for reading as data (into the attempt's scratch store in
+   * `scratchDir`), once the attempt's container is gone.
+   */
+  openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader>;
+  /** Removes containers and networks left by earlier attempts of a task (found by labels or name). */
   removeStale(taskId: string, keepAttempt?: number): Promise<number>;
   /** Count of containers this runner manages right now. */
   running(runnerId: string): Promise<number>;
   /**
-   * Removes the containers and networks of this runner that belong to no attempt in `active`
-   * (task id and attempt, "tsk_…/2"): the orphans of a runner that died, swept at start and
+   * Removes the containers and networks of this runner that this driver did not make (or that it
+   * made and no longer tracks): the orphans of a runner that died, swept at start and
    * periodically. Returns how many containers went.
    */
-  sweep(runnerId: string, active: ReadonlySet<string>): Promise<number>;
+  sweep(runnerId: string): Promise<number>;
   ping(): Promise<void>;
   imageExists(image: string): Promise<boolean>;
 }
@@ -91,5 +110,3 @@ export const LABELS = {
   /** The deployment (compose project or namespace) that made it: `stack:down` removes by it. */
   deployment: "codefleet.deployment",
 } as const;
-
-export const attemptKey = (taskId: string, attempt: number | string) => `${taskId}/${attempt}`;

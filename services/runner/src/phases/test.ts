@@ -1,7 +1,9 @@
 import type { PlaybookStep, TestSpec } from "@codefleet/contracts";
 import { workspacePath } from "../agents/openai.js";
-import type { ExecResult, RunHandle } from "../execution/driver.js";
+import type { ContainerState, ExecResult, RunHandle } from "../execution/driver.js";
 import type { LogStream } from "../logs/log-stream.js";
+import type { AttemptPhase, PhaseReport } from "./phase.js";
+import { stopWith } from "./phase.js";
 import { parseReport, type TestCounts } from "./test-report.js";
 
 export type TestOutcome = {
@@ -15,7 +17,7 @@ export type TestOutcome = {
 /** The most of a test report the runner reads (the rest is cut with a marker). */
 export const MAX_REPORT_BYTES = 10 * 1024 * 1024;
 
-type Ctx = { run: RunHandle; env: Record<string, string>; log: LogStream; signal: AbortSignal; timeoutMs: number };
+type Ctx = { run: Pick<RunHandle, "exec">; env: Record<string, string>; log: LogStream; signal: AbortSignal; timeoutMs: number };
 
 function settle(r: ExecResult): TestOutcome["outcome"] {
   if (r.canceled) return "canceled";
@@ -116,3 +118,48 @@ async function runPlaybook(
     ? { outcome: "failed", exitCode: 1, detail: `failed steps: ${failures.join(", ")}` }
     : { outcome: "succeeded", exitCode: 0, detail: `${steps.length} step(s) passed` };
 }
+
+/** How a test run ends the phase (pure). A full disk or an OOM kill explains a failure better than the exit code. */
+export function classifyTestRun(
+  t: TestOutcome,
+  after: { container: ContainerState; workspaceFullBytes?: number },
+  limits: { memoryMb: number },
+): Omit<PhaseReport, "facts"> {
+  const base = { outcome: t.outcome, detail: t.detail, ...(t.exitCode === undefined ? {} : { exitCode: t.exitCode }) };
+  if (t.outcome === "succeeded") return base;
+  if (t.outcome === "canceled") return { ...base, end: stopWith("canceled", "cancel requested", "canceled") };
+  if (after.workspaceFullBytes !== undefined)
+    return {
+      ...base,
+      end: stopWith("disk_limit", `the workspace is full: the task wrote past its disk limit (${after.workspaceFullBytes} bytes in use)`),
+    };
+  if (after.container.oomKilled)
+    return { ...base, end: stopWith("oom_killed", `the tests were killed for exceeding ${limits.memoryMb} MB of memory`) };
+  if (t.outcome === "timed_out") return { ...base, end: stopWith("test_timeout", "the tests ran out of time", "timed_out") };
+  return { ...base, end: stopWith("test_failed", t.detail) };
+}
+
+/** The task's test command or playbook, in the task's container; its report parsed and kept. */
+export const testPhase: AttemptPhase = {
+  name: "test",
+  appliesTo: (spec) => spec.test !== undefined,
+  async run(ctx) {
+    const test = ctx.spec.test as TestSpec;
+    const t = await runTestPhase(test, {
+      run: ctx.run,
+      env: ctx.env,
+      log: ctx.log,
+      signal: ctx.signal,
+      timeoutMs: Math.max(1000, ctx.remainingMs()),
+    });
+    ctx.record.testOutcome = t;
+    const after =
+      t.outcome === "succeeded"
+        ? { container: { running: true, oomKilled: false } }
+        : {
+            container: await ctx.run.state(),
+            ...(await ctx.workspaceFull().then((b) => (b === undefined ? {} : { workspaceFullBytes: b }))),
+          };
+    return { ...classifyTestRun(t, after, { memoryMb: ctx.spec.limits.memoryMb }), facts: t.counts ? { ...t.counts } : {} };
+  },
+};

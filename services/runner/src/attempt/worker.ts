@@ -2,8 +2,7 @@ import { type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/cont
 import type { Bus, Subscription } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
 import type { Subscription as CoreSubscription } from "@nats-io/transport-node";
-import { attemptKey } from "../execution/driver.js";
-import { type AttemptDeps, runAttempt } from "./task-attempt.js";
+import { type AttemptDeps, runAttempt } from "./attempt.js";
 
 export type WorkerOptions = {
   concurrency: number;
@@ -32,11 +31,6 @@ export class Worker {
 
   get active(): number {
     return this.running.size;
-  }
-
-  /** The attempts running now, as attemptKey(taskId, attempt): what the orphan sweep must keep. */
-  activeAttempts(): Set<string> {
-    return new Set([...this.running].map(([taskId, r]) => attemptKey(taskId, r.attempt)));
   }
 
   async start(): Promise<void> {

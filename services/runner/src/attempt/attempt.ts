@@ -1,0 +1,455 @@
+import { chown, mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
+import type { AllocateResult, CodefleetEventOf, EventData, Phase, ResolvedTaskSpec, SecurityPolicy } from "@codefleet/contracts";
+import {
+  agentKeyProblem,
+  CodefleetError,
+  checkRepoUrl,
+  createEvent,
+  errorMessage,
+  isCodefleetError,
+  resolveTaskSpec,
+} from "@codefleet/contracts";
+import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
+import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
+import type { RepoPoolClient } from "@codefleet/repo-pool/client";
+import { parseRemoteUrl, type RepoAccess } from "@codefleet/repo-pool/git";
+import { type Context, context, type Link, SpanStatusCode, trace } from "@opentelemetry/api";
+import type { AgentImages, AgentNeeds } from "../agents/agent.js";
+import { type AgentRegistry, agentNeedsFor } from "../agents/registry.js";
+import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
+import type { WarmClass, WarmPool } from "../execution/warm-pool.js";
+import { LogStream } from "../logs/log-stream.js";
+import { fetchPhase } from "../phases/fetch.js";
+import { implementPhase } from "../phases/implement.js";
+import type { AttemptEnd, AttemptPhase, AttemptRecord, PhaseContext } from "../phases/phase.js";
+import { Superseded } from "../phases/phase.js";
+import { runPipeline } from "../phases/pipeline.js";
+import { pushPhase } from "../phases/push.js";
+import { testPhase } from "../phases/test.js";
+import type { SecretResolver } from "../secrets.js";
+import { uploadArtifacts } from "./artifacts.js";
+import type { ClaimStore } from "./claims.js";
+import { AttemptLifecycle, type AttemptOutcome, claimAttempt, previousRunStarted } from "./lifecycle.js";
+import { platformRetry } from "./platform-retry.js";
+
+export type { AttemptOutcome } from "./lifecycle.js";
+
+const tracer = trace.getTracer("@codefleet/runner");
+const PRODUCER = "runner";
+
+/** fetch → implement → test → push. */
+export const PHASES: readonly AttemptPhase[] = [fetchPhase, implementPhase, testPhase, pushPhase];
+
+export type RunnerSettings = {
+  runnerId: string;
+  images: AgentImages;
+  /** The operator's ceiling: "none" forbids network to every agent container. */
+  network: "bridge" | "none";
+  extraHosts: string[];
+  pidsLimit: number;
+  leaseTtlMs: number;
+  heartbeatMs: number;
+  noCapacityRetryMs: number;
+  agentIdleTimeoutMs: number;
+  maxLogBytes: number;
+  /** Cap of the stored diff and transcript artifacts (the secret scan still reads every byte). */
+  maxArtifactBytes: number;
+  commitAuthor: { name: string; email: string };
+  /** The operator's policy: repository URLs, and which endpoints each secret may be sent to. */
+  security: SecurityPolicy;
+  /** Owner of the attempt's scratch dir when the runner runs as root (its git runs as this uid). */
+  gitOwner?: { uid: number; gid: number };
+  /** Label value on every container and network of the deployment (stack:down removes by it). */
+  deployment?: string;
+  /** How long a running attempt rides out the platform being away (bus publishes, fencing, uploads). */
+  platformRetryMs: number;
+  defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
+};
+
+export type AttemptDeps = {
+  bus: Bus;
+  driver: ExecutionDriver;
+  repoPool: RepoPoolClient;
+  artifacts: ArtifactStoreClient;
+  claims: ClaimStore;
+  secrets: SecretResolver;
+  /** Masks the runner's own secrets; per-task secrets are added on top. */
+  masker: SecretMasker;
+  /** Repository URL policy and per-host git credentials. */
+  repoAccess: RepoAccess;
+  agents: AgentRegistry;
+  /** Containers made ahead of their tasks; absent: every attempt starts its container. */
+  warmPool?: WarmPool;
+  log: Logger;
+  settings: RunnerSettings;
+  metrics?: { phaseDuration(phase: Phase, outcome: string, ms: number): void; finished(status: string): void };
+  /** Work that outlives an attempt's delivery (giving its slot back): awaited when the runner stops. */
+  background?: Set<Promise<unknown>>;
+};
+
+export type AttemptInput = {
+  event: CodefleetEventOf<"task.submitted">;
+  attempt: number;
+  /** Keeps the JetStream message alive while the attempt runs. */
+  working: () => void;
+  /** Aborted when the task's cancel is requested. */
+  cancel: AbortSignal;
+  traceContext: Context;
+};
+
+class AttemptFailure extends CodefleetError {
+  override readonly name = "AttemptFailure";
+}
+
+const fail = (reasonCode: string, reason: string) => new AttemptFailure(reasonCode, reason, { retry: { kind: "never" } });
+
+/**
+ * One attempt of a task: claim → run.started → workspace and container (warm or made now) →
+ * phases → artifacts → run.finished, with heartbeats, cancel, timeout and clean-up whatever
+ * happens. The phases are in ../phases; the attempt's life (stops, leases, fencing) in lifecycle.
+ */
+export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promise<AttemptOutcome> {
+  const { bus, settings } = deps;
+  const taskId = input.event.taskId;
+  const attempt = input.attempt;
+  const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId });
+  if (typeof claimed === "string") return claimed;
+
+  const log = deps.log.child({ taskId, attempt });
+  const spec = resolveTaskSpec(input.event.data.spec, taskId);
+  const started = Date.now();
+  // Earlier attempts' containers (a runner that died): removed meanwhile, waited for before the end.
+  const staleRemoval =
+    attempt > 1
+      ? deps.driver
+          .removeStale(taskId, attempt)
+          .then((n) => n && log.info({ removed: n }, "removed containers of earlier attempts"))
+          .catch(() => undefined)
+      : undefined;
+
+  const root = await startAttemptSpan(deps, input, spec);
+  const ctx = trace.setSpan(input.traceContext, root);
+  /** Platform calls of a running attempt ride out a hiccup (NATS restarting) within platformRetryMs. */
+  const durably = <T>(what: string, f: () => Promise<T>) =>
+    platformRetry(what, f, {
+      withinMs: settings.platformRetryMs,
+      onRetry: (w, error, delayMs) => log.warn({ error, retryInMs: delayMs }, `${w} failed; retrying`),
+    });
+  const event = <T extends Parameters<typeof createEvent>[0]>(type: T, data: EventData<T>) =>
+    createEvent(type, { taskId, attempt, producer: PRODUCER, data, causationId: input.event.id, correlationId: taskId } as never) as never;
+  const publish = (type: Parameters<typeof createEvent>[0], data: unknown) =>
+    durably(`publish ${type}`, () => bus.publish(event(type as never, data as never), { ctx }));
+
+  const life = new AttemptLifecycle({
+    taskId,
+    attempt,
+    runnerId: settings.runnerId,
+    timeoutSeconds: spec.limits.timeoutSeconds,
+    heartbeatMs: settings.heartbeatMs,
+    leaseTtlMs: settings.leaseTtlMs,
+    cancel: input.cancel,
+    working: input.working,
+    claims: deps.claims,
+    revision: claimed.revision,
+    repoPool: deps.repoPool,
+    log,
+    traceContext: ctx,
+    durably,
+  });
+
+  const workDir = await mkdtemp(join(tmpdir(), `codefleet-${taskId}-`));
+  // the attempt's git (never root) writes its scratch index and objects here
+  if (settings.gitOwner && process.getuid?.() === 0) await chown(workDir, settings.gitOwner.uid, settings.gitOwner.gid);
+  let masker = deps.masker;
+  const logStream = new LogStream({
+    taskId,
+    attempt,
+    masker,
+    sink: (chunk) => bus.publishLog(chunk, { ctx }).then(() => undefined),
+    filePath: join(workDir, "task.log"),
+    maxBytes: settings.maxLogBytes,
+    onSinkError: (err) => log.warn({ error: errorMessage(err) }, "live log chunk not published"),
+    onFileError: (err) => log.error({ error: errorMessage(err) }, "the task's log file could not be written: the stored log is cut there"),
+  });
+
+  const record: AttemptRecord = { baseSha: "" };
+  let slot: AllocateResult | undefined;
+  let run: RunHandle | undefined;
+  let end: AttemptEnd;
+  try {
+    const needs = agentNeedsFor(deps.agents, spec.agent, settings.images, settings.network);
+    // not retried: with the bus away at the very start, the delivery is simply tried again later
+    await bus.publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: needs.image }), { ctx });
+    refuseByPolicy(spec, settings.security);
+    const secrets = await resolveSecrets(deps.secrets, spec, needs);
+    masker = deps.masker.with(Object.values(secrets));
+    logStream.masker = masker;
+    logStream.system(`runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}`);
+
+    const start = await context.with(ctx, () => startContainer(deps, spec, needs, { taskId, attempt }, life, ctx, input.working));
+    slot = start.slot;
+    run = start.run;
+    life.keepSlot(slot, () => run);
+    record.baseSha = slot.commitSha;
+    root.setAttribute("container.id", run.id);
+    logStream.system(
+      `workspace slot ${slot.slotId} at ${slot.commitSha.slice(0, 12)} (${slot.warm ? "warm" : "new"} slot, ${start.warm ? "warm" : "new"} container)`,
+    );
+    const container = run;
+    const phaseContext: PhaseContext = {
+      taskId,
+      attempt,
+      spec,
+      slot,
+      run: container,
+      agentGitReady: start.warm,
+      env: {
+        ...(spec.env ?? {}),
+        ...secrets,
+        CODEFLEET_TASK_ID: taskId,
+        CODEFLEET_ATTEMPT: String(attempt),
+        GIT_AUTHOR_NAME: settings.commitAuthor.name,
+        GIT_AUTHOR_EMAIL: settings.commitAuthor.email,
+        GIT_COMMITTER_NAME: settings.commitAuthor.name,
+        GIT_COMMITTER_EMAIL: settings.commitAuthor.email,
+      },
+      secrets,
+      log: logStream,
+      masker,
+      signal: life.abort.signal,
+      remainingMs: () => spec.limits.timeoutSeconds * 1000 - (Date.now() - started),
+      workspaceFull: () => life.workspaceFull(slot as AllocateResult),
+      record,
+      agents: deps.agents,
+      images: settings.images,
+      settings,
+      removeContainer: () => context.with(ctx, () => container.remove()),
+      openWorkspace: () => deps.driver.openWorkspace(slot as AllocateResult, workDir),
+      credentialsFor: (remoteUrl) => deps.repoAccess.credentialsFor(parseRemoteUrl(remoteUrl)),
+      fenceForPush: () => life.advance("pushing"),
+    };
+    end = await runPipeline(PHASES, phaseContext, {
+      publish: (type, data) => publish(type, data),
+      stoppedBy: () => life.stoppedBy(),
+      traceContext: ctx,
+      log,
+      ...(deps.metrics ? { metrics: deps.metrics } : {}),
+    });
+  } catch (err) {
+    if (err instanceof Superseded) end = { status: "failed", reasonCode: "superseded" };
+    else if (life.stoppedBy()) end = life.stoppedBy() as AttemptEnd;
+    else if (isCodefleetError(err)) end = { status: "failed", reason: masker.mask(err.message), reasonCode: err.code };
+    else {
+      log.error({ err }, "attempt failed unexpectedly");
+      end = { status: "failed", reason: masker.mask(errorMessage(err)), reasonCode: "internal_error" };
+    }
+  }
+  if (end.status !== "succeeded") logStream.system(`attempt ${end.status}: ${end.reason ?? end.reasonCode}`);
+
+  // Clean-up and the record of what happened, whatever happened. The container goes first: the
+  // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.
+  await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
+  await logStream.close();
+  if (end.reasonCode === "superseded") log.warn("attempt superseded by a newer one: not pushing, not finishing");
+  else {
+    // a slot whose lease was lost may be another task's already: its tree is not this attempt's record
+    if (!record.head && slot && end.reasonCode !== "lease_lost") await commitForTheRecord(deps, slot, workDir, record, log);
+    await uploadArtifacts({
+      artifacts: deps.artifacts,
+      taskId,
+      attempt,
+      workDir,
+      record,
+      masker,
+      maxArtifactBytes: settings.maxArtifactBytes,
+      platformRetryMs: settings.platformRetryMs,
+      log,
+      ctx,
+    });
+    // A bus error here is not "superseded": retried; only a lost compare-and-set means another attempt owns the task.
+    if (!(await life.advance("finished"))) log.warn("attempt superseded before it finished: not publishing a final status");
+    else {
+      await publish("run.finished", {
+        status: end.status,
+        durationMs: Date.now() - started,
+        branch: spec.push.branch,
+        ...(end.reason ? { reason: masker.mask(end.reason).slice(0, 4000) } : {}),
+        ...(end.reasonCode ? { reasonCode: end.reasonCode } : {}),
+        ...(end.commitSha ? { commitSha: end.commitSha } : {}),
+      });
+      deps.metrics?.finished(end.status);
+    }
+  }
+  life.settle();
+  await rm(workDir, { recursive: true, force: true });
+  await staleRemoval;
+  // The slot goes back after the attempt's status is out: off the task's critical path. Its lease
+  // is renewed until then; a runner that dies first leaves it to expire (repo-pool destroys it).
+  if (slot) releaseLater(deps, slot, { taskId, attempt }, life, ctx, log);
+
+  if (end.status !== "succeeded") root.setStatus({ code: SpanStatusCode.ERROR, message: end.reason ?? end.reasonCode ?? end.status });
+  root.setAttribute("codefleet.status", end.status);
+  root.end();
+  log.info({ status: end.status, reasonCode: end.reasonCode, ms: Date.now() - started }, "attempt finished");
+  return "ran";
+}
+
+/** Attempt 1 continues the submission's trace; a later one (a redelivery) is its own trace, linked to its pickup and the attempt before. */
+async function startAttemptSpan(deps: AttemptDeps, input: AttemptInput, spec: ResolvedTaskSpec) {
+  const { taskId } = input.event;
+  const links: Link[] = [];
+  if (input.attempt > 1) {
+    const pickup = trace.getSpanContext(input.traceContext);
+    if (pickup) links.push({ context: pickup, attributes: { "codefleet.link": "pickup" } });
+    const before = await previousRunStarted(deps.bus, taskId);
+    const previous = trace.getSpanContext(contextFromFields({ traceparent: before?.metadata?.traceparent }));
+    if (previous) links.push({ context: previous, attributes: { "codefleet.link": "previous attempt" } });
+  }
+  return tracer.startSpan(
+    `task attempt ${input.attempt}`,
+    {
+      root: input.attempt > 1,
+      links,
+      attributes: {
+        "codefleet.task_id": taskId,
+        "codefleet.attempt": input.attempt,
+        "codefleet.repo": spec.repo.url,
+        "codefleet.agent_kind": spec.agent.kind,
+        "codefleet.runner_id": deps.settings.runnerId,
+      },
+    },
+    input.traceContext,
+  );
+}
+
+/**
+ * The attempt's container and slot: a warm one when the pool has one of the task's class (its
+ * first command is then an exec), else a slot from repo-pool and a container made now.
+ */
+async function startContainer(
+  deps: AttemptDeps,
+  spec: ResolvedTaskSpec,
+  needs: AgentNeeds,
+  owner: { taskId: string; attempt: number },
+  life: AttemptLifecycle,
+  ctx: Context,
+  working: () => void,
+): Promise<{ slot: AllocateResult; run: RunHandle; warm: boolean }> {
+  const cls: WarmClass = {
+    repoUrl: spec.repo.url,
+    ...(spec.repo.ref ? { ref: spec.repo.ref } : {}),
+    image: needs.image,
+    network: needs.network,
+    memoryMb: spec.limits.memoryMb,
+    cpus: spec.limits.cpus,
+  };
+  const warm = await deps.warmPool?.take(cls, owner, ctx);
+  if (warm) {
+    void warm.run.adopt(owner).catch((err) => deps.log.warn({ error: errorMessage(err) }, "warm container not renamed"));
+    return { ...warm, warm: true };
+  }
+  const slot = await allocateSlot(deps, spec, owner, life.abort.signal, ctx, working);
+  try {
+    const run = await deps.driver.createRun({
+      ...owner,
+      runnerId: deps.settings.runnerId,
+      ...(deps.settings.deployment ? { deployment: deps.settings.deployment } : {}),
+      image: needs.image,
+      slot,
+      memoryMb: spec.limits.memoryMb,
+      cpus: spec.limits.cpus,
+      pidsLimit: deps.settings.pidsLimit,
+      network: needs.network,
+      extraHosts: deps.settings.extraHosts,
+      env: {},
+    });
+    return { slot, run, warm: false };
+  } catch (err) {
+    releaseLater(deps, slot, owner, undefined, ctx, deps.log);
+    throw err;
+  }
+}
+
+function releaseLater(
+  deps: AttemptDeps,
+  slot: AllocateResult,
+  owner: { taskId: string; attempt: number },
+  life: AttemptLifecycle | undefined,
+  ctx: Context,
+  log: Logger,
+): void {
+  const p = deps.repoPool
+    .release({ slotId: slot.slotId, ...owner }, { ctx })
+    .catch((err) => log.warn({ error: errorMessage(err) }, "slot not released (its lease will expire)"))
+    .finally(() => {
+      life?.released();
+      deps.background?.delete(p);
+    });
+  deps.background?.add(p);
+}
+
+/**
+ * The operator's policy, checked again here: a task published straight on the bus never passed
+ * the registry's checks.
+ */
+function refuseByPolicy(spec: ResolvedTaskSpec, policy: SecurityPolicy): void {
+  const url = checkRepoUrl(spec.repo.url, policy.repoUrls);
+  if (!url.ok) throw fail(url.code, url.message);
+  const key = agentKeyProblem(spec.agent, policy.secretEndpoints);
+  if (key) throw fail(key.code, key.message);
+}
+
+/** The task's secrets (all required), and its agent's model key when the runner has one. */
+async function resolveSecrets(resolver: SecretResolver, spec: ResolvedTaskSpec, needs: AgentNeeds): Promise<Record<string, string>> {
+  const required = await resolver.resolve(spec.secrets ?? []);
+  const optional = needs.modelKeySecret ? await resolver.resolveOptional([needs.modelKeySecret]) : {};
+  return { ...optional, ...required };
+}
+
+/** An attempt that did not reach push still leaves its change for the record (never pushed). */
+async function commitForTheRecord(deps: AttemptDeps, slot: AllocateResult, workDir: string, record: AttemptRecord, log: Logger) {
+  try {
+    const ws = await deps.driver.openWorkspace(slot, workDir);
+    await ws.stage();
+    const commit = await ws.commit("partial work of a failed attempt (not pushed)\n", deps.settings.commitAuthor, record.baseSha);
+    if (commit.changed) record.head = { sha: commit.sha, workspace: ws };
+  } catch (err) {
+    log.warn({ error: errorMessage(err) }, "the attempt's change could not be read");
+  }
+}
+
+/** A slot from repo-pool, waiting for one while none is free (warm containers give theirs back first). */
+async function allocateSlot(
+  deps: AttemptDeps,
+  spec: ResolvedTaskSpec,
+  owner: { taskId: string; attempt: number },
+  signal: AbortSignal,
+  ctx: Context,
+  working: () => void,
+): Promise<AllocateResult> {
+  const deadline = Date.now() + deps.settings.noCapacityRetryMs;
+  let delay = 500;
+  for (;;) {
+    try {
+      return await deps.repoPool.allocate(
+        { repoUrl: spec.repo.url, ...(spec.repo.ref ? { ref: spec.repo.ref } : {}), ...owner, leaseTtlMs: deps.settings.leaseTtlMs },
+        { ctx },
+      );
+    } catch (err) {
+      const retryable = isCodefleetError(err) && err.retry.kind !== "never";
+      if (!retryable || Date.now() > deadline || signal.aborted) {
+        if (isCodefleetError(err) && err.code === "no_capacity")
+          throw fail("no_capacity", `no workspace slot became free within ${Math.round(deps.settings.noCapacityRetryMs / 1000)} s`);
+        throw err;
+      }
+      working();
+      // a task before a warm container: the pool gives a slot back, and the task asks again at once
+      if (isCodefleetError(err) && err.code === "no_capacity" && (await deps.warmPool?.shrink(spec.repo.url))) continue;
+      await new Promise((r) => setTimeout(r, delay));
+      delay = Math.min(delay * 2, 10_000);
+    }
+  }
+}

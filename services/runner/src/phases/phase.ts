@@ -1,0 +1,97 @@
+import type { AllocateResult, EventData, Phase, ResolvedTaskSpec } from "@codefleet/contracts";
+import type { SecretMasker } from "@codefleet/contracts/runtime";
+import type { GitCredentials } from "@codefleet/repo-pool/git";
+import type { AgentImages, AgentResult } from "../agents/agent.js";
+import type { AgentRegistry } from "../agents/registry.js";
+import type { RunHandle, WorkspaceReader } from "../execution/driver.js";
+import type { LogStream } from "../logs/log-stream.js";
+import type { TestOutcome } from "./test.js";
+
+export type PhaseOutcome = EventData<"phase.finished">["outcome"];
+export type Facts = Record<string, string | number | boolean>;
+
+/** How an attempt ends. */
+export type AttemptEnd = {
+  status: EventData<"run.finished">["status"];
+  reasonCode?: string;
+  reason?: string;
+  commitSha?: string;
+};
+
+/** What a phase reports: its outcome for phase.finished, and `end` when the attempt stops here. */
+export type PhaseReport = {
+  outcome: PhaseOutcome;
+  detail?: string;
+  exitCode?: number;
+  facts?: Facts;
+  end?: AttemptEnd;
+};
+
+export const stopWith = (reasonCode: string, reason: string, status: AttemptEnd["status"] = "failed"): AttemptEnd => ({
+  status,
+  reasonCode,
+  reason,
+});
+
+/** What the attempt learns as its phases run: the record the artifacts and the final status come from. */
+export type AttemptRecord = {
+  baseSha: string;
+  agentResult?: AgentResult;
+  testOutcome?: TestOutcome;
+  /** The attempt's commit (pushed or not) and the reader that made it: the diff comes from them. */
+  head?: { sha: string; workspace: WorkspaceReader };
+  pushedSha?: string;
+};
+
+/** Everything a phase may use. Phases hold no state of their own: they read and fill `record`. */
+export type PhaseContext = {
+  taskId: string;
+  attempt: number;
+  spec: ResolvedTaskSpec;
+  slot: AllocateResult;
+  run: RunHandle;
+  /** The container's workspace already has the agent's git (a warm container made it before the task came). */
+  agentGitReady: boolean;
+  /** Environment of the task's commands: its env, its secrets, codefleet's variables. */
+  env: Record<string, string>;
+  secrets: Record<string, string>;
+  log: LogStream;
+  masker: SecretMasker;
+  /** Aborted on cancel, timeout, lost lease or full disk. */
+  signal: AbortSignal;
+  /** Milliseconds left of the task's time limit. */
+  remainingMs(): number;
+  /** Bytes in use when the workspace is over its disk limit (asked of repo-pool), else undefined. */
+  workspaceFull(): Promise<number | undefined>;
+  record: AttemptRecord;
+  agents: AgentRegistry;
+  images: AgentImages;
+  settings: {
+    agentIdleTimeoutMs: number;
+    commitAuthor: { name: string; email: string };
+    defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
+  };
+  /** Removes the task's container: nothing of the agent may run while the runner reads its tree. */
+  removeContainer(): Promise<void>;
+  /** Opens the slot's tree as data, into the attempt's scratch store. */
+  openWorkspace(): Promise<WorkspaceReader>;
+  credentialsFor(remoteUrl: string): GitCredentials | undefined;
+  /** Advances the attempt's fencing claim to `pushing`; false when a newer attempt owns the task. */
+  fenceForPush(): Promise<boolean>;
+};
+
+/** One step of fetch → (setup) → implement → test → push, with its own failure classification. */
+export interface AttemptPhase {
+  readonly name: Phase;
+  /** Whether the phase runs for this task at all (no test phase without a test command). */
+  appliesTo?(spec: ResolvedTaskSpec): boolean;
+  run(ctx: PhaseContext): Promise<PhaseReport>;
+}
+
+/** Thrown by a phase when a newer attempt owns the task: the attempt ends without a status of its own. */
+export class Superseded extends Error {
+  constructor() {
+    super("a newer attempt owns this task");
+    this.name = "Superseded";
+  }
+}

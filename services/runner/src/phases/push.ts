@@ -1,0 +1,90 @@
+import { errorMessage } from "@codefleet/contracts";
+import { findSecret, secretVariants } from "@codefleet/contracts/runtime";
+import type { WorkspaceReader } from "../execution/driver.js";
+import type { AttemptPhase, PhaseReport } from "./phase.js";
+import { Superseded, stopWith } from "./phase.js";
+
+/** The commit message, always carrying the task's trailer (how a later attempt recognises its own push). */
+export function commitMessageFor(spec: { title: string; push: { commitMessage?: string } }, taskId: string, attempt: number): string {
+  const message = spec.push.commitMessage ?? `${spec.title}\n\nCodefleet-Task: ${taskId}\nCodefleet-Attempt: ${attempt}\n`;
+  return message.includes("Codefleet-Task:") ? message : `${message.trimEnd()}\n\nCodefleet-Task: ${taskId}\n`;
+}
+
+/** Which of the task's secrets (by name) appears in what the commit adds, plain, base64 or URL-encoded. */
+export async function findSecretInCommit(
+  ws: Pick<WorkspaceReader, "addedText">,
+  baseSha: string,
+  headSha: string,
+  secrets: Record<string, string>,
+): Promise<string | undefined> {
+  const values = Object.values(secrets);
+  if (values.length === 0) return undefined;
+  const nameOf = new Map(Object.entries(secrets).map(([name, value]) => [value, name]));
+  // a variant cut across two pieces of the stream is found in the overlap kept from the first
+  const overlap = Math.max(0, ...values.flatMap(secretVariants).map((v) => v.length - 1));
+  let tail = "";
+  let found: string | undefined;
+  await ws.addedText(baseSha, headSha, (text) => {
+    if (found) return;
+    const window = tail + text;
+    const hit = findSecret(window, values);
+    if (hit !== undefined) found = nameOf.get(hit);
+    tail = overlap > 0 ? window.slice(-overlap) : "";
+  });
+  return found;
+}
+
+/**
+ * Reads the tree the agent left (as data, after its container is gone), commits it on the base
+ * commit, refuses a change that carries one of the task's secrets, and pushes it to the task's
+ * branch exactly once per task: an earlier attempt's push of the same task counts.
+ */
+export const pushPhase: AttemptPhase = {
+  name: "push",
+  async run(ctx): Promise<PhaseReport> {
+    const { baseSha } = ctx.record;
+    await ctx.removeContainer();
+    const ws = await ctx.openWorkspace();
+    const staged = await ws.stage();
+    for (const s of staged.skipped.slice(0, 20)) ctx.log.system(`not committed: ${s.path} (${s.why})`);
+    const commit = await ws.commit(commitMessageFor(ctx.spec, ctx.taskId, ctx.attempt), ctx.settings.commitAuthor, baseSha);
+    if (!commit.changed) return { outcome: "skipped", detail: "nothing changed" };
+    ctx.record.head = { sha: commit.sha, workspace: ws };
+    const leaked = await findSecretInCommit(ws, baseSha, commit.sha, ctx.secrets);
+    if (leaked) {
+      const reason = `the change contains the value of secret ${leaked}: not pushed`;
+      return { outcome: "failed", detail: reason, end: stopWith("secret_in_diff", reason) };
+    }
+    if (!ctx.spec.push.enabled) {
+      ctx.record.pushedSha = commit.sha;
+      return { outcome: "skipped", detail: "push disabled for this task", facts: { commitSha: commit.sha } };
+    }
+    const branch = ctx.spec.push.branch;
+    const remoteUrl = ctx.slot.remoteUrl;
+    const credentials = ctx.credentialsFor(remoteUrl);
+    const remote = await ws.remoteBranch(remoteUrl, branch, credentials);
+    if (remote) {
+      await ws.fetchBranch(remoteUrl, branch, credentials).catch(() => undefined);
+      const message = await ws.commitMessage(remote).catch(() => "");
+      if (message.includes(`Codefleet-Task: ${ctx.taskId}`)) {
+        ctx.record.pushedSha = remote;
+        return {
+          outcome: "skipped",
+          detail: `already pushed by an earlier attempt (${remote.slice(0, 12)})`,
+          facts: { commitSha: remote, branch, alreadyPushed: true },
+        };
+      }
+      const reason = `branch ${branch} already exists on the remote with other work`;
+      return { outcome: "failed", detail: reason, end: stopWith("push_rejected", reason) };
+    }
+    if (!(await ctx.fenceForPush())) throw new Superseded();
+    try {
+      await ws.push(remoteUrl, commit.sha, branch, credentials);
+    } catch (err) {
+      const reason = `push to ${branch} was rejected: ${ctx.masker.mask(errorMessage(err))}`;
+      return { outcome: "failed", detail: reason, end: stopWith("push_rejected", reason) };
+    }
+    ctx.record.pushedSha = commit.sha;
+    return { outcome: "succeeded", detail: `pushed ${commit.sha.slice(0, 12)} to ${branch}`, facts: { commitSha: commit.sha, branch } };
+  },
+};
