@@ -23,3 +23,14 @@ export function fmt(ms: number): string {
 export function header(title: string): void {
   process.stdout.write(`\n== ${title} (${new Date().toISOString()}, ${process.platform} ${process.arch}, node ${process.version}) ==\n`);
 }
+
+/** Settings a bench run may change from its environment (e.g. WARM_CONTAINERS_MAX=0 for the cold path), passed to the services. */
+export function knobs(names: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const n of names) {
+    const v = process.env[n];
+    if (v !== undefined) out[n] = v;
+  }
+  if (Object.keys(out).length) process.stdout.write(`settings from the environment: ${JSON.stringify(out)}\n`);
+  return out;
+}

@@ -19,7 +19,7 @@ import { startRepoPool } from "@codefleet/repo-pool/service";
 import { createTestDatabase, createTestRepo, removeDataDir, startNats, startPostgres, testNamespace } from "@codefleet/test/support";
 import { loadRunnerConfig } from "../services/runner/src/config.js";
 import { startRunner } from "../services/runner/src/service.js";
-import { fmt, header, summarize } from "./lib.js";
+import { fmt, header, knobs, summarize } from "./lib.js";
 
 const execFileP = promisify(execFile);
 const TASKS = Number(process.argv[process.argv.indexOf("--tasks") + 1] ?? 20) || 20;
@@ -45,6 +45,7 @@ async function main() {
     RUNNER_CONCURRENCY: "10",
     CODEFLEET_REPO_FILE_ROOTS: repo.root,
     LOG_LEVEL: "error",
+    ...knobs(["WARM_CONTAINERS_MAX", "WARM_CONTAINERS_PER_CLASS", "MIRROR_REFRESH_MS", "SLOT_DISK_LIMIT", "RUNNER_CONCURRENCY", "LOG_LEVEL"]),
   };
   const store = await startArtifactStore(loadArtifactStoreConfig(env));
   env.ARTIFACT_STORE_URL = await store.app.listen({ port: 0, host: "127.0.0.1" });
@@ -62,9 +63,13 @@ async function main() {
 
   const firstCommandAt = async (taskId: string): Promise<number> => {
     const oc = await bus.js.consumers.get(bus.topology.streams.logs.name, { filter_subjects: bus.topology.subjects.logs(taskId) });
+    const deadline = Date.now() + 120_000;
     for (;;) {
       const m = await oc.next({ expires: 5000 });
-      if (!m) throw new Error("no log");
+      if (!m) {
+        if (Date.now() > deadline) throw new Error(`no command output of ${taskId} within 120 s`);
+        continue;
+      }
       const c = m.json<{ stream: string; text: string }>();
       const ts = c.stream === "stdout" ? /^(\d{13})$/m.exec(c.text)?.[1] : undefined;
       if (ts) return Number(ts);

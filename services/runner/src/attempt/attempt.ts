@@ -115,7 +115,13 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   const { bus, settings } = deps;
   const taskId = input.event.taskId;
   const attempt = input.attempt;
+  const t0 = performance.now();
+  const marks: Record<string, number> = {};
+  const mark = (name: string) => {
+    marks[name] = Math.round(performance.now() - t0);
+  };
   const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId });
+  mark("claimed");
   if (typeof claimed === "string") return claimed;
 
   const log = deps.log.child({ taskId, attempt });
@@ -183,6 +189,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     const needs = agentNeedsFor(deps.agents, spec.agent, settings.images, settings.network);
     // not retried: with the bus away at the very start, the delivery is simply tried again later
     await bus.publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: needs.image }), { ctx });
+    mark("started");
     refuseByPolicy(spec, settings.security);
     const secrets = await resolveSecrets(deps.secrets, spec, needs);
     masker = deps.masker.with(Object.values(secrets));
@@ -192,6 +199,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     const start = await context.with(ctx, () => startContainer(deps, spec, needs, { taskId, attempt }, life, ctx, input.working));
     slot = start.slot;
     run = start.run;
+    mark("container");
     life.keepSlot(slot, () => run);
     record.baseSha = slot.commitSha;
     root.setAttribute("container.id", run.id);
@@ -293,7 +301,8 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   if (end.status !== "succeeded") root.setStatus({ code: SpanStatusCode.ERROR, message: end.reason ?? end.reasonCode ?? end.status });
   root.setAttribute("codefleet.status", end.status);
   root.end();
-  log.info({ status: end.status, reasonCode: end.reasonCode, ms: Date.now() - started }, "attempt finished");
+  mark("done");
+  log.info({ status: end.status, reasonCode: end.reasonCode, ms: Date.now() - started, marks }, "attempt finished");
   return "ran";
 }
 
