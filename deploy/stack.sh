@@ -77,6 +77,8 @@ case "$cmd" in
     remove_task_containers
     compose down -v --remove-orphans "$@"
     remove_task_containers
+    # the runner's environment cache (setups' results) goes with the deployment's other volumes
+    docker volume ls -q --filter "label=codefleet.deployment=$COMPOSE_PROJECT_NAME" | xargs -r docker volume rm >/dev/null 2>&1 || true
     ;;
   "")
     sed -n '2,10p' "$0"

@@ -13,7 +13,8 @@ export function isFinalStatus(status: TaskStatus): boolean {
   return FINAL_STATUSES.includes(status);
 }
 
-export const PHASES = ["fetch", "implement", "test", "push"] as const;
+/** `setup` runs only for a task with `spec.setup` (its result comes from the environment cache when it can). */
+export const PHASES = ["fetch", "setup", "implement", "test", "push"] as const;
 export type Phase = (typeof PHASES)[number];
 
 export const LIMIT_DEFAULTS = { timeoutSeconds: 1800, memoryMb: 512, cpus: 0.5 } as const;
@@ -150,6 +151,45 @@ export const PushSpec = Type.Object(
   { additionalProperties: false },
 );
 
+/** A workspace path a setup keeps: relative, no `..`, never `.git`. */
+export const CACHE_PATH_PATTERN = "^(?!(.*/)?(\\.|\\.\\.|\\.git)(/|$))[A-Za-z0-9._@+-]+(/[A-Za-z0-9._@+-]+)*$";
+export const DEFAULT_CACHE_KEY_FILES = [
+  "package-lock.json",
+  "npm-shrinkwrap.json",
+  "yarn.lock",
+  "pnpm-lock.yaml",
+  "requirements.txt",
+  "poetry.lock",
+  "uv.lock",
+  "Cargo.lock",
+  "go.sum",
+  "Gemfile.lock",
+] as const;
+
+export const SetupSpec = Type.Object(
+  {
+    command: ShortText(65_536, { description: "installs the task's dependencies in /workspace, e.g. `npm ci` (sh -c)" }),
+    cachePaths: Type.Optional(
+      Type.Array(Type.String({ pattern: CACHE_PATH_PATTERN, maxLength: 500 }), {
+        maxItems: 20,
+        uniqueItems: true,
+        description:
+          "what the setup makes that later tasks can reuse (e.g. node_modules): kept in the runner's environment cache, keyed by the repository, the image, the command, the task's env and the lockfiles",
+      }),
+    ),
+    cacheKeyFiles: Type.Optional(
+      Type.Array(Type.String({ pattern: CACHE_PATH_PATTERN, maxLength: 500 }), {
+        maxItems: 20,
+        uniqueItems: true,
+        description: "the lockfiles whose content keys the cache (default: the common lockfiles, those the commit has)",
+      }),
+    ),
+    timeoutSeconds: Type.Optional(Type.Integer({ minimum: 10, maximum: 86_400 })),
+  },
+  { additionalProperties: false },
+);
+export type SetupSpec = Static<typeof SetupSpec>;
+
 export const LimitsSpec = Type.Object(
   {
     timeoutSeconds: Type.Integer({ minimum: 10, maximum: LIMIT_MAXIMA.timeoutSeconds, default: LIMIT_DEFAULTS.timeoutSeconds }),
@@ -170,6 +210,7 @@ export const TaskSpec = Type.Object(
     prompt: Type.String({ maxLength: 200_000 }),
     acceptanceCriteria: Type.Optional(Type.Array(ShortText(2000), { maxItems: 100 })),
     agent: AgentSpec,
+    setup: Type.Optional(SetupSpec),
     test: Type.Optional(TestSpec),
     push: Type.Optional(PushSpec),
     limits: Type.Optional(LimitsSpec),

@@ -207,9 +207,31 @@ describe("leases", () => {
   }, 120_000);
 });
 
+describe("the environment cache", () => {
+  it("keeps a setup's result as it was made: no agent can change it for a later task, and no task's container has it mounted", async () => {
+    const setup = { command: "mkdir -p deps && echo clean > deps/lib.sh", cachePaths: ["deps"], cacheKeyFiles: ["README.md"] };
+    const poison = [
+      // what it got is its own copy: changing it changes nothing for the next task
+      "echo 'touch /tmp/pwned' > deps/lib.sh",
+      "! grep -q env-cache /proc/mounts",
+      "test ! -e /codefleet/env-cache",
+    ];
+    const task = (steps: string[]) => scriptTask(p, steps, { setup, push: { enabled: false } });
+    const first = await p.finished(await p.submitOk(task(poison)));
+    expect(first.status, first.reason).toBe("succeeded");
+    const second = await p.finished(await p.submitOk(task(['test "$(cat deps/lib.sh)" = clean', ...poison])));
+    expect(second.status, second.reason).toBe("succeeded");
+    expect(await p.artifactText(second, "task.log")).toContain("from the environment cache");
+    const third = await p.finished(await p.submitOk(task(['test "$(cat deps/lib.sh)" = clean'])));
+    expect(third.status, third.reason).toBe("succeeded");
+    expect(p.markersFound()).toEqual([]);
+  }, 180_000);
+});
+
+/** The task's containers: labelled with it, or warm ones it adopted (named after it). */
 function containersOf(taskId: string): string[] {
-  return execFileSync("docker", ["ps", "-aq", "--filter", `label=codefleet.task-id=${taskId}`])
-    .toString()
-    .split("\n")
-    .filter(Boolean);
+  const ids = new Set<string>();
+  for (const filter of [`label=codefleet.task-id=${taskId}`, `name=codefleet-${taskId.toLowerCase()}-`])
+    for (const id of execFileSync("docker", ["ps", "-aq", "--filter", filter]).toString().split("\n").filter(Boolean)) ids.add(id);
+  return [...ids];
 }

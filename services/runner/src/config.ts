@@ -62,6 +62,16 @@ export const RunnerEnv = Type.Object({
     minimum: 1000,
     description: "a class no task asked for in this long loses its warm containers",
   }),
+  ENV_CACHE_MAX_BYTES: Type.Integer({
+    default: 10 * 1024 * 1024 * 1024,
+    minimum: 0,
+    description: "bound of the environment cache (setups' results in Docker volumes; least recently used go first; 0: off)",
+  }),
+  ENV_CACHE_TTL_MS: Type.Integer({
+    default: 24 * 3_600_000,
+    minimum: 60_000,
+    description: "an environment cache entry unused this long is removed",
+  }),
   SLOT_LEASE_TTL_MS: Type.Integer({ default: 60_000, minimum: 2000 }),
   NO_CAPACITY_RETRY_MS: Type.Integer({ default: 300_000, minimum: 0, description: "how long to wait for a free workspace slot" }),
   MAX_LOG_BYTES: Type.Integer({ default: 20 * 1024 * 1024, minimum: 1024 }),

@@ -11,6 +11,7 @@ import { Bus, connectNats } from "@codefleet/contracts/bus";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { type RepoPoolService, startRepoPool } from "@codefleet/repo-pool/service";
 import {
+  commitFile,
   createTestDatabase,
   createTestRepo,
   git,
@@ -87,6 +88,15 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await runner?.stop();
+  // environment cache volumes of this run
+  const { stdout } = await execFileP("docker", [
+    "volume",
+    "ls",
+    "-q",
+    "--filter",
+    `label=codefleet.deployment=${env.CODEFLEET_NAMESPACE}`,
+  ]).catch(() => ({ stdout: "" }));
+  for (const v of stdout.split("\n").filter(Boolean)) await execFileP("docker", ["volume", "rm", "-f", v]).catch(() => undefined);
   await pool?.stop();
   await artifacts?.close();
   await artifactStore?.stop();
@@ -164,6 +174,32 @@ async function leasedSlots(): Promise<number> {
   };
   await waitFor("task slots released", async () => (await leasedToTasks()) === 0, 10_000, 100).catch(() => undefined);
   return leasedToTasks();
+}
+
+async function waitForArtifacts(taskId: string, names: string[]): Promise<Record<string, string>> {
+  let byName: Record<string, string> = {};
+  await waitFor(
+    `artifacts ${names.join(", ")}`,
+    async () => {
+      byName = Object.fromEntries((await artifacts.list(taskId)).map((a) => [a.name, a.id]));
+      return names.every((n) => byName[n]);
+    },
+    20_000,
+    200,
+  );
+  return byName;
+}
+
+async function readLogs(taskId: string): Promise<string> {
+  const oc = await bus.js.consumers.get(bus.topology.streams.logs.name, { filter_subjects: bus.topology.subjects.logs(taskId) });
+  let text = "";
+  for (;;) {
+    const m = await oc.next({ expires: 1000 });
+    if (!m) break;
+    text += (m.json() as { text: string }).text;
+    if (m.info.pending === 0) break;
+  }
+  return text;
 }
 
 describe("runner: hardened containers through fetch → implement → test → push", () => {
@@ -402,32 +438,51 @@ describe("runner: hardened containers through fetch → implement → test → p
     const results = await Promise.all(ids.map((id) => finished(id, 120_000)));
     expect(results.map((r) => r.data.status)).toEqual(Array(10).fill("succeeded"));
   }, 180_000);
+});
 
-  async function waitForArtifacts(taskId: string, names: string[]): Promise<Record<string, string>> {
-    let byName: Record<string, string> = {};
-    await waitFor(
-      `artifacts ${names.join(", ")}`,
-      async () => {
-        byName = Object.fromEntries((await artifacts.list(taskId)).map((a) => [a.name, a.id]));
-        return names.every((n) => byName[n]);
+describe("runner: the environment cache", () => {
+  it("runs a setup once per lockfile: later tasks get its result copied in, a changed lockfile runs it again", async () => {
+    const envRepo = await createTestRepo({ "deps.lock": "v1\n", "README.md": "# env\n" }, "env.git");
+    cleanups.push(() => envRepo.cleanup());
+    const setupSpec = (check: string): TaskSpec => ({
+      repo: { url: envRepo.fileUrl, ref: "main" },
+      title: "uses dependencies",
+      prompt: "p",
+      setup: {
+        command:
+          "echo SETUP-RAN; mkdir -p deps/sub && head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \\n' > deps/sub/stamp && ln -s sub/stamp deps/link",
+        cachePaths: ["deps"],
+        cacheKeyFiles: ["deps.lock"],
       },
-      20_000,
-      200,
-    );
-    return byName;
-  }
+      agent: { kind: "script", steps: [{ run: check }] },
+      push: { enabled: false },
+    });
+    const phaseFacts = async (taskId: string) => {
+      const e = (await eventsOf(taskId)).find((x) => x.type === "phase.finished" && x.data.phase === "setup");
+      return e?.type === "phase.finished" ? e.data.facts : undefined;
+    };
+    // the first task runs the setup and keeps deps/; its agent then tries to poison what it got
+    const first = await submit(setupSpec("cat deps/sub/stamp > STAMP && echo poisoned > deps/sub/stamp"));
+    expect((await finished(first)).data, await readLogs(first)).toMatchObject({ status: "succeeded" });
+    expect(await phaseFacts(first)).toMatchObject({ cache: "saved" });
+    const stored = await waitForArtifacts(first, ["changes.diff"]);
+    const stamp = /\+([0-9a-f]{32})/.exec(await artifacts.downloadText(stored["changes.diff"] as string))?.[1];
+    expect(stamp).toBeTruthy();
 
-  async function readLogs(taskId: string): Promise<string> {
-    const oc = await bus.js.consumers.get(bus.topology.streams.logs.name, { filter_subjects: bus.topology.subjects.logs(taskId) });
-    let text = "";
-    for (;;) {
-      const m = await oc.next({ expires: 1000 });
-      if (!m) break;
-      text += (m.json() as { text: string }).text;
-      if (m.info.pending === 0) break;
-    }
-    return text;
-  }
+    // the second gets the first's setup result (not the agent's later change), without running the setup
+    const second = await submit(
+      setupSpec(`test "$(cat deps/sub/stamp)" = "${stamp}" && test "$(cat deps/link)" = "${stamp}" && test -L deps/link`),
+    );
+    expect((await finished(second)).data, await readLogs(second)).toMatchObject({ status: "succeeded" });
+    expect(await phaseFacts(second)).toMatchObject({ cache: "hit" });
+    expect(await readLogs(second)).not.toContain("SETUP-RAN");
+
+    // a new lockfile is a new environment
+    await commitFile(envRepo, "deps.lock", "v2\n");
+    const third = await submit(setupSpec(`test "$(cat deps/sub/stamp)" != "${stamp}"`));
+    expect((await finished(third)).data, await readLogs(third)).toMatchObject({ status: "succeeded" });
+    expect(await phaseFacts(third)).toMatchObject({ cache: "saved" });
+  }, 120_000);
 });
 
 describe("runner crash safety", () => {

@@ -60,7 +60,22 @@ export async function startRunner(
   const globalConfigPath = join(gitHome, "gitconfig");
   await writeFile(globalConfigPath, GLOBAL_GIT_CONFIG, { mode: 0o644 });
   const git = createGitRunner({ askPassPath, masker, globalConfigPath, runAs: gitOwner });
-  const driver = new DockerDriver({ socketPath: config.DOCKER_SOCKET, git: { runner: git, owner: gitOwner } });
+  const driver = new DockerDriver({
+    socketPath: config.DOCKER_SOCKET,
+    git: { runner: git, owner: gitOwner },
+    ...(config.ENV_CACHE_MAX_BYTES > 0
+      ? {
+          environmentCache: {
+            helperImage: config.AGENT_IMAGE,
+            runnerId: config.RUNNER_ID,
+            deployment: config.CODEFLEET_DEPLOYMENT ?? config.CODEFLEET_NAMESPACE,
+            maxBytes: config.ENV_CACHE_MAX_BYTES,
+            ttlMs: config.ENV_CACHE_TTL_MS,
+            log,
+          },
+        }
+      : {}),
+  });
   await driver.ping();
   // Containers of this runner that no attempt owns (a runner that died leaves them): gone before work starts.
   const swept = await driver.sweep(config.RUNNER_ID);

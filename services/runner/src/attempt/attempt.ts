@@ -20,6 +20,7 @@ import { type Context, context, type Link, SpanStatusCode, trace } from "@opente
 import type { AgentImages, AgentNeeds } from "../agents/agent.js";
 import { type AgentRegistry, agentNeedsFor } from "../agents/registry.js";
 import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
+import { environmentKey } from "../execution/env-cache.js";
 import type { WarmClass, WarmPool } from "../execution/warm-pool.js";
 import { LogStream } from "../logs/log-stream.js";
 import { fetchPhase } from "../phases/fetch.js";
@@ -28,6 +29,7 @@ import type { AttemptEnd, AttemptPhase, AttemptRecord, PhaseContext } from "../p
 import { Superseded } from "../phases/phase.js";
 import { runPipeline } from "../phases/pipeline.js";
 import { pushPhase } from "../phases/push.js";
+import { setupPhase } from "../phases/setup.js";
 import { testPhase } from "../phases/test.js";
 import type { SecretResolver } from "../secrets.js";
 import { uploadArtifacts } from "./artifacts.js";
@@ -40,8 +42,8 @@ export type { AttemptOutcome } from "./lifecycle.js";
 const tracer = trace.getTracer("@codefleet/runner");
 const PRODUCER = "runner";
 
-/** fetch → implement → test → push. */
-export const PHASES: readonly AttemptPhase[] = [fetchPhase, implementPhase, testPhase, pushPhase];
+/** fetch → setup (only with spec.setup) → implement → test → push. */
+export const PHASES: readonly AttemptPhase[] = [fetchPhase, setupPhase, implementPhase, testPhase, pushPhase];
 
 export type RunnerSettings = {
   runnerId: string;
@@ -238,6 +240,11 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
       openWorkspace: () => deps.driver.openWorkspace(slot as AllocateResult, workDir),
       credentialsFor: (remoteUrl) => deps.repoAccess.credentialsFor(parseRemoteUrl(remoteUrl)),
       fenceForPush: () => life.advance("pushing"),
+      ...(deps.driver.environmentCache
+        ? {
+            environmentCache: boundEnvironmentCache(deps, spec, input.event.data, slot, needs.image),
+          }
+        : {}),
     };
     end = await runPipeline(PHASES, phaseContext, {
       publish: (type, data) => publish(type, data),
@@ -428,6 +435,31 @@ async function commitForTheRecord(deps: AttemptDeps, slot: AllocateResult, workD
   } catch (err) {
     log.warn({ error: errorMessage(err) }, "the attempt's change could not be read");
   }
+}
+
+/** The driver's environment cache for this attempt: keyed by what makes a setup's result the same. */
+function boundEnvironmentCache(
+  deps: AttemptDeps,
+  spec: ResolvedTaskSpec,
+  submitted: EventData<"task.submitted">,
+  slot: AllocateResult,
+  image: string,
+): NonNullable<PhaseContext["environmentCache"]> {
+  const cache = deps.driver.environmentCache as NonNullable<ExecutionDriver["environmentCache"]>;
+  return {
+    key: async (lockfiles) =>
+      environmentKey({
+        repoUrl: slot.remoteUrl,
+        tenant: (submitted as { tenant?: string }).tenant ?? "default",
+        imageId: await deps.driver.imageId(image),
+        command: spec.setup?.command ?? "",
+        cachePaths: spec.setup?.cachePaths ?? [],
+        env: spec.env ?? {},
+        lockfiles: await deps.driver.blobIds(slot, slot.commitSha, lockfiles),
+      }),
+    restore: (key, paths) => cache.restore(key, slot, paths),
+    save: (key, paths) => cache.save(key, slot, paths),
+  };
 }
 
 /** A slot from repo-pool, waiting for one while none is free (warm containers give theirs back first). */

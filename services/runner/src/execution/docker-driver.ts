@@ -24,6 +24,7 @@ import {
   type SlotMount,
   type WorkspaceReader,
 } from "./driver.js";
+import { DockerEnvironmentCache, type DockerEnvironmentCacheOptions, type EnvironmentCache } from "./env-cache.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
 
@@ -65,11 +66,39 @@ export class DockerDriver implements ExecutionDriver {
       port?: number;
       /** The runner's hardened git (never root), and the owner of scratch dirs when the runner is root: to read trees back. */
       git?: { runner: GitRunner; owner?: { uid: number; gid: number } };
+      /** Keep setups' results in named volumes of this engine. */
+      environmentCache?: Omit<DockerEnvironmentCacheOptions, "docker">;
     } = {},
   ) {
     this.docker = opts.host
       ? new Docker({ host: opts.host, port: opts.port ?? 2375 })
       : new Docker({ socketPath: opts.socketPath ?? "/var/run/docker.sock" });
+    if (opts.environmentCache) this.environmentCache = new DockerEnvironmentCache({ docker: this.docker, ...opts.environmentCache });
+  }
+
+  readonly environmentCache?: EnvironmentCache;
+
+  async blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>> {
+    if (!this.opts.git) throw new DriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
+    if (paths.length === 0) return {};
+    const out = await this.opts.git.runner.run(["--git-dir", slotLayout(slot.path).gitDir, "ls-tree", "-z", sha, "--", ...paths]);
+    const ids: Record<string, string> = {};
+    for (const entry of out.split("\0")) {
+      const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/s.exec(entry);
+      if (m) ids[m[2] as string] = m[1] as string;
+    }
+    return ids;
+  }
+
+  private readonly imageIds = new Map<string, { id: string; at: number }>();
+
+  /** Asked again after a minute: a tag rebuilt is another image (and another environment). */
+  async imageId(image: string): Promise<string> {
+    const known = this.imageIds.get(image);
+    if (known && Date.now() - known.at < 60_000) return known.id;
+    const id = (await this.docker.getImage(image).inspect()).Id;
+    this.imageIds.set(image, { id, at: Date.now() });
+    return id;
   }
 
   /** Runner and repo-pool share the slot directory: the tree is read where repo-pool keeps it. */

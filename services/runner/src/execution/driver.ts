@@ -1,5 +1,6 @@
 import type { AllocateResult } from "@codefleet/contracts";
 import type { WorkspaceGit } from "../workspace/workspace-git.js";
+import type { EnvironmentCache } from "./env-cache.js";
 
 /**
  * The execution-driver seam: phases know a run has a container they can exec into and a workspace
@@ -88,6 +89,15 @@ export interface ExecutionDriver {
    * `scratchDir`), once the attempt's container is gone.
    */
   openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader>;
+  /**
+   * Blob ids of files at a commit of the slot's trusted git (lockfiles keying the environment
+   * cache); a path that is not a file there has none.
+   */
+  blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>>;
+  /** The id of an image (what it is, not what it is called). */
+  imageId(image: string): Promise<string>;
+  /** Where setups' results are kept for later tasks, when the driver has such a place. */
+  readonly environmentCache?: EnvironmentCache;
   /** Removes containers and networks left by earlier attempts of a task (found by labels or name). */
   removeStale(taskId: string, keepAttempt?: number): Promise<number>;
   /** Count of containers this runner manages right now. */

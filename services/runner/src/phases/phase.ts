@@ -76,11 +76,18 @@ export type PhaseContext = {
   /** Opens the slot's tree as data, into the attempt's scratch store. */
   openWorkspace(): Promise<WorkspaceReader>;
   credentialsFor(remoteUrl: string): GitCredentials | undefined;
+  /** The environment cache bound to this attempt's slot and image, when the runner has one. */
+  environmentCache?: {
+    /** The key of this task's setup: its lockfiles' content at the base commit and everything else it depends on. */
+    key(lockfiles: readonly string[]): Promise<string>;
+    restore(key: string, paths: readonly string[]): Promise<{ hit: boolean; bytes?: number }>;
+    save(key: string, paths: readonly string[]): Promise<{ saved: boolean; bytes?: number; detail?: string }>;
+  };
   /** Advances the attempt's fencing claim to `pushing`; false when a newer attempt owns the task. */
   fenceForPush(): Promise<boolean>;
 };
 
-/** One step of fetch → (setup) → implement → test → push, with its own failure classification. */
+/** One step of fetch → setup → implement → test → push, with its own failure classification. */
 export interface AttemptPhase {
   readonly name: Phase;
   /** Whether the phase runs for this task at all (no test phase without a test command). */

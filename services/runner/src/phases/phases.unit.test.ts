@@ -14,6 +14,7 @@ import type { AttemptPhase, PhaseContext } from "./phase.js";
 import { Superseded } from "./phase.js";
 import { runPipeline } from "./pipeline.js";
 import { commitMessageFor, findSecretInCommit, pushPhase } from "./push.js";
+import { classifySetupRun, setupPhase } from "./setup.js";
 import { classifyTestRun, testPhase } from "./test.js";
 
 const ok: ExecResult = { exitCode: 0, timedOut: false, idleTimedOut: false, canceled: false, durationMs: 1 };
@@ -358,5 +359,65 @@ describe("the pipeline", () => {
       hooks(),
     );
     expect(end).toEqual({ status: "succeeded", commitSha: "e".repeat(40) });
+  });
+});
+
+describe("setup: how the setup command ends the attempt", () => {
+  const exec = (x: Partial<ExecResult>): ExecResult => ({ ...ok, ...x });
+  it("classifies each ending", () => {
+    expect(classifySetupRun(exec({}), { oomKilled: false }, 512)).toEqual({ outcome: "succeeded", exitCode: 0 });
+    expect(classifySetupRun(exec({ exitCode: 1 }), { oomKilled: false }, 512).end?.reasonCode).toBe("setup_failed");
+    expect(classifySetupRun(exec({ exitCode: 137 }), { oomKilled: true }, 512).end?.reasonCode).toBe("oom_killed");
+    expect(classifySetupRun(exec({ exitCode: 1 }), { oomKilled: false, workspaceFullBytes: 1 }, 512).end?.reasonCode).toBe("disk_limit");
+    expect(classifySetupRun(exec({ exitCode: 137, timedOut: true }), { oomKilled: false }, 512).end).toMatchObject({
+      status: "timed_out",
+      reasonCode: "setup_timeout",
+    });
+    expect(classifySetupRun(exec({ canceled: true }), { oomKilled: false }, 512).end?.status).toBe("canceled");
+  });
+  it("restores from the cache without running the command, or runs it and saves", async () => {
+    const calls: string[] = [];
+    const cache = (hit: boolean): NonNullable<PhaseContext["environmentCache"]> => ({
+      key: async (files) => {
+        calls.push(`key:${files.join(",")}`);
+        return "k".repeat(64);
+      },
+      restore: async () => {
+        calls.push("restore");
+        return { hit, bytes: 5 };
+      },
+      save: async () => {
+        calls.push("save");
+        return { saved: true, bytes: 5 };
+      },
+    });
+    const spec = { setup: { command: "npm ci", cachePaths: ["node_modules"], cacheKeyFiles: ["package-lock.json"] } };
+    const hit = context({ spec });
+    const hitReport = await setupPhase.run({ ...hit, environmentCache: cache(true) });
+    expect(hitReport).toMatchObject({ outcome: "succeeded", facts: { cache: "hit" } });
+    expect(hit.run.ran).toEqual([]);
+    calls.length = 0;
+    const miss = context({ spec });
+    const missReport = await setupPhase.run({ ...miss, environmentCache: cache(false) });
+    expect(missReport).toMatchObject({ outcome: "succeeded", facts: { cache: "saved" } });
+    expect(miss.run.ran).toEqual([["sh", "-c", "npm ci"]]);
+    expect(calls).toEqual(["key:package-lock.json", "restore", "save"]);
+  });
+  it("does not keep the result of a failed setup", async () => {
+    let saved = false;
+    const ctx = context({ spec: { setup: { command: "false", cachePaths: ["x"] } }, run: new FakeRun(() => ({ exitCode: 1 })) });
+    const report = await setupPhase.run({
+      ...ctx,
+      environmentCache: {
+        key: async () => "k",
+        restore: async () => ({ hit: false }),
+        save: async () => {
+          saved = true;
+          return { saved: true };
+        },
+      },
+    });
+    expect(report.end?.reasonCode).toBe("setup_failed");
+    expect(saved).toBe(false);
   });
 });
