@@ -44,7 +44,14 @@ async function dependencyRepo() {
   mkdirSync(vendor);
   const deps: Record<string, string> = {};
   for (const name of PACKAGES) {
-    const { stdout } = await execFileP("npm", ["pack", "--silent", "--ignore-scripts", "--pack-destination", vendor, join(REPO_ROOT, "node_modules", name)]);
+    const { stdout } = await execFileP("npm", [
+      "pack",
+      "--silent",
+      "--ignore-scripts",
+      "--pack-destination",
+      vendor,
+      join(REPO_ROOT, "node_modules", name),
+    ]);
     deps[name] = `file:vendor/${stdout.trim().split("\n").at(-1)}`;
   }
   writeFileSync(join(repo.work, "package.json"), JSON.stringify({ name: "env-bench", private: true, dependencies: deps }, null, 2));

@@ -45,7 +45,14 @@ async function main() {
     RUNNER_CONCURRENCY: "10",
     CODEFLEET_REPO_FILE_ROOTS: repo.root,
     LOG_LEVEL: "error",
-    ...knobs(["WARM_CONTAINERS_MAX", "WARM_CONTAINERS_PER_CLASS", "MIRROR_REFRESH_MS", "SLOT_DISK_LIMIT", "RUNNER_CONCURRENCY", "LOG_LEVEL"]),
+    ...knobs([
+      "WARM_CONTAINERS_MAX",
+      "WARM_CONTAINERS_PER_CLASS",
+      "MIRROR_REFRESH_MS",
+      "SLOT_DISK_LIMIT",
+      "RUNNER_CONCURRENCY",
+      "LOG_LEVEL",
+    ]),
   };
   const store = await startArtifactStore(loadArtifactStoreConfig(env));
   env.ARTIFACT_STORE_URL = await store.app.listen({ port: 0, host: "127.0.0.1" });

@@ -67,6 +67,8 @@ function fakeWorkspace(o: {
     fetchBranch: async () => undefined,
     push: async (_url, sha, branch) => {
       if (o.pushFails) throw new Error(o.pushFails);
+      // the real push refuses a branch that exists
+      if (o.remote) throw new Error("[rejected] (stale info)");
       pushed.push(`${sha}:${branch}`);
     },
   };

@@ -62,26 +62,30 @@ export const pushPhase: AttemptPhase = {
     const branch = ctx.spec.push.branch;
     const remoteUrl = ctx.slot.remoteUrl;
     const credentials = ctx.credentialsFor(remoteUrl);
-    const remote = await ws.remoteBranch(remoteUrl, branch, credentials);
-    if (remote) {
-      await ws.fetchBranch(remoteUrl, branch, credentials).catch(() => undefined);
-      const message = await ws.commitMessage(remote).catch(() => "");
-      if (message.includes(`Codefleet-Task: ${ctx.taskId}`)) {
-        ctx.record.pushedSha = remote;
-        return {
-          outcome: "skipped",
-          detail: `already pushed by an earlier attempt (${remote.slice(0, 12)})`,
-          facts: { commitSha: remote, branch, alreadyPushed: true },
-        };
-      }
-      const reason = `branch ${branch} already exists on the remote with other work`;
-      return { outcome: "failed", detail: reason, end: stopWith("push_rejected", reason) };
-    }
     if (!(await ctx.fenceForPush())) throw new Superseded();
-    try {
-      await ws.push(remoteUrl, commit.sha, branch, credentials);
-    } catch (err) {
-      const reason = `push to ${branch} was rejected: ${ctx.masker.mask(errorMessage(err))}`;
+    // Pushed as a new branch (refused if it exists): one round trip in the common case. Exactly
+    // one push per task: when the branch is there, an earlier attempt's push of this task counts.
+    let refused: unknown;
+    await ws.push(remoteUrl, commit.sha, branch, credentials).catch((err) => {
+      refused = err;
+    });
+    if (refused) {
+      const remote = await ws.remoteBranch(remoteUrl, branch, credentials).catch(() => undefined);
+      if (remote) {
+        await ws.fetchBranch(remoteUrl, branch, credentials).catch(() => undefined);
+        const message = await ws.commitMessage(remote).catch(() => "");
+        if (message.includes(`Codefleet-Task: ${ctx.taskId}`)) {
+          ctx.record.pushedSha = remote;
+          return {
+            outcome: "skipped",
+            detail: `already pushed by an earlier attempt (${remote.slice(0, 12)})`,
+            facts: { commitSha: remote, branch, alreadyPushed: true },
+          };
+        }
+        const reason = `branch ${branch} already exists on the remote with other work`;
+        return { outcome: "failed", detail: reason, end: stopWith("push_rejected", reason) };
+      }
+      const reason = `push to ${branch} was rejected: ${ctx.masker.mask(errorMessage(refused))}`;
       return { outcome: "failed", detail: reason, end: stopWith("push_rejected", reason) };
     }
     ctx.record.pushedSha = commit.sha;

@@ -171,9 +171,12 @@ export class WorkspaceGit {
     });
   }
 
+  /** Pushes `sha` as a new branch: refused when the branch exists (whatever it holds, an ancestor included). */
   async push(remoteUrl: string, sha: string, branch: string, credentials?: GitCredentials): Promise<void> {
     if (!/^[0-9a-f]{40}$/.test(sha)) throw new GitError("invalid_commit", `not a commit id: ${sha.slice(0, 50)}`, "");
-    await this.run(["push", "--quiet", "--porcelain", "--no-verify", "--", remoteUrl, `${sha}:refs/heads/${branch}`], {
+    const ref = `refs/heads/${branch}`;
+    // an empty lease: the ref must not exist on the remote
+    await this.run(["push", "--quiet", "--porcelain", "--no-verify", `--force-with-lease=${ref}:`, "--", remoteUrl, `${sha}:${ref}`], {
       ...(credentials ? { credentials } : {}),
       allowFile: isLocal(remoteUrl),
     });
