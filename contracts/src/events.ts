@@ -25,6 +25,11 @@ const Sha = Type.String({ pattern: "^[0-9a-f]{40}([0-9a-f]{24})?$" });
 const Sha256 = Type.String({ pattern: "^[0-9a-f]{64}$" });
 const IsoTime = Type.String({ format: "date-time", maxLength: 40 });
 
+/** A tenant's name: every task belongs to one. Events written before tenancy carry none: read them as `default`. */
+export const TENANT_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
+export const DEFAULT_TENANT = "default";
+const TenantName = Type.String({ pattern: TENANT_NAME_PATTERN });
+
 export const ArtifactKind = Type.Union([
   Type.Literal("diff"),
   Type.Literal("log"),
@@ -41,14 +46,41 @@ export const EventCatalogue = {
     1: Type.Object({
       spec: TaskSpec,
       submittedVia: Type.Union([Type.Literal("http"), Type.Literal("bus")]),
+      /** The name of the API token that submitted it (never the token). */
       submittedBy: Type.Optional(Type.String({ maxLength: 200 })),
       idempotencyKey: Type.Optional(Type.String({ maxLength: 200 })),
+      /** Added compatibly (optional, still v1): absent means `default`. */
+      tenant: Type.Optional(TenantName),
     }),
   },
   "task.cancel_requested": {
     1: Type.Object({
       reason: Type.Optional(Type.String({ maxLength: 2000 })),
+      /** The name of the API token that asked (never the token). */
       requestedBy: Type.Optional(Type.String({ maxLength: 200 })),
+      /** The tenant of the task it was asked for; absent means `default`. */
+      tenant: Type.Optional(TenantName),
+    }),
+  },
+  /**
+   * A `task.submitted` published on the bus failed validation: recorded by the registry on the
+   * task's own subject so the dispatcher can read why. Messages are masked and bounded.
+   */
+  "task.rejected": {
+    1: Type.Object({
+      code: Type.String({ minLength: 1, maxLength: 100 }),
+      reason: Type.String({ maxLength: 2000 }),
+      errors: Type.Array(Type.Object({ path: Type.String({ maxLength: 300 }), message: Type.String({ maxLength: 500 }) }), {
+        maxItems: 20,
+      }),
+      /** The id of the rejected event, when it had a readable one. */
+      rejectedEventId: Type.Optional(Type.String({ maxLength: 100 })),
+      submittedVia: Type.Optional(Type.Union([Type.Literal("http"), Type.Literal("bus")])),
+      submittedBy: Type.Optional(Type.String({ maxLength: 200 })),
+      tenant: Type.Optional(TenantName),
+      /** Best-effort fields of the rejected spec, for display: masked, repository credentials removed. */
+      title: Type.Optional(Type.String({ maxLength: 500 })),
+      repoUrl: Type.Optional(Type.String({ maxLength: 2048 })),
     }),
   },
   "run.started": {
@@ -126,6 +158,7 @@ export const EVENT_TYPES = Object.keys(EventCatalogue) as EventType[];
 export const LatestEventSchemas = {
   "task.submitted": EventCatalogue["task.submitted"][1],
   "task.cancel_requested": EventCatalogue["task.cancel_requested"][1],
+  "task.rejected": EventCatalogue["task.rejected"][1],
   "run.started": EventCatalogue["run.started"][1],
   "phase.started": EventCatalogue["phase.started"][1],
   "phase.finished": EventCatalogue["phase.finished"][1],

@@ -6,9 +6,10 @@ import { GIT_REF_PATTERN } from "./git-names.js";
  * carries no secret values: agents and tasks name secrets, the runner resolves them.
  */
 
-export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "timed_out", "canceled"] as const;
+/** `rejected`: a submission published on the bus that failed validation (`task.rejected`); it never ran. */
+export const TASK_STATUSES = ["queued", "running", "succeeded", "failed", "timed_out", "canceled", "rejected"] as const;
 export type TaskStatus = (typeof TASK_STATUSES)[number];
-export const FINAL_STATUSES: readonly TaskStatus[] = ["succeeded", "failed", "timed_out", "canceled"];
+export const FINAL_STATUSES: readonly TaskStatus[] = ["succeeded", "failed", "timed_out", "canceled", "rejected"];
 export function isFinalStatus(status: TaskStatus): boolean {
   return FINAL_STATUSES.includes(status);
 }

@@ -37,12 +37,23 @@ export type TaskView = {
   id: string;
   status: TaskStatus;
   title: string;
+  /** Repository credentials are never shown (a URL's user:password is removed). */
   repo: { url: string; ref?: string };
-  agentKind: TaskSpec["agent"]["kind"];
+  /** `unknown` only for a rejected submission whose agent could not be read. */
+  agentKind: TaskSpec["agent"]["kind"] | "unknown";
   labels: Record<string, string>;
-  spec: TaskSpec;
+  /** The full spec: only in a single task's view (`GET /v1/tasks/{id}`), never in lists, nor for a rejected submission. */
+  spec?: TaskSpec;
   submittedVia: "http" | "bus";
   submittedAt: string;
+  /** The tenant the task belongs to (`default` for tasks from before tenancy and bus submissions). */
+  tenant: string;
+  /** The name of the API token that submitted it (never the token); absent for bus submissions. */
+  submittedBy?: string;
+  /** The name of the API token that asked to cancel it. */
+  cancelRequestedBy?: string;
+  /** Why a submission was rejected (status `rejected`): a stable code, a reason and the validation errors. */
+  rejection?: { code: string; reason: string; errors: { path: string; message: string }[] };
   startedAt?: string;
   finishedAt?: string;
   /** Current (latest) attempt; 0 while queued. */
@@ -64,8 +75,11 @@ export type TaskView = {
   anomalies: number;
 };
 
-/** `GET /v1/tasks`: a page of views, newest first; `nextCursor` is absent on the last page. */
-export type TaskPage = { items: TaskView[]; nextCursor?: string };
+/** A task in a list: the view without its spec (a spec can be megabytes). */
+export type TaskSummary = Omit<TaskView, "spec">;
+
+/** `GET /v1/tasks`: a page of summaries, newest first; `nextCursor` is absent on the last page. */
+export type TaskPage = { items: TaskSummary[]; nextCursor?: string };
 
 /** `GET /v1/tasks/{id}/events`: the raw history, in order. */
 export type StoredEventView = {

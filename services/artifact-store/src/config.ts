@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
+import { type AccessConfig, accessFromSettings } from "@codefleet/contracts/access";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 
@@ -9,7 +11,14 @@ export const ArtifactStoreEnv = Type.Object({
   DATABASE_SCHEMA: Type.String({ default: "artifacts", pattern: "^[a-z_][a-z0-9_]{0,62}$" }),
   NATS_URL: Type.String({ default: "nats://127.0.0.1:4222" }),
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
-  CODEFLEET_API_TOKENS: Type.String({ minLength: 1, description: "comma-separated bearer tokens accepted by the API" }),
+  CODEFLEET_ENV: Type.String({ default: "development", description: "production refuses plaintext and development tokens" }),
+  CODEFLEET_TOKENS_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: "YAML file of API tokens: name, sha256, tenant, scopes (docs/operations.md)" }),
+  ),
+  CODEFLEET_API_TOKENS: Type.Optional(
+    Type.String({ description: "legacy/simple mode: comma-separated bearer tokens, each an admin of tenant 'default'" }),
+  ),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: "bearer token /metrics requires; unset: /metrics is open" })),
   ARTIFACT_DATA_DIR: Type.String({ default: "/var/lib/codefleet/artifacts", description: "directory holding blobs (a volume)" }),
   MAX_ARTIFACT_BYTES: Type.Integer({ default: 100 * 1024 * 1024, minimum: 1 }),
   VERIFY_CACHE_MS: Type.Integer({ default: 60_000, minimum: 0, description: "how long a verified blob is served without re-hashing" }),
@@ -20,9 +29,16 @@ export const ArtifactStoreEnv = Type.Object({
   LOG_LEVEL: Type.String({ default: "info" }),
 });
 
-export type ArtifactStoreConfig = Static<typeof ArtifactStoreEnv> & { apiTokens: string[]; natsServers: string[] };
+export type ArtifactStoreConfig = Static<typeof ArtifactStoreEnv> & {
+  /** Tokens, their tenants and scopes (the same file as the registry's). */
+  access: AccessConfig;
+  natsServers: string[];
+};
 
-export function loadArtifactStoreConfig(env: Record<string, string | undefined> = process.env): ArtifactStoreConfig {
+export function loadArtifactStoreConfig(
+  env: Record<string, string | undefined> = process.env,
+  readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
+): ArtifactStoreConfig {
   const c = loadConfig(ArtifactStoreEnv, env);
-  return { ...c, apiTokens: csv(c.CODEFLEET_API_TOKENS), natsServers: csv(c.NATS_URL) };
+  return { ...c, access: accessFromSettings(c, readFile), natsServers: csv(c.NATS_URL) };
 }

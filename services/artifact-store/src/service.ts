@@ -1,3 +1,4 @@
+import { tokenVerifier } from "@codefleet/contracts/access";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import { createLogger, type Logger, pingDatabase, startTelemetry } from "@codefleet/contracts/runtime";
 import type { FastifyInstance } from "fastify";
@@ -6,6 +7,7 @@ import { ArtifactService } from "./domain/artifacts.js";
 import { buildApp } from "./http/app.js";
 import { BlobStore } from "./store/blob-store.js";
 import { createDatabase, type Db, migrate } from "./store/database.js";
+import { TaskTenants } from "./store/task-tenants.js";
 
 export type ArtifactStore = {
   app: FastifyInstance;
@@ -40,10 +42,14 @@ export async function startArtifactStore(config: ArtifactStoreConfig, opts: { lo
     maxArtifactBytes: config.MAX_ARTIFACT_BYTES,
     verifyCacheMs: config.VERIFY_CACHE_MS,
   });
+  // an artifact belongs to its task's tenant, which the task's task.submitted event on the bus says
+  const taskTenants = new TaskTenants(bus);
   const app = await buildApp({
     artifacts,
     logger: log,
-    apiTokens: config.apiTokens,
+    tokens: tokenVerifier(config.access),
+    taskTenant: (taskId) => taskTenants.tenantOf(taskId),
+    ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}),
     health: {
       metrics: telemetry.metricsHandler,
       ready: async () => {

@@ -1,4 +1,4 @@
-import type { ArtifactLink, StoredEventView, TaskStatus, TaskView } from "@codefleet/contracts";
+import type { ArtifactLink, StoredEventView, TaskStatus, TaskSummary, TaskView } from "@codefleet/contracts";
 
 /** Human output. Pure string building: the commands decide where it goes. */
 
@@ -11,6 +11,7 @@ export function createStyle(enabled: boolean): Style {
     failed: sgr("31"),
     timed_out: sgr("31"),
     canceled: sgr("33"),
+    rejected: sgr("31"),
     running: sgr("36"),
     queued: sgr("2"),
   };
@@ -59,7 +60,7 @@ function table(rows: string[][], widths?: number[]): string {
     .join("\n");
 }
 
-export function renderTaskList(items: TaskView[], st: Style, now = Date.now()): string {
+export function renderTaskList(items: TaskSummary[], st: Style, now = Date.now()): string {
   if (items.length === 0) return st.dim("no tasks");
   const rows = [["ID", "STATUS", "PHASE", "SUBMITTED", "AGENT", "REPO", "TITLE"].map(st.bold)];
   for (const t of items) {
@@ -101,6 +102,12 @@ export function renderTask(
   kv("title", view.title);
   kv("repo", `${view.repo.url}${view.repo.ref ? ` @ ${view.repo.ref}` : ""}`);
   kv("agent", view.agentKind);
+  if (view.tenant) kv("tenant", `${view.tenant}${view.submittedBy ? `  (submitted by ${view.submittedBy})` : ""}`);
+  if (view.rejection) {
+    lines.push(st.bold("rejected"));
+    lines.push(`  ${st.status("rejected", view.rejection.code)}: ${view.rejection.reason}`);
+    for (const e of view.rejection.errors) lines.push(`  ${e.path || "/"}  ${e.message}`);
+  }
   kv(
     "attempt",
     `${view.attempt}${view.attempts.length > 1 ? ` (of ${view.attempts.length})` : ""}${view.runnerId ? ` on ${view.runnerId}` : ""}`,
@@ -129,7 +136,8 @@ export function renderTask(
   if (!opts.artifacts) for (const a of view.artifacts) kv("artifact", `${a.name} (${formatBytes(a.size)})  ${a.artifactId}`);
   const trace = traceLink(opts.jaegerUrl, view.traceId);
   if (trace) kv("trace", trace);
-  if (view.cancelRequested && view.status === "running") kv("note", "cancellation requested");
+  if (view.cancelRequested && view.status === "running")
+    kv("note", `cancellation requested${view.cancelRequestedBy ? ` by ${view.cancelRequestedBy}` : ""}`);
   return lines.join("\n");
 }
 

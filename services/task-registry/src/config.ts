@@ -1,4 +1,6 @@
+import { readFileSync } from "node:fs";
 import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
+import { type AccessConfig, accessFromSettings, type TenantQuota } from "@codefleet/contracts/access";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 
@@ -9,15 +11,35 @@ export const RegistryEnv = Type.Object({
   DATABASE_SCHEMA: Type.String({ default: "registry", pattern: "^[a-z_][a-z0-9_]{0,62}$" }),
   NATS_URL: Type.String({ default: "nats://127.0.0.1:4222", description: "comma-separated NATS server URLs" }),
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
-  CODEFLEET_API_TOKENS: Type.String({ minLength: 1, description: "comma-separated bearer tokens accepted by the API" }),
+  CODEFLEET_ENV: Type.String({ default: "development", description: "production refuses plaintext and development tokens" }),
+  CODEFLEET_TOKENS_FILE: Type.Optional(
+    Type.String({ minLength: 1, description: "YAML file of API tokens: name, sha256, tenant, scopes (docs/operations.md)" }),
+  ),
+  CODEFLEET_API_TOKENS: Type.Optional(
+    Type.String({ description: "legacy/simple mode: comma-separated bearer tokens, each an admin of tenant 'default'" }),
+  ),
+  CODEFLEET_TENANT_MAX_RUNNING: Type.Integer({
+    default: 0,
+    minimum: 0,
+    description: "default quota of running tasks per tenant (0: no limit); tenants: in the tokens file overrides it",
+  }),
+  CODEFLEET_TENANT_MAX_QUEUED: Type.Integer({
+    default: 0,
+    minimum: 0,
+    description: "default quota of queued tasks per tenant (0: no limit); tenants: in the tokens file overrides it",
+  }),
+  QUOTA_RETRY_AFTER_SECONDS: Type.Integer({ default: 30, minimum: 1, maximum: 3600, description: "Retry-After of a 429 quota_exceeded" }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: "bearer token /metrics requires; unset: /metrics is open" })),
   ARTIFACT_STORE_PUBLIC_URL: Type.String({ default: "http://localhost:8081", description: "base URL clients use to download artifacts" }),
   ARTIFACT_STORE_URL: Type.Optional(
     Type.String({
       description: "the artifact-store as the registry reaches it: serves a task's stored log once the live log stream has expired",
     }),
   ),
-  CODEFLEET_API_TOKEN: Type.Optional(Type.String({ minLength: 1, description: "bearer token for the artifact-store" })),
-  BODY_LIMIT_BYTES: Type.Integer({ default: 6 * 1024 * 1024, minimum: 1024 }),
+  CODEFLEET_API_TOKEN: Type.Optional(
+    Type.String({ minLength: 1, description: "the registry's own token for the artifact-store (artifacts:read, tenant '*')" }),
+  ),
+  BODY_LIMIT_BYTES: Type.Integer({ default: 1024 * 1024, minimum: 1024, description: "largest request body accepted (413 beyond)" }),
   INGEST_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
   NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], { default: "file" }),
   LOG_LEVEL: Type.String({ default: "info" }),
@@ -40,13 +62,25 @@ export const RegistryEnv = Type.Object({
 });
 
 export type RegistryConfig = Static<typeof RegistryEnv> & {
-  apiTokens: string[];
+  /** Tokens, their tenants and scopes, and the tenants' quotas. */
+  access: AccessConfig;
+  /** Quota of a tenant the tokens file says nothing about. */
+  defaultQuota: Required<TenantQuota>;
   natsServers: string[];
   /** Which repository URLs and agent endpoints a submitted task may name. */
   securityPolicy: SecurityPolicy;
 };
 
-export function loadRegistryConfig(env: Record<string, string | undefined> = process.env): RegistryConfig {
+export function loadRegistryConfig(
+  env: Record<string, string | undefined> = process.env,
+  readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
+): RegistryConfig {
   const c = loadConfig(RegistryEnv, env);
-  return { ...c, apiTokens: csv(c.CODEFLEET_API_TOKENS), natsServers: csv(c.NATS_URL), securityPolicy: securityPolicyFromEnv(env) };
+  return {
+    ...c,
+    access: accessFromSettings(c, readFile),
+    defaultQuota: { maxRunning: c.CODEFLEET_TENANT_MAX_RUNNING, maxQueued: c.CODEFLEET_TENANT_MAX_QUEUED },
+    natsServers: csv(c.NATS_URL),
+    securityPolicy: securityPolicyFromEnv(env),
+  };
 }

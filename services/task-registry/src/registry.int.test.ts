@@ -2,13 +2,20 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createEvent, newTaskId, type TaskSpec } from "@codefleet/contracts";
+import { runMigrations } from "@codefleet/contracts/runtime";
 import { createTestDatabase, freePort, spawnService, testNamespace, waitFor, waitForHttp } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRegistryConfig } from "./config.js";
-import type { TaskView } from "./domain/task-state.js";
+import { canonicalHash } from "./domain/submission.js";
+import { evolve, type TaskView } from "./domain/task-state.js";
 import { type RegistryService, startRegistry } from "./service.js";
+import { createDatabase } from "./store/database.js";
 import { countEvents } from "./store/event-store.js";
+import * as initialMigration from "./store/migrations/2026-11-23T00-00-initial.js";
 import { rebuildProjections, replayLog } from "./store/rebuild.js";
+
+/** The view the version before tenancy projected (no tenant). */
+const evolveOld = (e: Parameters<typeof evolve>[1]) => evolve(undefined, e).state;
 
 const TOKEN = "test-token-0123456789";
 const auth = { authorization: `Bearer ${TOKEN}` };
@@ -504,4 +511,76 @@ describe("task-registry crash safety", () => {
       await database.drop();
     }
   }, 180_000);
+});
+
+describe("task-registry upgrade to tenancy", () => {
+  it("reads a database and events from before tenancy as tenant default, idempotency keys included", async () => {
+    const database = await createTestDatabase(inject("databaseUrl"));
+    const { db } = createDatabase({ url: database.url, schema: "registry" });
+    const taskId = newTaskId();
+    const old = createEvent("task.submitted", { taskId, producer: "task-registry", data: { spec, submittedVia: "http" } });
+    try {
+      // the schema and rows as the version before tenancy wrote them
+      await runMigrations(db, "registry", { "2026-11-23T00-00-initial": initialMigration });
+      await db
+        .insertInto("events")
+        .values({
+          stream_id: taskId,
+          stream_version: 1,
+          event_id: old.id,
+          type: old.type,
+          schema_version: 1,
+          attempt: 0,
+          data: JSON.stringify(old.data),
+          metadata: JSON.stringify(old.metadata),
+          occurred_at: old.occurredAt,
+          nats_stream: null,
+          nats_seq: null,
+          anomaly: null,
+        })
+        .execute();
+      const { tenant: _none, ...oldView } = { ...(evolveOld(old) as TaskView) };
+      await db
+        .insertInto("tasks")
+        .values({
+          task_id: taskId,
+          status: "queued",
+          repo_url: spec.repo.url,
+          labels: JSON.stringify(spec.labels),
+          submitted_at: old.occurredAt,
+          finished_at: null,
+          version: 1,
+          view: JSON.stringify(oldView),
+        } as never)
+        .execute();
+      await db
+        .insertInto("idempotency_keys")
+        .values({ key: "old-key", task_id: taskId, event_id: old.id, request_hash: canonicalHash(spec) } as never)
+        .execute();
+
+      const upgraded = await startRegistry(
+        loadRegistryConfig({ ...env, DATABASE_URL: database.url, CODEFLEET_NAMESPACE: testNamespace() }),
+      );
+      try {
+        const res = await upgraded.app.inject({ method: "GET", url: `/v1/tasks/${taskId}`, headers: auth });
+        expect(res.statusCode).toBe(200);
+        expect(res.json().tenant).toBe("default");
+        const replay = await upgraded.app.inject({
+          method: "POST",
+          url: "/v1/tasks",
+          headers: { ...auth, "idempotency-key": "old-key" },
+          payload: spec as object,
+        });
+        expect(replay.headers["idempotent-replayed"]).toBe("true");
+        expect(replay.json().id).toBe(taskId);
+        const views = await replayLog(upgraded.db);
+        expect(views.get(taskId)?.tenant).toBe("default");
+      } finally {
+        await upgraded.stop();
+      }
+    } finally {
+      await db.destroy();
+      await database.drop();
+    }
+  });
 });

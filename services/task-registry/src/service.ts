@@ -1,4 +1,5 @@
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
+import { quotaFor, tokenVerifier } from "@codefleet/contracts/access";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
 import type { FastifyInstance } from "fastify";
@@ -43,7 +44,10 @@ export async function startRegistry(
     db,
     bus,
     logger: log,
-    apiTokens: config.apiTokens,
+    tokens: tokenVerifier(config.access),
+    quota: (tenant) => quotaFor(config.access, tenant, config.defaultQuota),
+    quotaRetryAfterSeconds: config.QUOTA_RETRY_AFTER_SECONDS,
+    ...(config.METRICS_TOKEN ? { metricsToken: config.METRICS_TOKEN } : {}),
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     artifactStorePublicUrl: config.ARTIFACT_STORE_PUBLIC_URL,
     securityPolicy: config.securityPolicy,

@@ -43,7 +43,16 @@ export class ArtifactConflictError extends CodefleetError {
 /** A Postgres advisory-lock key for a blob: uploads and garbage collection of one hash are serialized. */
 const blobLock = (sha256: string) => sql`select pg_advisory_xact_lock(${Number.parseInt(sha256.slice(0, 12), 16)})`;
 
-export type UploadInput = { taskId: string; attempt: number; name: string; kind: ArtifactKind; contentType: string; body: Readable };
+export type UploadInput = {
+  taskId: string;
+  /** The tenant of the task (domain/tenancy.ts): recorded with the artifact, checked on every read. */
+  tenant: string;
+  attempt: number;
+  name: string;
+  kind: ArtifactKind;
+  contentType: string;
+  body: Readable;
+};
 
 export class ArtifactService {
   private readonly verified = new Map<string, number>();
@@ -104,6 +113,7 @@ export class ArtifactService {
           .values({
             id: `art_${ulid()}`,
             task_id: input.taskId,
+            tenant: input.tenant,
             attempt: input.attempt,
             kind: input.kind,
             name: input.name,
@@ -137,13 +147,20 @@ export class ArtifactService {
   }
 
   async get(id: string): Promise<Artifact | undefined> {
-    const row = await this.deps.db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
-    return row ? toArtifact(row) : undefined;
+    return (await this.getOwned(id))?.artifact;
   }
 
-  async listByTask(taskId: string, attempt?: number): Promise<Artifact[]> {
+  /** An artifact with the tenant it belongs to. */
+  async getOwned(id: string): Promise<{ artifact: Artifact; tenant: string } | undefined> {
+    const row = await this.deps.db.selectFrom("artifacts").selectAll().where("id", "=", id).executeTakeFirst();
+    return row ? { artifact: toArtifact(row), tenant: row.tenant } : undefined;
+  }
+
+  /** A task's artifacts; with `tenant`, only that tenant's. */
+  async listByTask(taskId: string, attempt?: number, tenant?: string): Promise<Artifact[]> {
     let q = this.deps.db.selectFrom("artifacts").selectAll().where("task_id", "=", taskId);
     if (attempt !== undefined) q = q.where("attempt", "=", attempt);
+    if (tenant !== undefined) q = q.where("tenant", "=", tenant);
     return (await q.orderBy("attempt").orderBy("created_at").orderBy("name").execute()).map(toArtifact);
   }
 

@@ -1,12 +1,15 @@
 import type { Readable } from "node:stream";
 import { isValidTaskId, ValidationError } from "@codefleet/contracts";
 import {
-  type HealthOptions,
-  HttpProblem,
-  installBearerAuth,
-  installErrorHandling,
-  installHealthRoutes,
-} from "@codefleet/contracts/runtime";
+  acceptEmptyJsonBodies,
+  canAccessTenant,
+  guardMetrics,
+  installTokenAuth,
+  principalOf,
+  type TokenVerifier,
+  tenantFilter,
+} from "@codefleet/contracts/access";
+import { type HealthOptions, HttpProblem, installErrorHandling, installHealthRoutes } from "@codefleet/contracts/runtime";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { Type } from "@sinclair/typebox";
@@ -14,9 +17,20 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { Logger } from "pino";
 import { ArtifactConflictError, type ArtifactService } from "../domain/artifacts.js";
 import { artifactNameProblem, isArtifactKind, parseRange } from "../domain/names.js";
+import { uploadTenant } from "../domain/tenancy.js";
 import { CorruptBlobError, TooLargeError } from "../store/blob-store.js";
 
-export type AppDeps = { artifacts: ArtifactService; logger: Logger; apiTokens: readonly string[]; health: HealthOptions };
+export type AppDeps = {
+  artifacts: ArtifactService;
+  logger: Logger;
+  /** Who a bearer token is: its name, tenant and scopes. */
+  tokens: TokenVerifier;
+  /** The tenant of a task, from its task.submitted event; undefined when the event stream does not know it. */
+  taskTenant: (taskId: string) => Promise<string | undefined>;
+  /** When set, /metrics needs it as a bearer token. */
+  metricsToken?: string;
+  health: HealthOptions;
+};
 
 const ArtifactSchema = Type.Object({
   id: Type.String(),
@@ -46,6 +60,9 @@ function contentDisposition(name: string): string {
  *   GET  /v1/artifacts/{id}                                                 metadata
  *   GET  /v1/artifacts/{id}/content                                         download (Range, ETag, If-None-Match)
  *   POST /v1/retention                                                      apply the retention policy (dryRun)
+ *
+ * Scopes: uploads `artifacts:write`, reads `artifacts:read`, retention `admin`. Every artifact
+ * belongs to its task's tenant: another tenant's artifact or task answers 404, as if it did not exist.
  */
 export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   const app = Fastify({
@@ -74,8 +91,20 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
-  installBearerAuth(app, deps.apiTokens);
-  installHealthRoutes(app, deps.health);
+  acceptEmptyJsonBodies(app);
+  installTokenAuth(app, deps.tokens);
+  installHealthRoutes(app, {
+    ...deps.health,
+    ...(deps.health.metrics ? { metrics: guardMetrics(deps.health.metrics, deps.metricsToken) } : {}),
+  });
+
+  const notFound = (id: string) => new HttpProblem(404, "artifact_not_found", `no artifact '${id}'`);
+  /** The artifact, when it exists and is the principal's tenant's. */
+  const requireArtifact = async (req: Parameters<typeof principalOf>[0], id: string) => {
+    const owned = await deps.artifacts.getOwned(id);
+    if (!owned || !canAccessTenant(principalOf(req), owned.tenant)) throw notFound(id);
+    return owned.artifact;
+  };
 
   await app.register(async (uploads) => {
     // Upload bodies are streamed to disk as they arrive, never buffered.
@@ -84,8 +113,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     uploads.put(
       "/v1/tasks/:taskId/attempts/:attempt/artifacts",
       {
+        config: { scope: "artifacts:write" },
         schema: {
-          summary: "Upload an artifact (the body is the raw content)",
+          summary: "Upload an artifact (the body is the raw content; scope artifacts:write)",
           params: Type.Object({ taskId: Type.String({ maxLength: 128 }), attempt: Type.String({ pattern: "^[0-9]{1,4}$" }) }),
           querystring: Type.Object({ name: Type.String({ maxLength: 1024 }), kind: Type.String({ maxLength: 32 }) }),
           response: { 200: ArtifactSchema, 201: ArtifactSchema },
@@ -101,8 +131,21 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
           throw new HttpProblem(422, "invalid_artifact_kind", "kind must be one of diff, log, test-report, transcript, other");
         const body = req.body as Readable | undefined;
         if (!body || typeof (body as Readable).pipe !== "function") throw new HttpProblem(400, "missing_body", "the request needs a body");
+        const tenant = uploadTenant(principalOf(req), await deps.taskTenant(taskId));
+        if (tenant === undefined) {
+          body.resume(); // drain what the client sends; nothing is stored
+          throw new HttpProblem(404, "task_not_found", `no task '${taskId}'`);
+        }
         const contentType = (req.headers["content-type"] ?? "application/octet-stream").slice(0, 255);
-        const { artifact, created } = await deps.artifacts.upload({ taskId, attempt: Number(attempt), name, kind, contentType, body });
+        const { artifact, created } = await deps.artifacts.upload({
+          taskId,
+          tenant,
+          attempt: Number(attempt),
+          name,
+          kind,
+          contentType,
+          body,
+        });
         return reply
           .code(created ? 201 : 200)
           .header("location", `/v1/artifacts/${artifact.id}`)
@@ -114,8 +157,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get(
     "/v1/tasks/:taskId/artifacts",
     {
+      config: { scope: "artifacts:read" },
       schema: {
-        summary: "List a task's artifacts",
+        summary: "List a task's artifacts (scope artifacts:read)",
         params: Type.Object({ taskId: Type.String({ maxLength: 128 }) }),
         querystring: Type.Object({ attempt: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })) }),
       },
@@ -123,34 +167,44 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     async (req) => {
       const { taskId } = req.params as { taskId: string };
       requireTaskId(taskId);
-      const attempt = (req.query as { attempt?: string }).attempt;
-      return { items: await deps.artifacts.listByTask(taskId, attempt === undefined ? undefined : Number(attempt)) };
+      const q = (req.query as { attempt?: string }).attempt;
+      const attempt = q === undefined ? undefined : Number(q);
+      const principal = principalOf(req);
+      const tenant = tenantFilter(principal);
+      const items = await deps.artifacts.listByTask(taskId, attempt, tenant);
+      if (items.length > 0 || tenant === undefined) return { items };
+      // nothing of the token's tenant: an empty list only for its own task, else the task does not exist for it
+      const taskTenant = await deps.taskTenant(taskId);
+      if (taskTenant === undefined || !canAccessTenant(principal, taskTenant))
+        throw new HttpProblem(404, "task_not_found", `no task '${taskId}'`);
+      return { items };
     },
   );
 
   app.get(
     "/v1/artifacts/:id",
-    { schema: { summary: "Artifact metadata", params: Type.Object({ id: Type.String({ maxLength: 64 }) }) } },
+    {
+      config: { scope: "artifacts:read" },
+      schema: { summary: "Artifact metadata (scope artifacts:read)", params: Type.Object({ id: Type.String({ maxLength: 64 }) }) },
+    },
     async (req) => {
       const { id } = req.params as { id: string };
-      const a = await deps.artifacts.get(id);
-      if (!a) throw new HttpProblem(404, "artifact_not_found", `no artifact '${id}'`);
-      return a;
+      return requireArtifact(req, id);
     },
   );
 
   app.get(
     "/v1/artifacts/:id/content",
     {
+      config: { scope: "artifacts:read" },
       schema: {
-        summary: "Download an artifact (supports Range and If-None-Match)",
+        summary: "Download an artifact (supports Range and If-None-Match; scope artifacts:read)",
         params: Type.Object({ id: Type.String({ maxLength: 64 }) }),
       },
     },
     async (req, reply) => {
       const { id } = req.params as { id: string };
-      const a = await deps.artifacts.get(id);
-      if (!a) throw new HttpProblem(404, "artifact_not_found", `no artifact '${id}'`);
+      const a = await requireArtifact(req, id);
       const etag = `"${a.sha256}"`;
       reply
         .header("etag", etag)
@@ -182,8 +236,14 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.post(
     "/v1/retention",
     {
+      config: { scope: "admin" },
+      // an empty body is a dry run with no criteria
+      preValidation: async (req) => {
+        if (req.body === undefined) req.body = {};
+      },
       schema: {
-        summary: "Apply the retention policy: artifacts older than maxAgeDays and beyond maxPerTask per task, then unreferenced blobs",
+        summary:
+          "Apply the retention policy (scope admin): artifacts older than maxAgeDays and beyond maxPerTask per task, then unreferenced blobs",
         body: Type.Object(
           {
             dryRun: Type.Boolean({ default: true }),

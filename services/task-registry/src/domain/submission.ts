@@ -8,11 +8,20 @@ import {
   type SecurityPolicy,
   type TaskSpec,
 } from "@codefleet/contracts";
+import {
+  type Admission,
+  canAccessTenant,
+  decideAdmission,
+  hasRepoUrlCredentials,
+  type Principal,
+  quotaLimitsAdmission,
+  type TenantQuota,
+} from "@codefleet/contracts/access";
 import type { Bus } from "@codefleet/contracts/bus";
 import { HttpProblem } from "@codefleet/contracts/runtime";
 import type { Context } from "@opentelemetry/api";
 import type { Db } from "../store/database.js";
-import { getTaskView } from "../store/task-queries.js";
+import { admitTask, forgetAdmission, getTaskView } from "../store/task-queries.js";
 import { decideCancel, evolve, type TaskView } from "./task-state.js";
 
 export const PRODUCER = "task-registry";
@@ -36,6 +45,16 @@ export function canonicalHash(value: unknown): string {
 
 export type SubmitResult = { task: TaskView; created: boolean };
 
+/** The tenant is at its quota: the HTTP layer answers 429 with Retry-After. */
+export class QuotaExceededError extends HttpProblem {
+  constructor(
+    readonly tenant: string,
+    readonly refusal: Extract<Admission, { kind: "refuse" }>,
+  ) {
+    super(429, "quota_exceeded", `quota exceeded: ${refusal.message}`, { tenant, limit: refusal.limit, max: refusal.max });
+  }
+}
+
 /**
  * The operator's policy on a schema-valid spec: the repository URL (no local paths outside the
  * allowed roots, no plain http, no git transport tricks, only allowed hosts) and the agent's
@@ -47,6 +66,15 @@ export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy):
   if (!repo.ok) throw new HttpProblem(422, repo.code, repo.message, { field: "/repo/url" });
   const agent = agentKeyProblem(spec.agent, policy.secretEndpoints);
   if (agent) throw new HttpProblem(422, agent.code, agent.message, { field: "/agent/baseUrl" });
+  // refused rather than stripped: a URL's credentials would reach events, views, spans and logs, and
+  // stripping them would run the task without the access its submitter expected
+  if (hasRepoUrlCredentials(spec.repo.url))
+    throw new HttpProblem(
+      422,
+      "repo_url_credentials_refused",
+      "repository URLs must not carry credentials (user:password@ or a token); the operator configures credentials per host",
+      { field: "/repo/url" },
+    );
 }
 
 /**
@@ -56,25 +84,27 @@ export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy):
  * double publish is de-duplicated.
  */
 export async function submitTask(
-  deps: { db: Db; bus: Bus },
+  deps: { db: Db; bus: Bus; quota?: (tenant: string) => Required<TenantQuota> },
   spec: TaskSpec,
-  opts: { idempotencyKey?: string; submittedBy?: string; ctx?: Context },
+  opts: { idempotencyKey?: string; submittedBy?: string; tenant: string; ctx?: Context },
 ): Promise<SubmitResult> {
   let taskId = newTaskId();
   let eventId = newEventId();
   let created = true;
+  const { tenant } = opts;
   if (opts.idempotencyKey) {
     const requestHash = canonicalHash(spec);
     const inserted = await deps.db
       .insertInto("idempotency_keys")
-      .values({ key: opts.idempotencyKey, task_id: taskId, event_id: eventId, request_hash: requestHash })
-      .onConflict((oc) => oc.column("key").doNothing())
+      .values({ tenant, key: opts.idempotencyKey, task_id: taskId, event_id: eventId, request_hash: requestHash })
+      .onConflict((oc) => oc.columns(["tenant", "key"]).doNothing())
       .returning("task_id")
       .executeTakeFirst();
     if (!inserted) {
       const existing = await deps.db
         .selectFrom("idempotency_keys")
         .selectAll()
+        .where("tenant", "=", tenant)
         .where("key", "=", opts.idempotencyKey)
         .executeTakeFirstOrThrow();
       if (existing.request_hash !== requestHash) {
@@ -89,6 +119,22 @@ export async function submitTask(
       if (view) return { task: view, created };
     }
   }
+  const quota = deps.quota?.(tenant);
+  const limited = quota !== undefined && quotaLimitsAdmission(quota);
+  if (quota && limited) {
+    const decision = await admitTask(deps.db, { taskId, tenant }, (counts) => decideAdmission(counts, quota));
+    if (decision.kind === "refuse") {
+      // a refused submission does not use up its Idempotency-Key
+      if (opts.idempotencyKey && created)
+        await deps.db
+          .deleteFrom("idempotency_keys")
+          .where("tenant", "=", tenant)
+          .where("key", "=", opts.idempotencyKey)
+          .where("task_id", "=", taskId)
+          .execute();
+      throw new QuotaExceededError(tenant, decision);
+    }
+  }
   const event = createEvent("task.submitted", {
     id: eventId,
     taskId,
@@ -96,30 +142,40 @@ export async function submitTask(
     data: {
       spec,
       submittedVia: "http",
+      tenant,
       ...(opts.submittedBy ? { submittedBy: opts.submittedBy } : {}),
       ...(opts.idempotencyKey ? { idempotencyKey: opts.idempotencyKey } : {}),
     },
   });
-  await deps.bus.publish(event, opts.ctx ? { ctx: opts.ctx } : {});
+  try {
+    await deps.bus.publish(event, opts.ctx ? { ctx: opts.ctx } : {});
+  } catch (err) {
+    if (limited) await forgetAdmission(deps.db, taskId).catch(() => undefined);
+    throw err;
+  }
   const view = evolve(undefined, event).state as TaskView;
   return { task: view, created };
 }
 
+/**
+ * Asks for a task's cancellation. The task must be the principal's tenant's (else it does not
+ * exist for them: 404); the event records who asked and the task's tenant.
+ */
 export async function requestCancel(
   deps: { db: Db; bus: Bus },
   taskId: string,
-  opts: { reason?: string; requestedBy?: string; ctx?: Context },
+  opts: { reason?: string; principal: Principal; ctx?: Context },
 ): Promise<TaskView> {
   const view = await getTaskView(deps.db, taskId);
-  if (!view) throw new HttpProblem(404, "task_not_found", `no task '${taskId}'`);
+  if (!view || !canAccessTenant(opts.principal, view.tenant)) throw new HttpProblem(404, "task_not_found", `no task '${taskId}'`);
   const decision = decideCancel(view);
   if (decision.kind === "reject")
     throw new HttpProblem(409, "task_finished", `cannot cancel: ${decision.reason}`, { taskStatus: view.status });
   const event = createEvent("task.cancel_requested", {
     taskId,
     producer: PRODUCER,
-    data: { ...(opts.reason ? { reason: opts.reason } : {}), ...(opts.requestedBy ? { requestedBy: opts.requestedBy } : {}) },
+    data: { ...(opts.reason ? { reason: opts.reason } : {}), requestedBy: opts.principal.name, tenant: view.tenant },
   });
   await deps.bus.publish(event, opts.ctx ? { ctx: opts.ctx } : {});
-  return { ...view, cancelRequested: true };
+  return { ...view, cancelRequested: true, cancelRequestedBy: opts.principal.name };
 }

@@ -2,11 +2,13 @@ import {
   type AttemptView,
   assertNever,
   type CodefleetEvent,
+  DEFAULT_TENANT,
   isFinalStatus,
   type PhaseView,
   resolveTaskSpec,
   type TaskView,
 } from "@codefleet/contracts";
+import { stripRepoUrlCredentials } from "@codefleet/contracts/access";
 
 /**
  * The task state machine, pure: `evolve` folds one event into the task's view. An event that would
@@ -31,18 +33,23 @@ export function traceIdFromTraceparent(traceparent: string | undefined): string 
 export function evolve(state: TaskView | undefined, event: CodefleetEvent): EvolveResult {
   if (event.type === "task.submitted") {
     if (state) return anomaly(state, "task.submitted for a task that already exists");
-    const spec = event.data.spec;
-    const resolved = resolveTaskSpec(spec, event.taskId);
+    const submitted = event.data.spec;
+    const resolved = resolveTaskSpec(submitted, event.taskId);
+    // the HTTP API refuses credentials in URLs; a bus submission may still carry them: never shown
+    const url = stripRepoUrlCredentials(submitted.repo.url);
+    const spec = url === submitted.repo.url ? submitted : { ...submitted, repo: { ...submitted.repo, url } };
     return ok({
       id: event.taskId,
       status: "queued",
       title: spec.title,
-      repo: spec.repo.ref === undefined ? { url: spec.repo.url } : { url: spec.repo.url, ref: spec.repo.ref },
+      repo: spec.repo.ref === undefined ? { url } : { url, ref: spec.repo.ref },
       agentKind: spec.agent.kind,
       labels: spec.labels ?? {},
       spec,
       submittedVia: event.data.submittedVia,
       submittedAt: event.occurredAt,
+      tenant: event.data.tenant ?? DEFAULT_TENANT,
+      ...(event.data.submittedBy ? { submittedBy: event.data.submittedBy } : {}),
       attempt: 0,
       phases: [],
       attempts: [],
@@ -50,6 +57,36 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       cancelRequested: false,
       artifacts: [],
       ...(traceIdFromTraceparent(event.metadata.traceparent) ? { traceId: traceIdFromTraceparent(event.metadata.traceparent) } : {}),
+      version: 0,
+      anomalies: 0,
+    });
+  }
+  if (event.type === "task.rejected") {
+    if (state) return anomaly(state, `task.rejected for a task that already exists (${state.status})`);
+    const d = event.data;
+    const traceId = traceIdFromTraceparent(event.metadata.traceparent);
+    return ok({
+      id: event.taskId,
+      status: "rejected",
+      title: d.title ?? "(rejected submission)",
+      repo: { url: d.repoUrl ?? "" },
+      agentKind: "unknown",
+      labels: {},
+      submittedVia: d.submittedVia ?? "bus",
+      submittedAt: event.occurredAt,
+      finishedAt: event.occurredAt,
+      tenant: d.tenant ?? DEFAULT_TENANT,
+      ...(d.submittedBy ? { submittedBy: d.submittedBy } : {}),
+      attempt: 0,
+      phases: [],
+      attempts: [],
+      branch: "",
+      cancelRequested: false,
+      artifacts: [],
+      failureReason: d.reason,
+      reasonCode: d.code,
+      rejection: { code: d.code, reason: d.reason, errors: d.errors },
+      ...(traceId ? { traceId } : {}),
       version: 0,
       anomalies: 0,
     });
@@ -68,9 +105,10 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
           finishedAt: event.occurredAt,
           failureReason: event.data.reason ?? "canceled before it started",
           reasonCode: "canceled",
+          ...(event.data.requestedBy ? { cancelRequestedBy: event.data.requestedBy } : {}),
         });
       }
-      return ok({ ...state, cancelRequested: true });
+      return ok({ ...state, cancelRequested: true, ...(event.data.requestedBy ? { cancelRequestedBy: event.data.requestedBy } : {}) });
     }
     case "run.started": {
       if (isFinalStatus(state.status))

@@ -139,6 +139,48 @@ describe("task state machine", () => {
     expect(r.state?.artifacts).toHaveLength(1);
   });
 
+  it("records the tenant and who submitted and who asked to cancel; old events without them are tenant default", () => {
+    const withWho = given(ev("task.submitted", { spec, submittedVia: "http", submittedBy: "ci-bot", tenant: "team-a" })).when(
+      ev("task.cancel_requested", { requestedBy: "alice", tenant: "team-a" }),
+    );
+    expect(withWho.state).toMatchObject({ tenant: "team-a", submittedBy: "ci-bot", cancelRequestedBy: "alice", status: "canceled" });
+    const old = given().when(submitted());
+    expect(old.state?.tenant).toBe("default");
+    expect(old.state?.submittedBy).toBeUndefined();
+  });
+
+  it("never shows repository credentials a bus submission carried", () => {
+    const url = "https://x-access-token:ghp_secret0123456789abcdefghij@git.example.com/a/b.git";
+    const r = given().when(ev("task.submitted", { spec: { ...spec, repo: { url, ref: "main" } }, submittedVia: "bus" }));
+    expect(r.state?.repo).toEqual({ url: "https://git.example.com/a/b.git", ref: "main" });
+    expect(r.state?.spec?.repo.url).toBe("https://git.example.com/a/b.git");
+    expect(JSON.stringify(r.state)).not.toContain("ghp_secret");
+  });
+
+  it("makes a rejected submission a final, rejected task with its errors", () => {
+    const rejected = ev("task.rejected", {
+      code: "invalid_event_data",
+      reason: "data of 'task.submitted' v1 is invalid",
+      errors: [{ path: "/data/spec/agent", message: "Expected union value" }],
+      submittedVia: "bus",
+      title: "broken",
+      tenant: "team-a",
+    });
+    const r = given().when(rejected);
+    expect(r.anomaly).toBeUndefined();
+    expect(r.state).toMatchObject({
+      status: "rejected",
+      title: "broken",
+      tenant: "team-a",
+      reasonCode: "invalid_event_data",
+      rejection: { code: "invalid_event_data", errors: [{ path: "/data/spec/agent", message: "Expected union value" }] },
+    });
+    expect(r.state?.finishedAt).toBeDefined();
+    expect(decideCancel(r.state as TaskView).kind).toBe("reject");
+    expect(given(submitted()).when(rejected).anomaly).toMatch(/task.rejected for a task that already exists/);
+    expect(given(rejected).when(submitted()).anomaly).toMatch(/already exists/);
+  });
+
   it("remembers the stream version and the default branch", () => {
     const g = given(submitted(), started(1));
     expect(g.state()?.version).toBe(2);

@@ -1,20 +1,27 @@
 import { isValidTaskId, type SecurityPolicy, TASK_STATUSES, TaskSpec, type TaskStatus } from "@codefleet/contracts";
+import {
+  acceptEmptyJsonBodies,
+  canAccessTenant,
+  guardMetrics,
+  installTokenAuth,
+  type Principal,
+  principalOf,
+  stripRepoUrlCredentials,
+  submissionTenant,
+  type TenantQuota,
+  type TokenVerifier,
+  tenantFilter,
+} from "@codefleet/contracts/access";
 import type { Bus } from "@codefleet/contracts/bus";
 import { contextFromFields } from "@codefleet/contracts/bus";
-import {
-  type HealthOptions,
-  HttpProblem,
-  installBearerAuth,
-  installErrorHandling,
-  installHealthRoutes,
-} from "@codefleet/contracts/runtime";
+import { type HealthOptions, HttpProblem, installErrorHandling, installHealthRoutes, sendProblem } from "@codefleet/contracts/runtime";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { type Context, context, trace } from "@opentelemetry/api";
 import { Type } from "@sinclair/typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { assertSubmissionAllowed, requestCancel, submitTask } from "../domain/submission.js";
+import { assertSubmissionAllowed, QuotaExceededError, requestCancel, submitTask } from "../domain/submission.js";
 import type { TaskView } from "../domain/task-state.js";
 import type { Db } from "../store/database.js";
 import { readTaskEvents } from "../store/event-store.js";
@@ -25,7 +32,14 @@ export type AppDeps = {
   db: Db;
   bus: Bus;
   logger: Logger;
-  apiTokens: readonly string[];
+  /** Who a bearer token is: its name, tenant and scopes. */
+  tokens: TokenVerifier;
+  /** A tenant's quota of queued and running tasks (0: no limit). */
+  quota: (tenant: string) => Required<TenantQuota>;
+  /** Retry-After of a 429 quota_exceeded. */
+  quotaRetryAfterSeconds: number;
+  /** When set, /metrics needs it as a bearer token. */
+  metricsToken?: string;
   bodyLimitBytes: number;
   artifactStorePublicUrl: string;
   /** What a task may name: repository URLs and agent endpoints (checked after the schema). */
@@ -43,6 +57,8 @@ const TaskViewSchema = Type.Object(
   {
     id: Type.String(),
     status: Type.Union(TASK_STATUSES.map((s) => Type.Literal(s))),
+    tenant: Type.String(),
+    submittedBy: Type.Optional(Type.String()),
     title: Type.String(),
     attempt: Type.Integer(),
     currentPhase: Type.Optional(Type.String()),
@@ -67,10 +83,21 @@ function requireTaskId(id: string): string {
   return id;
 }
 
-async function requireTask(db: Db, id: string): Promise<TaskView> {
+/** The task, when it exists and belongs to the principal's tenant: another tenant's task is 404, as if it did not exist. */
+async function requireTask(db: Db, id: string, principal: Principal): Promise<TaskView> {
   const view = await getTaskView(db, requireTaskId(id));
-  if (!view) throw new HttpProblem(404, "task_not_found", `no task '${id}'`);
+  if (!view || !canAccessTenant(principal, view.tenant)) throw new HttpProblem(404, "task_not_found", `no task '${id}'`);
   return view;
+}
+
+/** An event's data as the API shows it: repository credentials of a bus submission are never shown. */
+function shownEventData(type: string, data: unknown): unknown {
+  if (type !== "task.submitted") return data;
+  const d = data as { spec?: { repo?: { url?: unknown } } };
+  const url = d.spec?.repo?.url;
+  if (typeof url !== "string" || stripRepoUrlCredentials(url) === url) return data;
+  const spec = d.spec as { repo: { url: string } };
+  return { ...d, spec: { ...spec, repo: { ...spec.repo, url: stripRepoUrlCredentials(url) } } };
 }
 
 /** Builds the registry's HTTP API. It never listens: main.ts (or a test's inject) does. */
@@ -94,27 +121,43 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   });
   await app.register(swaggerUi, { routePrefix: "/docs" });
-  installBearerAuth(app, deps.apiTokens);
-  installHealthRoutes(app, deps.health);
+  acceptEmptyJsonBodies(app);
+  installTokenAuth(app, deps.tokens);
+  installHealthRoutes(app, {
+    ...deps.health,
+    ...(deps.health.metrics ? { metrics: guardMetrics(deps.health.metrics, deps.metricsToken) } : {}),
+  });
 
   app.post(
     "/v1/tasks",
     {
+      config: { scope: "tasks:submit" },
       schema: {
-        summary: "Submit a task",
+        summary: "Submit a task (scope tasks:submit); it belongs to the token's tenant",
         body: TaskSpec,
         headers: Type.Object({ "idempotency-key": Type.Optional(Type.String({ minLength: 1, maxLength: 200 })) }),
-        response: { 202: TaskViewSchema, 401: Problem, 413: Problem, 422: Problem },
+        response: { 202: TaskViewSchema, 401: Problem, 403: Problem, 413: Problem, 422: Problem, 429: Problem },
       },
     },
     async (req, reply) => {
       const key = req.headers["idempotency-key"];
       const spec = req.body as TaskSpec;
+      const principal = principalOf(req);
       assertSubmissionAllowed(spec, deps.securityPolicy);
-      const { task, created } = await submitTask(deps, spec, {
-        ...(typeof key === "string" ? { idempotencyKey: key } : {}),
-        ctx: traceCtx(req),
-      });
+      let result: Awaited<ReturnType<typeof submitTask>>;
+      try {
+        result = await submitTask(deps, spec, {
+          ...(typeof key === "string" ? { idempotencyKey: key } : {}),
+          tenant: submissionTenant(principal),
+          submittedBy: principal.name,
+          ctx: traceCtx(req),
+        });
+      } catch (err) {
+        if (!(err instanceof QuotaExceededError)) throw err;
+        reply.header("retry-after", String(deps.quotaRetryAfterSeconds));
+        return sendProblem(reply, 429, err.code, err.message, err.extra);
+      }
+      const { task, created } = result;
       return reply
         .code(202)
         .header("location", `/v1/tasks/${task.id}`)
@@ -126,8 +169,9 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
   app.get(
     "/v1/tasks",
     {
+      config: { scope: "tasks:read" },
       schema: {
-        summary: "List tasks, newest first",
+        summary: "List the token's tenant's tasks, newest first (scope tasks:read); items carry no spec",
         querystring: Type.Object({
           status: Type.Optional(Type.String({ description: "comma-separated statuses" })),
           repo: Type.Optional(Type.String({ maxLength: 2048 })),
@@ -151,8 +195,10 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         labels[l.slice(0, i)] = l.slice(i + 1);
       }
       const limit = Math.min(Math.max(Number(q.limit ?? 50), 1), 200);
+      const tenant = tenantFilter(principalOf(req));
       const page = await listTaskViews(deps.db, {
         limit,
+        ...(tenant === undefined ? {} : { tenant }),
         ...(status.length ? { status: status as TaskStatus[] } : {}),
         ...(q.repo ? { repo: q.repo } : {}),
         ...(Object.keys(labels).length ? { labels } : {}),
@@ -164,40 +210,51 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
 
   app.get(
     "/v1/tasks/:id",
-    { schema: { summary: "A task's current view", params: TaskIdParam, response: { 200: TaskViewSchema, 404: Problem } } },
+    {
+      config: { scope: "tasks:read" },
+      schema: { summary: "A task's current view (scope tasks:read)", params: TaskIdParam, response: { 200: TaskViewSchema, 404: Problem } },
+    },
     async (req) => {
       const { id } = req.params as { id: string };
-      return requireTask(deps.db, id);
+      return requireTask(deps.db, id, principalOf(req));
     },
   );
 
-  app.get("/v1/tasks/:id/events", { schema: { summary: "The task's raw event history, in order", params: TaskIdParam } }, async (req) => {
-    const { id } = req.params as { id: string };
-    await requireTask(deps.db, id);
-    const rows = await readTaskEvents(deps.db, id);
-    return {
-      items: rows.map((r) => ({
-        position: r.position,
-        streamVersion: r.stream_version,
-        id: r.event_id,
-        type: r.type,
-        version: r.schema_version,
-        attempt: r.attempt,
-        occurredAt: new Date(r.occurred_at).toISOString(),
-        recordedAt: new Date(r.recorded_at).toISOString(),
-        data: r.data,
-        metadata: r.metadata,
-        ...(r.anomaly ? { anomaly: r.anomaly } : {}),
-      })),
-    };
-  });
+  app.get(
+    "/v1/tasks/:id/events",
+    {
+      config: { scope: "tasks:read" },
+      schema: { summary: "The task's raw event history, in order: who did what (scope tasks:read)", params: TaskIdParam },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      await requireTask(deps.db, id, principalOf(req));
+      const rows = await readTaskEvents(deps.db, id);
+      return {
+        items: rows.map((r) => ({
+          position: r.position,
+          streamVersion: r.stream_version,
+          id: r.event_id,
+          type: r.type,
+          version: r.schema_version,
+          attempt: r.attempt,
+          occurredAt: new Date(r.occurred_at).toISOString(),
+          recordedAt: new Date(r.recorded_at).toISOString(),
+          data: shownEventData(r.type, r.data),
+          metadata: r.metadata,
+          ...(r.anomaly ? { anomaly: r.anomaly } : {}),
+        })),
+      };
+    },
+  );
 
   app.post(
     "/v1/tasks/:id/cancel",
     {
+      config: { scope: "tasks:cancel" },
       schema: {
-        summary: "Request cancellation",
-        description: 'Optional JSON body: { "reason": "..." }',
+        summary: "Request cancellation (scope tasks:cancel)",
+        description: 'Optional JSON body: { "reason": "..." }; an empty body is fine',
         params: TaskIdParam,
         response: { 202: TaskViewSchema, 404: Problem, 409: Problem },
       },
@@ -209,32 +266,46 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         throw new HttpProblem(422, "invalid_request", "body must be { reason?: string (at most 2000 characters) }");
       }
       const reason = typeof body.reason === "string" ? body.reason : undefined;
-      const view = await requestCancel(deps, requireTaskId(id), { ...(reason ? { reason } : {}), ctx: traceCtx(req) });
+      const view = await requestCancel(deps, requireTaskId(id), {
+        ...(reason ? { reason } : {}),
+        principal: principalOf(req),
+        ctx: traceCtx(req),
+      });
       return reply.code(202).send(view);
     },
   );
 
-  app.get("/v1/tasks/:id/artifacts", { schema: { summary: "Artifacts stored for the task", params: TaskIdParam } }, async (req) => {
-    const { id } = req.params as { id: string };
-    const view = await requireTask(deps.db, id);
-    const base = deps.artifactStorePublicUrl.replace(/\/$/, "");
-    return {
-      items: view.artifacts.map((a) => ({ ...a, downloadUrl: `${base}/v1/artifacts/${a.artifactId}/content` })),
-    };
-  });
+  app.get(
+    "/v1/tasks/:id/artifacts",
+    {
+      // the same metadata as the view's `artifacts`; downloading them needs artifacts:read at the artifact-store
+      config: { scope: "tasks:read" },
+      schema: { summary: "Artifacts stored for the task, with download links (scope tasks:read)", params: TaskIdParam },
+    },
+    async (req) => {
+      const { id } = req.params as { id: string };
+      const view = await requireTask(deps.db, id, principalOf(req));
+      const base = deps.artifactStorePublicUrl.replace(/\/$/, "");
+      return {
+        items: view.artifacts.map((a) => ({ ...a, downloadUrl: `${base}/v1/artifacts/${a.artifactId}/content` })),
+      };
+    },
+  );
 
   app.get(
     "/v1/tasks/:id/logs",
     {
+      config: { scope: "tasks:read" },
       schema: {
-        summary: "The task's log: live over SSE (Accept: text/event-stream, resumable with Last-Event-ID), or the text so far",
+        summary:
+          "The task's log (scope tasks:read): live over SSE (Accept: text/event-stream, resumable with Last-Event-ID), or the text so far",
         params: TaskIdParam,
         querystring: Type.Object({ attempt: Type.Optional(Type.String({ pattern: "^[0-9]{1,4}$" })) }),
       },
     },
     async (req, reply) => {
       const { id } = req.params as { id: string };
-      await requireTask(deps.db, id);
+      await requireTask(deps.db, id, principalOf(req));
       const attempt = (req.query as { attempt?: string }).attempt;
       await streamTaskLogs(
         { ...deps.logTail, bus: deps.bus, db: deps.db },

@@ -1,7 +1,9 @@
-import { type CodefleetEvent, errorMessage, parseEvent } from "@codefleet/contracts";
+import { type CodefleetEvent, type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/contracts";
 import type { Bus, Delivery, Subscription } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
 import type { Meter } from "@opentelemetry/api";
+import { rejectionFor } from "../domain/rejection.js";
+import { PRODUCER } from "../domain/submission.js";
 import { type Db, isTransientDbError } from "../store/database.js";
 import { type AppendResult, appendEvents } from "../store/event-store.js";
 
@@ -14,6 +16,9 @@ export type IngestorOptions = {
   /** Called after each committed batch (e.g. to wake live readers). */
   onCommitted?: (result: AppendResult) => void;
 };
+
+/** What the ingestion consumer reads: an event, or the rejection of an invalid submission. */
+type Ingested = { event: CodefleetEvent } | { rejection: CodefleetEventOf<"task.rejected"> };
 
 /**
  * Feeds every codefleet event from JetStream into the event store and projections: one
@@ -35,19 +40,46 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
   });
   const c = bus.topology.consumers.registryIngest;
 
-  return bus.consumeBatches<CodefleetEvent>({
+  const rejected = meter.createCounter("codefleet_registry_submissions_rejected_total", {
+    description: "invalid task.submitted messages recorded as task.rejected",
+  });
+
+  return bus.consumeBatches<Ingested>({
     stream: c.stream,
     durable: c.durable,
     filter: c.filter,
     description: "task-registry: event store and projections",
-    decode: (data) => parseEvent(data),
-    spanName: (e) => `ingest ${e.type}`,
+    // An invalid task.submitted whose task id can be read is recorded as task.rejected (published
+    // below, on the task's own subject); any other invalid message is dead-lettered by the bus.
+    decode: (data, subject): Ingested => {
+      try {
+        return { event: parseEvent(data) };
+      } catch (err) {
+        const rejection = rejectionFor(data, subject, err, { namespace: bus.topology.namespace, producer: PRODUCER });
+        if (!rejection) throw err;
+        return { rejection };
+      }
+    },
+    spanName: (v) => ("event" in v ? `ingest ${v.event.type}` : "reject task.submitted"),
     batchSize: opts.batchSize,
     maxDeliver: 20,
     ackWaitMs: 30_000,
     maxAckPending: opts.batchSize * 4,
-    handleBatch: async (batch: readonly Delivery<CodefleetEvent>[]) => {
-      const incoming = batch.map((d) => ({ event: d.value, natsStream: c.stream, natsSeq: d.ctx.streamSequence }));
+    handleBatch: async (batch: readonly Delivery<Ingested>[]) => {
+      const events: Delivery<CodefleetEvent>[] = [];
+      for (const d of batch) {
+        if ("event" in d.value) {
+          events.push({ value: d.value.event, ctx: d.ctx });
+          continue;
+        }
+        const r = d.value.rejection;
+        // published, not appended here: the rejection reaches its subject (for the dispatcher) and is ingested from there
+        const published = await bus.publish(r, { ctx: d.ctx.traceContext });
+        if (!published.duplicate) rejected.add(1);
+        log.warn({ taskId: r.taskId, code: r.data.code, errors: r.data.errors.length }, "invalid task.submitted recorded as task.rejected");
+      }
+      if (events.length === 0) return;
+      const incoming = events.map((d) => ({ event: d.value, natsStream: c.stream, natsSeq: d.ctx.streamSequence }));
       let attempt = 0;
       for (;;) {
         try {
@@ -56,7 +88,7 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
           duplicates.add(result.duplicates);
           anomalies.add(result.anomalies.length);
           const now = Date.now();
-          for (const d of batch) lag.record(Math.max(0, now - Date.parse(d.value.occurredAt)));
+          for (const d of events) lag.record(Math.max(0, now - Date.parse(d.value.occurredAt)));
           for (const a of result.anomalies)
             log.warn({ taskId: a.taskId, eventId: a.eventId, anomaly: a.reason }, "event stored as anomaly");
           opts.onCommitted?.(result);

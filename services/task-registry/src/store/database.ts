@@ -2,6 +2,7 @@ import { createKysely, isTransientDbError, runMigrations } from "@codefleet/cont
 import type { ColumnType, Generated, Kysely, Migration, Selectable } from "kysely";
 import type { TaskView } from "../domain/task-state.js";
 import * as initial from "./migrations/2026-11-23T00-00-initial.js";
+import * as tenancy from "./migrations/2026-12-01T00-00-tenancy.js";
 
 export type EventsTable = {
   position: Generated<number>;
@@ -24,6 +25,7 @@ export type EventsTable = {
 export type TasksTable = {
   task_id: string;
   status: string;
+  tenant: ColumnType<string, string | undefined, string>;
   repo_url: string;
   labels: ColumnType<Record<string, string>, string, string>;
   submitted_at: ColumnType<Date, string, string>;
@@ -34,6 +36,7 @@ export type TasksTable = {
 };
 
 export type IdempotencyKeysTable = {
+  tenant: ColumnType<string, string | undefined, string>;
   key: string;
   task_id: string;
   event_id: string;
@@ -41,10 +44,18 @@ export type IdempotencyKeysTable = {
   created_at: Generated<Date>;
 };
 
+/** A submission admitted under its tenant's quota, until its task.submitted is projected. */
+export type AdmissionsTable = {
+  task_id: string;
+  tenant: string;
+  admitted_at: Generated<Date>;
+};
+
 export type Database = {
   events: EventsTable;
   tasks: TasksTable;
   idempotency_keys: IdempotencyKeysTable;
+  admissions: AdmissionsTable;
 };
 
 export type StoredEventRow = Selectable<EventsTable>;
@@ -52,6 +63,7 @@ export type Db = Kysely<Database>;
 
 const migrations: Record<string, Migration> = {
   "2026-11-23T00-00-initial": initial,
+  "2026-12-01T00-00-tenancy": tenancy,
 };
 
 export function createDatabase(opts: { url: string; schema: string; maxConnections?: number }): { db: Db } {

@@ -94,6 +94,7 @@ export async function upsertTaskRows(db: Db, views: readonly TaskView[]): Promis
     const rows = views.slice(i, i + 500).map((view) => ({
       task_id: view.id,
       status: view.status,
+      tenant: view.tenant,
       repo_url: view.repo.url,
       labels: JSON.stringify(view.labels),
       submitted_at: view.submittedAt,

@@ -1,4 +1,4 @@
-import type { TaskStatus } from "@codefleet/contracts";
+import type { TaskStatus, TaskSummary } from "@codefleet/contracts";
 import { sql } from "kysely";
 import type { TaskView } from "../domain/task-state.js";
 import type { Db } from "./database.js";
@@ -9,6 +9,8 @@ export async function getTaskView(db: Db, taskId: string): Promise<TaskView | un
 }
 
 export type TaskFilter = {
+  /** Only this tenant's tasks; absent: every tenant's. */
+  tenant?: string;
   status?: TaskStatus[];
   repo?: string;
   labels?: Record<string, string>;
@@ -32,9 +34,13 @@ export function decodeCursor(raw: string): Cursor | undefined {
   }
 }
 
-/** Newest first, keyset-paginated on (submitted_at, task_id): stable while tasks keep arriving. */
-export async function listTaskViews(db: Db, f: TaskFilter): Promise<{ items: TaskView[]; nextCursor?: string }> {
-  let q = db.selectFrom("tasks").select(["view", "submitted_at", "task_id"]);
+/**
+ * Newest first, keyset-paginated on (submitted_at, task_id): stable while tasks keep arriving.
+ * Items are summaries: the spec (up to megabytes of prompt and patches) is left in the database.
+ */
+export async function listTaskViews(db: Db, f: TaskFilter): Promise<{ items: TaskSummary[]; nextCursor?: string }> {
+  let q = db.selectFrom("tasks").select([sql<TaskSummary>`view - 'spec'`.as("view"), "submitted_at", "task_id"]);
+  if (f.tenant !== undefined) q = q.where("tenant", "=", f.tenant);
   if (f.status?.length) q = q.where("status", "in", f.status);
   if (f.repo) q = q.where("repo_url", "=", f.repo);
   if (f.labels && Object.keys(f.labels).length > 0) q = q.where(sql<boolean>`labels @> ${JSON.stringify(f.labels)}::jsonb`);
@@ -55,4 +61,55 @@ export async function listTaskViews(db: Db, f: TaskFilter): Promise<{ items: Tas
       ? { nextCursor: encodeCursor({ s: new Date(last.submitted_at).toISOString(), id: last.task_id }) }
       : {}),
   };
+}
+
+/** The class of the per-tenant admission locks (a two-key advisory lock: class, hash of the tenant). */
+const ADMISSION_LOCK_CLASS = 0x0c0f_7e1a;
+
+/**
+ * Admits a new task of a tenant under its quota, atomically across registry replicas: under a
+ * per-tenant lock, counts its queued and running tasks plus admissions whose task.submitted is not
+ * projected yet, asks `decide`, and records the admission when it says yes. Admissions older than
+ * ten minutes (a publish that never arrived) stop counting.
+ */
+export async function admitTask<R extends { kind: "admit" } | { kind: "refuse" }>(
+  db: Db,
+  input: { taskId: string; tenant: string },
+  decide: (counts: { queued: number; running: number }) => R,
+): Promise<R> {
+  return db.transaction().execute(async (trx) => {
+    // two-key advisory locks do not collide with the single-key ones other services take
+    await sql`select pg_advisory_xact_lock(${ADMISSION_LOCK_CLASS}, hashtext(${input.tenant}))`.execute(trx);
+    await trx
+      .deleteFrom("admissions")
+      .where("tenant", "=", input.tenant)
+      .where((eb) =>
+        eb.or([
+          eb("admitted_at", "<", sql<Date>`now() - interval '10 minutes'`),
+          eb.exists(eb.selectFrom("tasks").select("tasks.task_id").whereRef("tasks.task_id", "=", "admissions.task_id")),
+        ]),
+      )
+      .execute();
+    const already = await trx.selectFrom("admissions").select("task_id").where("task_id", "=", input.taskId).executeTakeFirst();
+    if (already) return { kind: "admit" } as R;
+    // one statement, so one snapshot: a task projected meanwhile counts once, as a task or as an admission
+    const counts = await sql<{ queued: number; running: number; pending: number }>`
+      select
+        (select count(*) from tasks where tenant = ${input.tenant} and status = 'queued')::int as queued,
+        (select count(*) from tasks where tenant = ${input.tenant} and status = 'running')::int as running,
+        (select count(*) from admissions a
+          where a.tenant = ${input.tenant}
+            and a.admitted_at >= now() - interval '10 minutes'
+            and not exists (select 1 from tasks t where t.task_id = a.task_id))::int as pending`
+      .execute(trx)
+      .then((r) => r.rows[0] ?? { queued: 0, running: 0, pending: 0 });
+    const decision = decide({ queued: Number(counts.queued) + Number(counts.pending), running: Number(counts.running) });
+    if (decision.kind === "admit") await trx.insertInto("admissions").values({ task_id: input.taskId, tenant: input.tenant }).execute();
+    return decision;
+  });
+}
+
+/** Forgets an admission whose publish failed, so that it does not count against the quota. */
+export async function forgetAdmission(db: Db, taskId: string): Promise<void> {
+  await db.deleteFrom("admissions").where("task_id", "=", taskId).execute();
 }

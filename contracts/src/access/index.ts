@@ -1,0 +1,3 @@
+export * from "./http.js";
+export * from "./repo-credentials.js";
+export * from "./tokens.js";
