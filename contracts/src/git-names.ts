@@ -6,7 +6,8 @@ export const GIT_REF_PATTERN = "^(?!-)(?!.*\\.\\.)(?!.*@\\{)(?!.*//)(?!/)[A-Za-z
 const GIT_REF_RE = new RegExp(GIT_REF_PATTERN);
 
 export function isSafeGitRef(name: string): boolean {
-  return GIT_REF_RE.test(name) && name !== "@" && !name.split("/").some((part) => part.startsWith("."));
+  // git-check-ref-format's per-component rules, which the pattern checks only for the whole name
+  return GIT_REF_RE.test(name) && name !== "@" && !name.split("/").some((part) => part.startsWith(".") || part.endsWith(".lock"));
 }
 
 /** Why a ref name is refused, for error messages; undefined when it is fine. */

@@ -61,8 +61,16 @@ export function parseRemoteUrl(raw: string): RemoteUrl {
     throw new GitError("invalid_repo_url", "file:// URLs must be absolute paths (file:///path)", "");
   let embedded: GitCredentials | undefined;
   if (parsed.username || parsed.password) {
-    embedded = { username: decodeURIComponent(parsed.username) || "x-access-token", password: decodeURIComponent(parsed.password) };
-    if (!parsed.password) embedded = { username: "x-access-token", password: decodeURIComponent(parsed.username) };
+    // a malformed escape in the user info (`https://%zz@host/`) is the submitter's error, not ours to retry
+    const decode = (s: string) => {
+      try {
+        return decodeURIComponent(s);
+      } catch {
+        throw new GitError("invalid_repo_url", "repository URL has an invalid percent-encoding in its user name or password", "");
+      }
+    };
+    embedded = { username: decode(parsed.username) || "x-access-token", password: decode(parsed.password) };
+    if (!parsed.password) embedded = { username: "x-access-token", password: decode(parsed.username) };
     parsed.username = "";
     parsed.password = "";
   }
@@ -260,7 +268,8 @@ export function createGitRunner(opts: {
   };
 }
 
-function classifyGitError(command: string, stderr: string, timedOut: boolean): GitError {
+/** Maps a failed git command's (masked) stderr to a stable code and its retry meaning. Pure. */
+export function classifyGitError(command: string, stderr: string, timedOut: boolean): GitError {
   if (timedOut) return new GitError("git_timeout", `git ${command} timed out`, stderr, true);
   const s = stderr.toLowerCase();
   if (s.includes("repository not exported"))
@@ -269,14 +278,17 @@ function classifyGitError(command: string, stderr: string, timedOut: boolean): G
     s.includes("could not read username") ||
     s.includes("authentication failed") ||
     s.includes("permission denied (publickey)") ||
-    s.includes("access denied")
+    s.includes("access denied") ||
+    // an HTTP 401/403 ("unable to access '…': The requested URL returned error: 403") is no outage to retry
+    /returned error: 40[13]\b/.test(s)
   ) {
     return new GitError("git_auth_failed", `git ${command}: authentication failed`, stderr);
   }
   if (
     (s.includes("not found") && s.includes("repository")) ||
     s.includes("does not appear to be a git repository") ||
-    s.includes("not a git repository")
+    s.includes("not a git repository") ||
+    /returned error: 404\b/.test(s)
   ) {
     return new GitError("repo_not_found", `git ${command}: not a git repository: ${stderr.split("\n").pop()}`, stderr);
   }

@@ -35,7 +35,7 @@ const xml = new XMLParser({
   maxNestedTags: 64,
   stopNodes: TEXT_ELEMENTS.map((name) => `..${name}`),
   jPath: false,
-  isArray: (name) => name === "testsuite" || name === "testcase",
+  isArray: (name, _path, _leaf, isAttribute) => !isAttribute && (name === "testsuite" || name === "testcase"),
 });
 
 type XmlNode = Record<string, unknown>;
