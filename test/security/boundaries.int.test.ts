@@ -112,6 +112,18 @@ describe("repository URLs and git credentials", () => {
   });
 });
 
+describe("credentials in repository URLs", () => {
+  it("refuses a bus submission whose URL carries a token, and the token reaches no view", async () => {
+    const token = "ghp_inTheUrl0123456789abcdefABCDEFabcd";
+    const url = p.daemon.url("sample.git").replace("git://", `https://x-access-token:${token}@`);
+    const id = await publishOnBus(scriptTask(p, ["true"], { repo: { url } }));
+    const view = await p.finished(id, 60_000);
+    expect(view).toMatchObject({ status: "failed", reasonCode: "repo_url_credentials_refused" });
+    expect(JSON.stringify(view)).not.toContain(token);
+    expect((await problem(await p.submit(scriptTask(p, ["true"], { repo: { url } })))).status).toBe(422);
+  });
+});
+
 describe("secrets", () => {
   it("refuses to push a change that holds a task secret (plain, base64 or URL-encoded) and masks the stored diff", async () => {
     const cases: [string, string][] = [

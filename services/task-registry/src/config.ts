@@ -41,6 +41,11 @@ export const RegistryEnv = Type.Object({
   ),
   BODY_LIMIT_BYTES: Type.Integer({ default: 1024 * 1024, minimum: 1024, description: "largest request body accepted (413 beyond)" }),
   INGEST_BATCH_SIZE: Type.Integer({ default: 256, minimum: 1, maximum: 5000 }),
+  INGEST_MAX_BYTES: Type.Integer({
+    default: 64 * 1024 * 1024,
+    minimum: 9 * 1024 * 1024,
+    description: "bytes of events the ingestion pulls ahead at most (above the 8 MiB largest event)",
+  }),
   NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], { default: "file" }),
   LOG_LEVEL: Type.String({ default: "info" }),
   CODEFLEET_REPO_FILE_ROOTS: Type.Optional(

@@ -32,7 +32,14 @@ export async function startRegistry(
   });
   const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, storage: config.NATS_STORAGE });
   await bus.ensureStreams();
-  const ingestion = await startIngestor({ bus, db, log, meter: telemetry.meter, batchSize: config.INGEST_BATCH_SIZE });
+  const ingestion = await startIngestor({
+    bus,
+    db,
+    log,
+    meter: telemetry.meter,
+    batchSize: config.INGEST_BATCH_SIZE,
+    maxBytes: config.INGEST_MAX_BYTES,
+  });
   observeConsumerBacklog(bus, telemetry);
 
   // with the artifact-store reachable, logs older than the live stream are served from the stored task.log

@@ -12,6 +12,7 @@ import {
   isCodefleetError,
   resolveTaskSpec,
 } from "@codefleet/contracts";
+import { hasRepoUrlCredentials, stripRepoUrlCredentials } from "@codefleet/contracts/access";
 import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
 import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
@@ -332,7 +333,7 @@ async function startAttemptSpan(deps: AttemptDeps, input: AttemptInput, spec: Re
       attributes: {
         "codefleet.task_id": taskId,
         "codefleet.attempt": input.attempt,
-        "codefleet.repo": spec.repo.url,
+        "codefleet.repo": stripRepoUrlCredentials(spec.repo.url),
         "codefleet.agent_kind": spec.agent.kind,
         "codefleet.runner_id": deps.settings.runnerId,
       },
@@ -412,6 +413,9 @@ function releaseLater(
  * the registry's checks.
  */
 function refuseByPolicy(spec: ResolvedTaskSpec, policy: SecurityPolicy): void {
+  // credentials come from the operator's per-host configuration, never from a task
+  if (hasRepoUrlCredentials(spec.repo.url))
+    throw fail("repo_url_credentials_refused", "the repository URL carries credentials: configure them for its host instead");
   const url = checkRepoUrl(spec.repo.url, policy.repoUrls);
   if (!url.ok) throw fail(url.code, url.message);
   const key = agentKeyProblem(spec.agent, policy.secretEndpoints);

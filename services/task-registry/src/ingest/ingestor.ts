@@ -13,6 +13,8 @@ export type IngestorOptions = {
   log: Logger;
   meter: Meter;
   batchSize: number;
+  /** Bytes of events the ingestion holds from the server at most. */
+  maxBytes?: number;
   /** Called after each committed batch (e.g. to wake live readers). */
   onCommitted?: (result: AppendResult) => void;
 };
@@ -62,6 +64,7 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
     },
     spanName: (v) => ("event" in v ? `ingest ${v.event.type}` : "reject task.submitted"),
     batchSize: opts.batchSize,
+    ...(opts.maxBytes ? { maxBytes: opts.maxBytes } : {}),
     maxDeliver: 20,
     ackWaitMs: 30_000,
     maxAckPending: opts.batchSize * 4,
