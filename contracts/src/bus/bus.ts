@@ -89,7 +89,7 @@ export type ConsumeOptions<T> = CommonConsumeOptions<T> & {
 
 export type ConsumeBatchOptions<T> = CommonConsumeOptions<T> & {
   batchSize?: number;
-  /** Bytes buffered from the server at most (besides `batchSize * 2` messages): large events cannot pile up in memory. */
+  /** Bytes buffered from the server at most (instead of `batchSize * 2` messages): large events cannot pile up in memory. */
   maxBytes?: number;
   /** All or nothing: resolving acks every message of the batch. A batch that throws is retried one message at a time. */
   handleBatch: (batch: readonly Delivery<T>[]) => Promise<void>;
@@ -371,11 +371,12 @@ export class Bus {
     const batchSize = opts.batchSize ?? 256;
     const abort = new AbortController();
     const inFlight = new Set<Promise<void>>();
-    const messages = await consumer.consume({
-      max_messages: batchSize * 2,
-      ...(opts.maxBytes ? { max_bytes: opts.maxBytes } : {}),
-      expires: opts.pullExpiresMs ?? 5000,
-    });
+    // by bytes or by messages (the client takes one or the other): bytes bound memory whatever the events' sizes
+    const messages = await consumer.consume(
+      opts.maxBytes
+        ? { max_bytes: opts.maxBytes, expires: opts.pullExpiresMs ?? 5000 }
+        : { max_messages: batchSize * 2, expires: opts.pullExpiresMs ?? 5000 },
+    );
     const queue: JsMsg[] = [];
     let wake: (() => void) | undefined;
     let ended = false;
