@@ -18,8 +18,40 @@ import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { startRepoPool } from "@codefleet/repo-pool/service";
 import { createTestDatabase, createTestRepo, removeDataDir, startNats, startPostgres, testNamespace } from "@codefleet/test/support";
 import { loadRunnerConfig } from "../services/runner/src/config.js";
+import type { DockerDriver } from "../services/runner/src/execution/docker-driver.js";
 import { startRunner } from "../services/runner/src/service.js";
 import { fmt, header, knobs, summarize } from "./lib.js";
+
+/** The floor: from asking the engine for an exec in a running container (as the runner does) to the command running. */
+async function execFloor(driver: DockerDriver, n: number): Promise<number[]> {
+  const c = await driver.docker.createContainer({
+    Image: IMAGE,
+    Cmd: ["sleep", "infinity"],
+    User: "1000:1000",
+    HostConfig: { Init: true },
+  });
+  await c.start();
+  const out: number[] = [];
+  try {
+    for (let i = 0; i < n + 2; i++) {
+      const t0 = Date.now();
+      const exec = await c.exec({
+        Cmd: ["timeout", "-s", "KILL", "60", "sh", "-c", "date +%s%3N"],
+        AttachStdout: true,
+        AttachStderr: true,
+      });
+      const stream = await exec.start({ hijack: true, stdin: false });
+      const chunks: Buffer[] = [];
+      stream.on("data", (b: Buffer) => chunks.push(b));
+      await new Promise((r) => stream.on("end", r));
+      const ts = /(\d{13})/.exec(Buffer.concat(chunks).toString("latin1"))?.[1];
+      if (ts && i >= 2) out.push(Number(ts) - t0);
+    }
+  } finally {
+    await c.remove({ force: true });
+  }
+  return out;
+}
 
 const execFileP = promisify(execFile);
 const TASKS = Number(process.argv[process.argv.indexOf("--tasks") + 1] ?? 20) || 20;
@@ -100,6 +132,14 @@ async function main() {
   };
 
   await runTask(); // warm-up: creates the mirror and a warm slot
+  // a task arriving at an idle runner (the previous one's clean-up and the pool's refill are done)
+  const idle = [];
+  for (let i = 0; i < TASKS; i++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    idle.push(await runTask());
+  }
+  const idleStart = summarize(idle.map((s) => s.startMs));
+  // back to back: each task submitted as the one before finishes (its clean-up and the refill run meanwhile)
   const seq = [];
   for (let i = 0; i < TASKS; i++) seq.push(await runTask());
   const start = summarize(seq.map((s) => s.startMs));
@@ -126,8 +166,15 @@ async function main() {
     raw.push(performance.now() - t0);
   }
   const r = summarize(raw);
+  const floor = summarize(await execFloor(runner.driver as DockerDriver, 20));
   process.stdout.write(
-    `submit-ack → first command in the container: p50 ${fmt(start.p50)} p95 ${fmt(start.p95)} (n=${start.n}; anchors: Daytona 0.11 s, E2B 0.44 s)\n`,
+    `submit-ack → first command in the container, idle runner: p50 ${fmt(idleStart.p50)} p95 ${fmt(idleStart.p95)} (n=${idleStart.n}; anchors: Daytona 0.11 s, E2B 0.44 s) | ÷ floor: p50 ${(idleStart.p50 / floor.p50).toFixed(1)}x\n`,
+  );
+  process.stdout.write(
+    `submit-ack → first command in the container, back to back: p50 ${fmt(start.p50)} p95 ${fmt(start.p95)} (n=${start.n})\n`,
+  );
+  process.stdout.write(
+    `floor: a docker exec into a running container until its command runs, p50 ${fmt(floor.p50)} p95 ${fmt(floor.p95)} | first command ÷ floor: p50 ${(start.p50 / floor.p50).toFixed(1)}x, p95 ${(start.p95 / floor.p95).toFixed(1)}x\n`,
   );
   process.stdout.write(
     `whole task (fetch, implement, test, push, artifacts, clean-up): p50 ${fmt(total.p50)} p95 ${fmt(total.p95)} | raw docker run of the same work: p50 ${fmt(r.p50)} | overhead ratio ${(total.p50 / r.p50).toFixed(1)}x\n`,

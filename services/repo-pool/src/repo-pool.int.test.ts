@@ -54,7 +54,7 @@ beforeAll(async () => {
     GIT_CREDENTIALS_FILE: credentials,
     CODEFLEET_REPO_FILE_ROOTS: tmpdir(),
     CODEFLEET_REPO_HTTP_HOSTS: "127.0.0.1",
-    LOG_LEVEL: "error",
+    LOG_LEVEL: process.env.LOG_LEVEL ?? "error",
   };
   svc = await startRepoPool(loadRepoPoolConfig(env));
   nc = await connectNats({ servers: inject("natsUrl"), name: "repo-pool-test" });
@@ -123,6 +123,56 @@ describe("repo-pool against real git remotes", () => {
     const allocated = await get("slot.allocated");
     expect(allocated).toMatchObject({ taskId: o.taskId, attempt: 1, data: { slotId: a.slotId, commitSha: a.commitSha } });
     expect((await get("slot.released")).data).toMatchObject({ slotId: a.slotId, outcome: "recycled" });
+  });
+
+  it("hands a runner's reserved slot to a task by adopt, when the ref has not moved, with no events for the reservation", async () => {
+    const bus = await Bus.create(nc, { namespace: env.CODEFLEET_NAMESPACE });
+    const events = async (taskId: string) => {
+      let n = 0;
+      for (const type of ["slot.allocated", "slot.released"] as const) {
+        const m = await bus.jsm.streams
+          .getMessage(bus.topology.streams.events.name, { last_by_subj: bus.topology.subjects.event(taskId, type) })
+          .catch(() => null);
+        if (m) n++;
+      }
+      return n;
+    };
+    const reservation = { taskId: `warm-${newTaskId().toLowerCase()}`, attempt: 1 };
+    const r = await client.allocate({ repoUrl: repo.fileUrl, ref: "main", ...reservation, leaseTtlMs: 60_000, reservation: true });
+    expect((await client.status()).slots.reserved).toBeGreaterThanOrEqual(1);
+    await client.heartbeat({ slotId: r.slotId, ...reservation, leaseTtlMs: 60_000 });
+    // another runner's reservation id is not a key to it
+    const task = owner();
+    await expect(
+      client.adopt({
+        slotId: r.slotId,
+        reservation: { ...reservation, taskId: "warm-someone-else" },
+        repoUrl: repo.fileUrl,
+        ref: "main",
+        ...task,
+        leaseTtlMs: 60_000,
+      }),
+    ).rejects.toMatchObject({ code: "lease_lost" });
+    const adopted = await client.adopt({ slotId: r.slotId, reservation, repoUrl: repo.fileUrl, ref: "main", ...task, leaseTtlMs: 60_000 });
+    expect(adopted).toMatchObject({ slotId: r.slotId, commitSha: r.commitSha, warm: true });
+    // idempotent for the same attempt; the reservation no longer holds it
+    expect(
+      (await client.adopt({ slotId: r.slotId, reservation, repoUrl: repo.fileUrl, ref: "main", ...task, leaseTtlMs: 60_000 })).slotId,
+    ).toBe(r.slotId);
+    await expect(client.heartbeat({ slotId: r.slotId, ...reservation, leaseTtlMs: 1000 })).rejects.toMatchObject({ code: "lease_lost" });
+    await waitFor("slot.allocated of the task", async () => (await events(task.taskId)) === 1, 5000, 50);
+    expect(await events(reservation.taskId)).toBe(0);
+    await client.release({ slotId: r.slotId, ...task });
+
+    // the ref moved on since the slot was reserved: the task must start from the new commit
+    const stale = { taskId: `warm-${newTaskId().toLowerCase()}`, attempt: 1 };
+    const s = await client.allocate({ repoUrl: repo.fileUrl, ref: "main", ...stale, leaseTtlMs: 60_000, reservation: true });
+    await commitFile(repo, "MOVED.md", "moved\n");
+    await expect(
+      client.adopt({ slotId: s.slotId, reservation: stale, repoUrl: repo.fileUrl, ref: "main", ...owner(), leaseTtlMs: 60_000 }),
+    ).rejects.toMatchObject({ code: "slot_stale" });
+    await client.release({ slotId: s.slotId, ...stale });
+    expect(await events(stale.taskId)).toBe(0);
   });
 
   it("destroys a slot whose lease expired (its container may still be writing it)", async () => {

@@ -45,14 +45,14 @@ export const RunnerEnv = Type.Object({
   AGENT_PIDS_LIMIT: Type.Integer({ default: 512, minimum: 16 }),
   AGENT_IDLE_TIMEOUT_MS: Type.Integer({ default: 600_000, minimum: 1000, description: "no-output watchdog of the implement phase" }),
   WARM_CONTAINERS_MAX: Type.Integer({
-    default: 2,
+    default: 4,
     minimum: 0,
     maximum: 200,
     description:
       "containers made ahead of their tasks, each bound to a reserved slot (0: off); a sleeping container costs about 1-2 MB of memory, its slot one of repo-pool's",
   }),
   WARM_CONTAINERS_PER_CLASS: Type.Integer({
-    default: 1,
+    default: 2,
     minimum: 1,
     maximum: 50,
     description: "warm containers kept per class (repository and ref, image, network, limits)",

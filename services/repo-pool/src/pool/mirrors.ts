@@ -102,6 +102,32 @@ export class MirrorCache {
       .execute();
   }
 
+  /**
+   * The commit a ref points to upstream now, by one `ls-remote` (no fetch): what a reserved slot is
+   * checked against before a task adopts it. Undefined when the mirror is fresh enough to answer
+   * (the refresh window) or the remote does not say; a commit sha is its own answer.
+   */
+  async remoteSha(remote: RemoteUrl, ref?: string): Promise<string | undefined> {
+    if (ref && /^[0-9a-f]{40}$/.test(ref)) return ref;
+    const last = this.fetchedAt.get(this.keyOf(remote.clean));
+    if (last && this.deps.refreshMs > 0 && Date.now() - last < this.deps.refreshMs) return undefined;
+    const { file } = this.deps.access.check(remote.clean);
+    const credentials = this.deps.access.credentialsFor(remote);
+    const patterns = ref ? [`refs/heads/${ref}`, `refs/tags/${ref}`] : ["HEAD"];
+    const out = await this.deps.git.run(["ls-remote", "--", remote.clean, ...patterns], {
+      allowFileProtocol: file,
+      ...(credentials ? { credentials } : {}),
+      maxOutputBytes: 1024 * 1024,
+    });
+    const refs = new Map<string, string>();
+    for (const line of out.split("\n")) {
+      const [sha, name] = line.split("\t");
+      if (sha && name && /^[0-9a-f]{40}$/.test(sha)) refs.set(name, sha);
+    }
+    if (!ref) return refs.get("HEAD");
+    return refs.get(`refs/heads/${ref}`) ?? refs.get(`refs/tags/${ref}^{}`) ?? refs.get(`refs/tags/${ref}`);
+  }
+
   /** Resolves a branch, tag or commit in the mirror; the remote's default branch when no ref is given. */
   async resolve(m: Mirror, ref?: string): Promise<ResolvedRef> {
     const { git } = this.deps;

@@ -199,17 +199,23 @@ export class SlotPool {
     if (req.ref !== undefined) assertSafeRef(req.ref);
     const { db } = this.o;
     const leaseExpiresAt = this.leaseUntil(req.leaseTtlMs);
-    const mine = await this.updateIfOwned(req, { lease_expires_at: leaseExpiresAt });
-    if (mine) return this.result(mine, remote.clean, true, leaseExpiresAt);
-
-    const mirror = await this.o.mirrors.sync(remote, req.ref);
-    const resolved = await this.o.mirrors.resolve(mirror, req.ref);
     const row = await db.selectFrom("slots").selectAll().where("id", "=", req.slotId).executeTakeFirst();
+    // a retried adopt of the same attempt: the slot is already its own
+    if (row?.state === "leased" && row.task_id === req.taskId && row.attempt === req.attempt) {
+      const mine = await this.updateIfOwned(req, { lease_expires_at: leaseExpiresAt });
+      if (mine) return this.result(mine, remote.clean, true, leaseExpiresAt);
+    }
     const lost = () =>
       new PoolError("lease_lost", `slot ${req.slotId} is not reserved by ${req.reservation.taskId}`, { retry: { kind: "never" } });
     if (!row || row.state !== "leased" || !row.reserved || row.task_id !== req.reservation.taskId) throw lost();
-    if (row.repo_key !== mirror.key)
+    if (row.repo_key !== this.o.mirrors.keyOf(remote.clean))
       throw new PoolError("slot_mismatch", `slot ${req.slotId} holds another repository`, { retry: { kind: "never" } });
+    // One ls-remote says where the ref is now (no fetch: the slot has its commit already); the
+    // mirror answers when it is within its refresh window.
+    const upstream = await this.o.mirrors.remoteSha(remote, req.ref);
+    const resolved = upstream
+      ? { sha: upstream, ref: req.ref ?? row.ref ?? "" }
+      : await this.o.mirrors.resolve(await this.o.mirrors.sync(remote, req.ref), req.ref);
     if (row.commit_sha !== resolved.sha)
       throw new PoolError(
         "slot_stale",
@@ -236,7 +242,8 @@ export class SlotPool {
       .returningAll()
       .executeTakeFirst();
     if (!slot) throw lost();
-    await this.o.onEvent({ type: "slot.allocated", slot, taskId: req.taskId, attempt: req.attempt, repoUrl: remote.clean, warm: true });
+    // announced without holding up the task's first command (onEvent never throws)
+    void this.o.onEvent({ type: "slot.allocated", slot, taskId: req.taskId, attempt: req.attempt, repoUrl: remote.clean, warm: true });
     return this.result(slot, remote.clean, true, leaseExpiresAt);
   }
 

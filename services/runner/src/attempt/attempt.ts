@@ -22,7 +22,7 @@ import type { AgentImages, AgentNeeds } from "../agents/agent.js";
 import { type AgentRegistry, agentNeedsFor } from "../agents/registry.js";
 import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
 import { environmentKey } from "../execution/env-cache.js";
-import type { WarmClass, WarmPool } from "../execution/warm-pool.js";
+import type { WarmClass, WarmPool, WarmStart } from "../execution/warm-pool.js";
 import { LogStream } from "../logs/log-stream.js";
 import { fetchPhase } from "../phases/fetch.js";
 import { implementPhase } from "../phases/implement.js";
@@ -119,16 +119,31 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   const taskId = input.event.taskId;
   const attempt = input.attempt;
   const t0 = performance.now();
+  /** Milliseconds from the delivery to each step: where an attempt's start time went (in its last log line). */
   const marks: Record<string, number> = {};
   const mark = (name: string) => {
     marks[name] = Math.round(performance.now() - t0);
   };
+  const spec = resolveTaskSpec(input.event.data.spec, taskId);
+  const needs = agentNeedsFor(deps.agents, spec.agent, settings.images, settings.network);
+  // A warm container is asked for while the attempt is claimed: both are on the way to the first
+  // command. Nothing runs in it before the claim is ours; a skipped delivery gives it back.
+  const warmTake =
+    deps.warmPool && policyRefusal(spec, settings.security) === undefined
+      ? deps.warmPool.take(warmClassOf(spec, needs), { taskId, attempt }, input.traceContext).catch(() => undefined)
+      : undefined;
   const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId });
   mark("claimed");
-  if (typeof claimed === "string") return claimed;
+  if (typeof claimed === "string") {
+    const w = await warmTake;
+    if (w) {
+      await w.run.remove().catch(() => undefined);
+      releaseLater(deps, w.slot, { taskId, attempt }, undefined, input.traceContext, deps.log);
+    }
+    return claimed;
+  }
 
   const log = deps.log.child({ taskId, attempt });
-  const spec = resolveTaskSpec(input.event.data.spec, taskId);
   const started = Date.now();
   // Earlier attempts' containers (a runner that died): removed meanwhile, waited for before the end.
   const staleRemoval =
@@ -189,17 +204,33 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   let run: RunHandle | undefined;
   let end: AttemptEnd;
   try {
-    const needs = agentNeedsFor(deps.agents, spec.agent, settings.images, settings.network);
-    // not retried: with the bus away at the very start, the delivery is simply tried again later
-    await bus.publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: needs.image }), { ctx });
-    mark("started");
     refuseByPolicy(spec, settings.security);
     const secrets = await resolveSecrets(deps.secrets, spec, needs);
     masker = deps.masker.with(Object.values(secrets));
     logStream.masker = masker;
     logStream.system(`runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}`);
-
-    const start = await context.with(ctx, () => startContainer(deps, spec, needs, { taskId, attempt }, life, ctx, input.working));
+    // run.started and the container at once: both are on the way to the first command. The publish
+    // is not retried: with the bus away at the very start, the delivery is simply tried again later.
+    const starting = context.with(ctx, () =>
+      startContainer(deps, spec, needs, { taskId, attempt }, { life, ctx, working: input.working, warmTake }),
+    );
+    const announced = bus
+      .publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: needs.image }), { ctx })
+      .then(() => mark("started"));
+    const [start] = await Promise.all([
+      starting,
+      announced.catch(async (err) => {
+        // the container is not this attempt's to keep
+        await starting.then(
+          (s) => {
+            s.run.remove().catch(() => undefined);
+            releaseLater(deps, s.slot, { taskId, attempt }, undefined, ctx, log);
+          },
+          () => undefined,
+        );
+        throw err;
+      }),
+    ]);
     slot = start.slot;
     run = start.run;
     mark("container");
@@ -247,6 +278,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
           }
         : {}),
     };
+    mark("pipeline");
     end = await runPipeline(PHASES, phaseContext, {
       publish: (type, data) => publish(type, data),
       stoppedBy: () => life.stoppedBy(),
@@ -346,16 +378,8 @@ async function startAttemptSpan(deps: AttemptDeps, input: AttemptInput, spec: Re
  * The attempt's container and slot: a warm one when the pool has one of the task's class (its
  * first command is then an exec), else a slot from repo-pool and a container made now.
  */
-async function startContainer(
-  deps: AttemptDeps,
-  spec: ResolvedTaskSpec,
-  needs: AgentNeeds,
-  owner: { taskId: string; attempt: number },
-  life: AttemptLifecycle,
-  ctx: Context,
-  working: () => void,
-): Promise<{ slot: AllocateResult; run: RunHandle; warm: boolean }> {
-  const cls: WarmClass = {
+function warmClassOf(spec: ResolvedTaskSpec, needs: AgentNeeds): WarmClass {
+  return {
     repoUrl: spec.repo.url,
     ...(spec.repo.ref ? { ref: spec.repo.ref } : {}),
     image: needs.image,
@@ -363,7 +387,17 @@ async function startContainer(
     memoryMb: spec.limits.memoryMb,
     cpus: spec.limits.cpus,
   };
-  const warm = await deps.warmPool?.take(cls, owner, ctx);
+}
+
+async function startContainer(
+  deps: AttemptDeps,
+  spec: ResolvedTaskSpec,
+  needs: AgentNeeds,
+  owner: { taskId: string; attempt: number },
+  o: { life: AttemptLifecycle; ctx: Context; working: () => void; warmTake: Promise<WarmStart | undefined> | undefined },
+): Promise<{ slot: AllocateResult; run: RunHandle; warm: boolean }> {
+  const { life, ctx, working } = o;
+  const warm = await o.warmTake;
   if (warm) {
     void warm.run.adopt(owner).catch((err) => deps.log.warn({ error: errorMessage(err) }, "warm container not renamed"));
     return { ...warm, warm: true };
@@ -413,13 +447,19 @@ function releaseLater(
  * the registry's checks.
  */
 function refuseByPolicy(spec: ResolvedTaskSpec, policy: SecurityPolicy): void {
+  const refusal = policyRefusal(spec, policy);
+  if (refusal) throw refusal;
+}
+
+function policyRefusal(spec: ResolvedTaskSpec, policy: SecurityPolicy): AttemptFailure | undefined {
   // credentials come from the operator's per-host configuration, never from a task
   if (hasRepoUrlCredentials(spec.repo.url))
-    throw fail("repo_url_credentials_refused", "the repository URL carries credentials: configure them for its host instead");
+    return fail("repo_url_credentials_refused", "the repository URL carries credentials: configure them for its host instead");
   const url = checkRepoUrl(spec.repo.url, policy.repoUrls);
-  if (!url.ok) throw fail(url.code, url.message);
+  if (!url.ok) return fail(url.code, url.message);
   const key = agentKeyProblem(spec.agent, policy.secretEndpoints);
-  if (key) throw fail(key.code, key.message);
+  if (key) return fail(key.code, key.message);
+  return undefined;
 }
 
 /** The task's secrets (all required), and its agent's model key when the runner has one. */

@@ -32,7 +32,8 @@ export class ClaimStore {
   async claim(taskId: string, attempt: number, runnerId: string): Promise<number | undefined> {
     const value = (state: Claim["state"]) => JSON.stringify({ attempt, runnerId, state, at: new Date().toISOString() } satisfies Claim);
     for (let i = 0; i < 5; i++) {
-      const cur = await this.current(taskId);
+      // a first attempt most likely finds no claim: try to create it without reading first
+      const cur = i === 0 && attempt === 1 ? undefined : await this.current(taskId);
       try {
         if (!cur) return await this.kv.create(taskId, value("running"));
         if (cur.claim.attempt >= attempt) return undefined;

@@ -36,13 +36,20 @@ export async function claimAttempt(
   claims: ClaimStore,
   o: { taskId: string; attempt: number; runnerId: string },
 ): Promise<{ revision: number } | Exclude<AttemptOutcome, "ran">> {
-  const [finished, canceled] = await Promise.all([
-    lastEventOf(bus, o.taskId, "run.finished"),
-    lastEventOf(bus, o.taskId, "task.cancel_requested"),
-  ]);
+  const checks = () => Promise.all([lastEventOf(bus, o.taskId, "run.finished"), lastEventOf(bus, o.taskId, "task.cancel_requested")]);
+  const claim = () => claims.claim(o.taskId, o.attempt, o.runnerId);
+  // A first attempt claims while it checks (one round trip, not two): a claim taken for a delivery
+  // then skipped is harmless. A redelivery checks first, so a finished task's claim never moves.
+  let finished: unknown;
+  let canceled: unknown;
+  let revision: number | undefined;
+  if (o.attempt === 1) [[finished, canceled], revision] = await Promise.all([checks(), claim()]);
+  else {
+    [finished, canceled] = await checks();
+    if (!finished && !canceled) revision = await claim();
+  }
   if (finished) return "skipped_finished";
   if (canceled) return "skipped_canceled";
-  const revision = await claims.claim(o.taskId, o.attempt, o.runnerId);
   return revision === undefined ? "skipped_superseded" : { revision };
 }
 
