@@ -25,7 +25,9 @@ const SecretName = Type.String({
   pattern: "^[A-Z_][A-Z0-9_]{0,127}$",
   description: "Name of a secret the runner resolves from its secret store; never the value.",
 });
-const EnvName = Type.String({ pattern: "^[A-Za-z_][A-Za-z0-9_]{0,127}$" });
+const ENV_NAME_PATTERN = "^[A-Za-z_][A-Za-z0-9_]{0,127}$";
+const LABEL_KEY_PATTERN = "^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$";
+const EnvName = Type.String({ pattern: ENV_NAME_PATTERN });
 const GitRef = Type.String({ pattern: GIT_REF_PATTERN, maxLength: 200 });
 const ShortText = (maxLength: number, extra: Record<string, unknown> = {}) => Type.String({ minLength: 1, maxLength, ...extra });
 
@@ -200,7 +202,7 @@ export const LimitsSpec = Type.Object(
   { additionalProperties: false },
 );
 
-export const Labels = Type.Record(Type.String({ pattern: "^[A-Za-z0-9][A-Za-z0-9._/-]{0,62}$" }), Type.String({ maxLength: 256 }), {
+export const Labels = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), Type.String({ maxLength: 256 }), {
   maxProperties: 32,
 });
 
@@ -262,4 +264,25 @@ export function resolveTaskSpec(spec: TaskSpec, taskId: string): ResolvedTaskSpe
       cpus: spec.limits?.cpus ?? LIMIT_DEFAULTS.cpus,
     },
   };
+}
+
+/**
+ * The keys of `env` and `labels`, which the schema's records do not check at run time: an env name
+ * like `A=B` would reach `docker exec` as `A=B=value`. Checked where a spec comes in (the registry's
+ * API, the runner for bus submissions) rather than in the schema, so that stored events stay readable.
+ */
+export function specKeyProblem(spec: Pick<TaskSpec, "env" | "labels">): { code: string; message: string; field: string } | undefined {
+  const env = new RegExp(ENV_NAME_PATTERN);
+  for (const name of Object.keys(spec.env ?? {}))
+    if (!env.test(name))
+      return {
+        code: "invalid_env_name",
+        message: `env name ${JSON.stringify(name.slice(0, 130))} is not a valid variable name`,
+        field: "/env",
+      };
+  const label = new RegExp(LABEL_KEY_PATTERN);
+  for (const key of Object.keys(spec.labels ?? {}))
+    if (!label.test(key))
+      return { code: "invalid_label_key", message: `label key ${JSON.stringify(key.slice(0, 70))} is not allowed`, field: "/labels" };
+  return undefined;
 }

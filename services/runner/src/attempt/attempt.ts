@@ -11,6 +11,7 @@ import {
   errorMessage,
   isCodefleetError,
   resolveTaskSpec,
+  specKeyProblem,
 } from "@codefleet/contracts";
 import { hasRepoUrlCredentials, stripRepoUrlCredentials } from "@codefleet/contracts/access";
 import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
@@ -452,6 +453,8 @@ function refuseByPolicy(spec: ResolvedTaskSpec, policy: SecurityPolicy): void {
 }
 
 function policyRefusal(spec: ResolvedTaskSpec, policy: SecurityPolicy): AttemptFailure | undefined {
+  const keys = specKeyProblem(spec);
+  if (keys) return fail(keys.code, keys.message);
   // credentials come from the operator's per-host configuration, never from a task
   if (hasRepoUrlCredentials(spec.repo.url))
     return fail("repo_url_credentials_refused", "the repository URL carries credentials: configure them for its host instead");

@@ -19,7 +19,15 @@ export type WarmClass = {
 export const warmClassKey = (c: WarmClass): string => JSON.stringify([c.repoUrl, c.ref ?? "", c.image, c.network, c.memoryMb, c.cpus]);
 
 /** A container made for no task yet, bound to a slot its runner reserved, with the agent's git already in it. */
-type WarmEntry = { reservation: string; key: string; slot: AllocateResult; run: RunHandle; readyAt: number };
+type WarmEntry = {
+  reservation: string;
+  key: string;
+  slot: AllocateResult;
+  run: RunHandle;
+  readyAt: number;
+  /** Given to a task: the pool no longer touches it (its lease and container are the task's). */
+  taken?: boolean;
+};
 
 export type WarmPoolOptions = {
   driver: ExecutionDriver;
@@ -77,6 +85,7 @@ export class WarmPool {
       this.refill();
       return undefined;
     }
+    entry.taken = true;
     try {
       const slot = await this.o.repoPool.adopt(
         {
@@ -105,6 +114,7 @@ export class WarmPool {
     const all = [...this.ready.values()].flat().sort((a, b) => a.readyAt - b.readyAt);
     const victim = all.find((e) => repoUrl && e.slot.remoteUrl === repoUrl) ?? all[0];
     if (!victim) return false;
+    victim.taken = true;
     this.ready.set(
       victim.key,
       (this.ready.get(victim.key) ?? []).filter((e) => e !== victim),
@@ -116,7 +126,7 @@ export class WarmPool {
   async stop(): Promise<void> {
     this.stopped = true;
     clearInterval(this.beat);
-    const all = [...this.ready.values()].flat();
+    const all = [...this.ready.values()].flat().filter((e) => !e.taken);
     this.ready.clear();
     await Promise.all(all.map((e) => this.discard(e)));
   }
@@ -198,7 +208,11 @@ export class WarmPool {
       const d = this.demand.get(key);
       const idle = !d || now - d.lastWanted > this.o.idleMs;
       for (const e of [...entries]) {
+        // taken meanwhile (the loop awaits): the task's now, never the pool's to drop
+        if (e.taken) continue;
         const drop = () => {
+          if (e.taken) return;
+          e.taken = true;
           this.ready.set(
             key,
             (this.ready.get(key) ?? []).filter((x) => x !== e),
@@ -212,7 +226,8 @@ export class WarmPool {
         await this.o.repoPool
           .heartbeat({ slotId: e.slot.slotId, taskId: e.reservation, attempt: 1, leaseTtlMs: this.o.leaseTtlMs })
           .catch(async (err) => {
-            if (isCodefleetError(err) && err.code === "lease_lost") await drop();
+            // a lease lost by an entry a task took meanwhile is the task's adoption, not a loss
+            if (isCodefleetError(err) && err.code === "lease_lost" && !e.taken) await drop();
           });
       }
       if (idle) this.demand.delete(key);

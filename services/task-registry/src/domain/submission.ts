@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import {
   agentKeyProblem,
   checkRepoUrl,
+  specKeyProblem,
   createEvent,
   newEventId,
   newTaskId,
@@ -62,6 +63,8 @@ export class QuotaExceededError extends HttpProblem {
  * policy's stable code; the messages never echo credentials.
  */
 export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy): void {
+  const keys = specKeyProblem(spec);
+  if (keys) throw new HttpProblem(422, keys.code, keys.message, { field: keys.field });
   const repo = checkRepoUrl(spec.repo.url, policy.repoUrls);
   if (!repo.ok) throw new HttpProblem(422, repo.code, repo.message, { field: "/repo/url" });
   const agent = agentKeyProblem(spec.agent, policy.secretEndpoints);
