@@ -212,7 +212,7 @@ describe("repo-pool against real git remotes", () => {
       );
       const ok = outcomes.filter((o) => o.status === "fulfilled");
       const refused = outcomes.filter((o): o is PromiseRejectedResult => o.status === "rejected");
-      expect(ok).toHaveLength(3);
+      expect(ok, refused.map((r) => String(r.reason)).join("\n")).toHaveLength(3);
       expect(refused).toHaveLength(5);
       for (const r of refused) {
         expect(r.reason).toBeInstanceOf(RepoPoolError);

@@ -440,6 +440,28 @@ describe("runner: hardened containers through fetch → implement → test → p
   }, 180_000);
 });
 
+describe("runner: warm containers", () => {
+  it("gives back a warm container taken for a task that stops before it is its own (a missing secret)", async () => {
+    // a class the pool knows: a task of it makes the pool keep containers for the next
+    expect((await finished(await submit(spec()))).data.status).toBe("succeeded");
+    await waitFor("a warm container of the class", async () => (runner.warmPool?.size.ready ?? 0) >= 1, 30_000, 100);
+    const taskId = await submit(spec({ secrets: ["NOT_CONFIGURED_ANYWHERE"] }));
+    expect((await finished(taskId)).data).toMatchObject({ status: "failed", reasonCode: "secret_missing" });
+    // every container of this runner is the pool's once it settles: none left behind by the task
+    await waitFor(
+      "no container outside the pool",
+      async () => {
+        const { stdout } = await execFileP("docker", ["ps", "-q", "--filter", "label=codefleet.runner-id=runner-a"]);
+        const size = runner.warmPool?.size ?? { ready: 0, filling: 0 };
+        return size.filling === 0 && stdout.split("\n").filter(Boolean).length === size.ready;
+      },
+      30_000,
+      200,
+    );
+    expect(await leasedSlots()).toBe(0);
+  });
+});
+
 describe("runner: the environment cache", () => {
   it("runs a setup once per lockfile: later tasks get its result copied in, a changed lockfile runs it again", async () => {
     const envRepo = await createTestRepo({ "deps.lock": "v1\n", "README.md": "# env\n" }, "env.git");

@@ -71,7 +71,7 @@ export function loopDisk(quotaBytes: number): SlotDisk {
       const rootOwner = owner ? `,root_owner=${owner.uid}:${owner.gid}` : "";
       await execFileP("mkfs.ext4", ["-q", "-F", "-m", "0", "-O", "^has_journal", "-E", `lazy_itable_init=1,nodiscard${rootOwner}`, image]);
       await mkdir(tree, { mode: 0o755 });
-      await execFileP("mount", ["-o", "loop,nosuid,nodev,noatime", "--", image, tree]);
+      await loopMount(image, tree);
       // nothing but the repository's files in the tree
       await rmdir(join(tree, "lost+found")).catch(() => undefined);
     },
@@ -90,7 +90,7 @@ export function loopDisk(quotaBytes: number): SlotDisk {
       if (await isMountpoint(tree)) return true;
       const image = imageOf(slotRoot);
       if (!(await stat(image).catch(() => undefined))) return false;
-      return execFileP("mount", ["-o", "loop,nosuid,nodev,noatime", "--", image, tree]).then(
+      return loopMount(image, tree).then(
         () => true,
         () => false,
       );
@@ -124,5 +124,21 @@ export async function chooseSlotDisk(
     };
   } finally {
     await rm(trial, { recursive: true, force: true }).catch(() => undefined);
+  }
+}
+
+/**
+ * Mounts an image on a loop device. Two processes taking the same free device at once make one of
+ * them fail ("device or resource busy"): asked again a few times, a little later each time.
+ */
+async function loopMount(image: string, tree: string): Promise<void> {
+  for (let i = 0; ; i++) {
+    try {
+      await execFileP("mount", ["-o", "loop,nosuid,nodev,noatime", "--", image, tree]);
+      return;
+    } catch (err) {
+      if (i >= 4 || !/busy|loop device/i.test(errorMessage(err))) throw err;
+      await new Promise((r) => setTimeout(r, 50 * (i + 1) + Math.floor(Math.random() * 50)));
+    }
   }
 }

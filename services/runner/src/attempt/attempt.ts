@@ -204,20 +204,28 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   let slot: AllocateResult | undefined;
   let run: RunHandle | undefined;
   let end: AttemptEnd;
+  // run.started goes out first, whatever follows (the registry's view of a task starts there), and
+  // overlaps the container's start. Not retried: with the bus away at the very start, the delivery
+  // is simply tried again later.
+  const announced = bus
+    .publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: needs.image }), { ctx })
+    .then(() => mark("started"));
+  announced.catch(() => undefined); // awaited on every path below
   try {
-    refuseByPolicy(spec, settings.security);
-    const secrets = await resolveSecrets(deps.secrets, spec, needs);
+    let secrets: Record<string, string>;
+    try {
+      refuseByPolicy(spec, settings.security);
+      secrets = await resolveSecrets(deps.secrets, spec, needs);
+    } catch (err) {
+      await announced;
+      throw err;
+    }
     masker = deps.masker.with(Object.values(secrets));
     logStream.masker = masker;
     logStream.system(`runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}`);
-    // run.started and the container at once: both are on the way to the first command. The publish
-    // is not retried: with the bus away at the very start, the delivery is simply tried again later.
     const starting = context.with(ctx, () =>
       startContainer(deps, spec, needs, { taskId, attempt }, { life, ctx, working: input.working, warmTake }),
     );
-    const announced = bus
-      .publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: needs.image }), { ctx })
-      .then(() => mark("started"));
     const [start] = await Promise.all([
       starting,
       announced.catch(async (err) => {
@@ -297,6 +305,14 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     }
   }
   if (end.status !== "succeeded") logStream.system(`attempt ${end.status}: ${end.reason ?? end.reasonCode}`);
+  if (!run && warmTake) {
+    // stopped before its container was its own (a secret missing, say): the warm one goes back
+    const w = await warmTake;
+    if (w) {
+      await w.run.remove().catch(() => undefined);
+      releaseLater(deps, w.slot, { taskId, attempt }, undefined, ctx, log);
+    }
+  }
 
   // Clean-up and the record of what happened, whatever happened. The container goes first: the
   // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.

@@ -2,7 +2,7 @@ import type { AllocateResult } from "@codefleet/contracts";
 import { errorMessage, isCodefleetError, ulid } from "@codefleet/contracts";
 import type { Logger } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
-import type { Context } from "@opentelemetry/api";
+import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { setUpAgentGit } from "../workspace/agent-git.js";
 import type { ExecutionDriver, RunHandle } from "./driver.js";
 
@@ -146,7 +146,8 @@ export class WarmPool {
         const { ready, filling } = this.size;
         if (ready + filling >= this.o.max) return;
         this.filling.set(key, (this.filling.get(key) ?? 0) + 1);
-        void this.fill(key, d.cls).finally(() => this.filling.set(key, (this.filling.get(key) ?? 1) - 1));
+        // its own trace: the task whose take started the refill has nothing to do with it
+        void context.with(ROOT_CONTEXT, () => this.fill(key, d.cls)).finally(() => this.filling.set(key, (this.filling.get(key) ?? 1) - 1));
       }
     }
   }

@@ -2,11 +2,11 @@ import { createHash } from "node:crypto";
 import {
   agentKeyProblem,
   checkRepoUrl,
-  specKeyProblem,
   createEvent,
   newEventId,
   newTaskId,
   type SecurityPolicy,
+  specKeyProblem,
   type TaskSpec,
 } from "@codefleet/contracts";
 import {
