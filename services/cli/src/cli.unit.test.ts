@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { CliError, EXIT } from "./exit-codes.js";
+import { awaitsArtifacts } from "./follow.js";
 import { createStyle, formatDuration, renderTaskList } from "./render.js";
 import { resolveSettings } from "./settings.js";
 import { SseParser } from "./sse.js";
@@ -145,5 +146,17 @@ describe("diffSummary", () => {
     ].join("\n");
     expect(diffSummary(diff)).toBe("2 files changed (greet.sh, new.txt), +2 −1");
     expect(diffSummary("")).toBe("no changes");
+  });
+});
+
+describe("following a task to its end", () => {
+  const artifact = { name: "task.log" } as never;
+  it("waits for the artifacts of a finished task, not for those a canceled or rejected one will never have", () => {
+    expect(awaitsArtifacts({ status: "running", artifacts: [] })).toBe(true);
+    expect(awaitsArtifacts({ status: "succeeded", artifacts: [] })).toBe(true);
+    expect(awaitsArtifacts({ status: "succeeded", artifacts: [artifact] })).toBe(false);
+    expect(awaitsArtifacts({ status: "failed", artifacts: [] })).toBe(true);
+    expect(awaitsArtifacts({ status: "canceled", artifacts: [] })).toBe(false);
+    expect(awaitsArtifacts({ status: "rejected", artifacts: [] })).toBe(false);
   });
 });

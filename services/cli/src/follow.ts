@@ -86,10 +86,16 @@ async function visible(api: RegistryApi, id: string, timeoutMs = 30_000): Promis
 }
 
 /** Waits until the view is final and its artifacts are recorded (they land just after run.finished). */
+/** Whether a task in this final status will still get artifacts (a canceled or rejected one may never). */
+export function awaitsArtifacts(view: Pick<TaskView, "status" | "artifacts">): boolean {
+  if (!isFinalStatus(view.status)) return true;
+  return view.status !== "canceled" && view.status !== "rejected" && view.artifacts.length === 0;
+}
+
 async function settledView(api: RegistryApi, id: string, timeoutMs = 15_000): Promise<TaskView> {
   const deadline = Date.now() + timeoutMs;
   let view = await api.show(id);
-  while (Date.now() < deadline && (!isFinalStatus(view.status) || (view.status !== "canceled" && view.artifacts.length === 0))) {
+  while (Date.now() < deadline && awaitsArtifacts(view)) {
     await new Promise((r) => setTimeout(r, 300));
     view = await api.show(id);
   }
