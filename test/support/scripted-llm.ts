@@ -1,4 +1,4 @@
-import { createServer, type IncomingMessage, type Server } from "node:http";
+import { createServer, type IncomingHttpHeaders, type IncomingMessage, type Server } from "node:http";
 import { freePort } from "./processes.js";
 
 export type ChatRequest = {
@@ -8,6 +8,21 @@ export type ChatRequest = {
 };
 export type ScriptedReply = { content?: string; toolCalls?: { name: string; arguments: Record<string, unknown> }[] };
 
+export type ScriptedOpenAIOptions = {
+  /** Answers a request instead of the script when it returns something (a 429, a 500, an echo of the headers...). `call` counts every request from 1. */
+  interpose?: (req: {
+    url: string;
+    method: string;
+    headers: IncomingHttpHeaders;
+    body: string;
+    call: number;
+  }) => { status: number; headers?: Record<string, string>; body?: string } | undefined;
+  /** Streamed answers pause this long between chunks. */
+  streamDelayMs?: number;
+  /** Streamed usage as OpenAI sends it: only with `stream_options.include_usage`, in a last chunk with `choices: []`. */
+  usageChunk?: boolean;
+};
+
 /**
  * A scripted OpenAI-compatible chat-completions server: the only mock in the suite, standing in
  * for a paid LLM API. It answers by what the request contains (not by call count), the way real
@@ -16,17 +31,34 @@ export type ScriptedReply = { content?: string; toolCalls?: { name: string; argu
 export async function startScriptedOpenAI(
   script: (req: ChatRequest) => ScriptedReply,
   host = "127.0.0.1",
-): Promise<{ url: string; requests: ChatRequest[]; stop(): Promise<void> }> {
+  opts: ScriptedOpenAIOptions = {},
+): Promise<{ url: string; requests: ChatRequest[]; headers: IncomingHttpHeaders[]; apiKeys: string[]; stop(): Promise<void> }> {
   const requests: ChatRequest[] = [];
+  const headers: IncomingHttpHeaders[] = [];
+  const apiKeys: string[] = [];
   let n = 0;
+  let calls = 0;
   const server: Server = createServer(async (req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
     for await (const c of req) chunks.push(c as Buffer);
+    headers.push(req.headers);
+    apiKeys.push(String(req.headers.authorization ?? req.headers["x-api-key"] ?? ""));
+    const raw = Buffer.concat(chunks).toString();
+    const early = opts.interpose?.({ url: req.url ?? "", method: req.method ?? "", headers: req.headers, body: raw, call: ++calls });
+    if (early) {
+      res.writeHead(early.status, { "content-type": "application/json", ...early.headers }).end(early.body ?? "");
+      return;
+    }
+    if (req.method === "GET" && req.url?.endsWith("/models")) {
+      res.writeHead(200, { "content-type": "application/json" });
+      res.end(JSON.stringify({ object: "list", data: [{ id: "scripted-model", object: "model", created: 0, owned_by: "codefleet" }] }));
+      return;
+    }
     if (!req.url?.endsWith("/chat/completions")) {
       res.writeHead(404).end();
       return;
     }
-    const body = JSON.parse(Buffer.concat(chunks).toString()) as ChatRequest & { stream?: boolean };
+    const body = JSON.parse(raw) as ChatRequest & { stream?: boolean; stream_options?: { include_usage?: boolean } };
     requests.push(body);
     const reply = script(body);
     const toolCalls = (reply.toolCalls ?? []).map((t) => ({
@@ -43,12 +75,28 @@ export async function startScriptedOpenAI(
         ...(reply.content ? { content: reply.content } : {}),
         ...(toolCalls.length ? { tool_calls: toolCalls.map((t, index) => ({ index, ...t })) } : {}),
       };
+      const pause = () => (opts.streamDelayMs ? new Promise((r) => setTimeout(r, opts.streamDelayMs)) : undefined);
+      const usage = { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 };
       res.write(
         `data: ${JSON.stringify({ id: `c${n}`, object: "chat.completion.chunk", created: 0, model: body.model, choices: [{ index: 0, delta, finish_reason: null }] })}\n\n`,
       );
-      res.write(
-        `data: ${JSON.stringify({ id: `c${n}`, object: "chat.completion.chunk", created: 0, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }], usage: { prompt_tokens: 100, completion_tokens: 20, total_tokens: 120 } })}\n\n`,
-      );
+      await pause();
+      if (opts.usageChunk) {
+        // as OpenAI does: usage only when asked for, in a last chunk of its own with no choices
+        res.write(
+          `data: ${JSON.stringify({ id: `c${n}`, object: "chat.completion.chunk", created: 0, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }], usage: null })}\n\n`,
+        );
+        if (body.stream_options?.include_usage) {
+          await pause();
+          res.write(
+            `data: ${JSON.stringify({ id: `c${n}`, object: "chat.completion.chunk", created: 0, model: body.model, choices: [], usage })}\n\n`,
+          );
+        }
+      } else {
+        res.write(
+          `data: ${JSON.stringify({ id: `c${n}`, object: "chat.completion.chunk", created: 0, model: body.model, choices: [{ index: 0, delta: {}, finish_reason: finish }], usage })}\n\n`,
+        );
+      }
       res.end("data: [DONE]\n\n");
       return;
     }
@@ -66,7 +114,7 @@ export async function startScriptedOpenAI(
   });
   const port = await freePort();
   await new Promise<void>((r) => server.listen(port, host, r));
-  return { url: `http://${host}:${port}/v1`, requests, stop: () => new Promise((r) => server.close(() => r())) };
+  return { url: `http://${host}:${port}/v1`, requests, headers, apiKeys, stop: () => new Promise((r) => server.close(() => r())) };
 }
 
 export type MessagesRequest = {
@@ -84,9 +132,10 @@ export type ScriptedMessage = { text?: string; toolUse?: { name: string; input: 
 export async function startScriptedAnthropic(
   script: (req: MessagesRequest) => ScriptedMessage,
   host = "127.0.0.1",
-): Promise<{ url: string; requests: MessagesRequest[]; apiKeys: string[]; stop(): Promise<void> }> {
+): Promise<{ url: string; requests: MessagesRequest[]; apiKeys: string[]; headers: IncomingHttpHeaders[]; stop(): Promise<void> }> {
   const requests: MessagesRequest[] = [];
   const apiKeys: string[] = [];
+  const headers: IncomingHttpHeaders[] = [];
   let n = 0;
   const server: Server = createServer(async (req: IncomingMessage, res) => {
     const chunks: Buffer[] = [];
@@ -101,6 +150,7 @@ export async function startScriptedAnthropic(
     }
     const body = JSON.parse(Buffer.concat(chunks).toString()) as MessagesRequest;
     requests.push(body);
+    headers.push(req.headers);
     apiKeys.push(String(req.headers["x-api-key"] ?? req.headers.authorization ?? ""));
     const reply = script(body);
     const id = `msg_${++n}`;
@@ -154,5 +204,5 @@ export async function startScriptedAnthropic(
   });
   const port = await freePort();
   await new Promise<void>((r) => server.listen(port, host, r));
-  return { url: `http://${host}:${port}`, requests, apiKeys, stop: () => new Promise((r) => server.close(() => r())) };
+  return { url: `http://${host}:${port}`, requests, apiKeys, headers, stop: () => new Promise((r) => server.close(() => r())) };
 }

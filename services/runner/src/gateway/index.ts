@@ -1,0 +1,10 @@
+export * from "./budget.js";
+export type { ExchangeRecord } from "./exchanges.js";
+export * from "./gateway.js";
+export { KeyLimiter, type KeyLimits } from "./limiter.js";
+export * from "./metrics.js";
+export * from "./prices.js";
+export type { UpstreamKind } from "./protocol.js";
+export { DEFAULT_RETRY_POLICY, parseRetryAfter, type RetryPolicy } from "./retry.js";
+export * from "./types.js";
+export type { Route } from "./usage.js";
