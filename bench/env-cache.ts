@@ -130,7 +130,9 @@ async function main() {
   const runTask = async () => {
     const taskId = newTaskId();
     const t0 = Date.now();
-    await bus.publish(createEvent("task.submitted", { taskId, producer: "bench", data: { spec, submittedVia: "bus" } }));
+    const event = createEvent("task.submitted", { taskId, producer: "bench", data: { spec, submittedVia: "bus" } });
+    await bus.publish(event); // the registry's part (it is not running here): record, then queue
+    await bus.enqueueTask(event);
     const all = await events(taskId);
     const done = all.find((e) => e.type === "run.finished");
     const setup = all.find((e) => e.type === "phase.finished" && e.data.phase === "setup");

@@ -125,7 +125,9 @@ async function main() {
   };
   const runTask = async () => {
     const taskId = newTaskId();
-    await bus.publish(createEvent("task.submitted", { taskId, producer: "bench", data: { spec, submittedVia: "bus" } }));
+    const event = createEvent("task.submitted", { taskId, producer: "bench", data: { spec, submittedVia: "bus" } });
+    await bus.publish(event); // the registry's part (it is not running here): record, then queue
+    await bus.enqueueTask(event);
     const acked = Date.now();
     const [first, done] = await Promise.all([firstCommandAt(taskId), finished(taskId)]);
     return { startMs: first - acked, totalMs: Date.parse(done.occurredAt) - acked };

@@ -1,10 +1,12 @@
 import { CodefleetError } from "./errors.js";
+import { DEFAULT_TENANT, TENANT_NAME_PATTERN } from "./events.js";
 import { csv } from "./runtime/config.js";
-import type { AgentSpec } from "./task-spec.js";
+import type { AgentSpec, TaskSpec } from "./task-spec.js";
 
 /**
  * What a task may point the platform at: which repository URLs it may make repo-pool and the
- * runner fetch from (and push to), and which endpoints an agent may send a runner secret to.
+ * runner fetch from (and push to), which endpoints an agent may send a runner secret to, and
+ * which tenants' tasks may use each runner secret.
  * Pure functions of a string and a policy: no I/O, no DNS. Messages never echo credentials.
  */
 
@@ -380,12 +382,60 @@ export function agentKeyProblem(agent: AgentSpec, policy: SecretEndpointPolicy):
 }
 
 // ---------------------------------------------------------------------------------------------
+// Which tenants may use each secret
+// ---------------------------------------------------------------------------------------------
+
+/**
+ * Secret name → tenants whose tasks may use it (`*`: every tenant). A secret without an entry is
+ * the `default` tenant's only: a single-tenant deployment (every task is `default`) needs no
+ * entry, and a new tenant gets none of the runner's secrets until the operator lists it.
+ */
+export type SecretTenantPolicy = Record<string, string[]>;
+
+export type SecretTenantProblem = {
+  code: "secret_not_allowed_for_tenant";
+  message: string;
+  /** The names refused, in the order the task named them. */
+  names: string[];
+};
+
+/** The runner secrets a task uses: the ones it names, and its agent's model key. */
+export function taskSecretNames(spec: Pick<TaskSpec, "secrets" | "agent">): string[] {
+  const key = agentKeySecret(spec.agent);
+  return [...new Set([...(spec.secrets ?? []), ...(key === undefined ? [] : [key])])];
+}
+
+export function secretAllowedForTenant(name: string, tenant: string, policy: SecretTenantPolicy): boolean {
+  const allowed = Object.hasOwn(policy, name) ? (policy[name] ?? []) : [DEFAULT_TENANT];
+  return allowed.includes("*") || allowed.includes(tenant);
+}
+
+/**
+ * The secrets of `names` a task of `tenant` may not use. Decided by the policy alone, before any
+ * value is looked up: the answer (and its message) is the same whether the runner has the secret
+ * or not.
+ */
+export function secretTenantProblem(names: readonly string[], tenant: string, policy: SecretTenantPolicy): SecretTenantProblem | undefined {
+  const refused = [...new Set(names)].filter((name) => !secretAllowedForTenant(name, tenant, policy));
+  if (refused.length === 0) return undefined;
+  return {
+    code: "secret_not_allowed_for_tenant",
+    message: `tasks of tenant '${tenant}' may not use secret(s) ${refused.join(", ")} (CODEFLEET_SECRET_TENANTS)`,
+    names: refused,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
 // Loading from the environment
 // ---------------------------------------------------------------------------------------------
 
-export type SecurityPolicy = { repoUrls: RepoUrlPolicy; secretEndpoints: SecretEndpointPolicy };
+export type SecurityPolicy = {
+  repoUrls: RepoUrlPolicy;
+  secretEndpoints: SecretEndpointPolicy;
+  secretTenants: SecretTenantPolicy;
+};
 
-export const DEFAULT_SECURITY_POLICY: SecurityPolicy = { repoUrls: DEFAULT_REPO_URL_POLICY, secretEndpoints: {} };
+export const DEFAULT_SECURITY_POLICY: SecurityPolicy = { repoUrls: DEFAULT_REPO_URL_POLICY, secretEndpoints: {}, secretTenants: {} };
 
 const SECRET_NAME = /^[A-Z_][A-Z0-9_]{0,127}$/;
 
@@ -406,7 +456,9 @@ function hostEntry(variable: string, entry: string): string {
  * - CODEFLEET_REPO_HTTP_HOSTS: csv of `host`, `host:port` or `*` plain http:// is allowed for
  * - CODEFLEET_REPO_ALLOWED_HOSTS: csv of `host[:port][/path/prefix]`; unset: any host
  * - CODEFLEET_SECRET_ENDPOINTS: JSON object, secret name → array of `host`, `host:port` or `*`
- * Unset, every local path, plain http and custom agent endpoint is refused.
+ * - CODEFLEET_SECRET_TENANTS: JSON object, secret name → array of tenant names or `*`
+ * Unset, every local path, plain http and custom agent endpoint is refused, and every secret is
+ * the `default` tenant's only.
  */
 export function securityPolicyFromEnv(env: Record<string, string | undefined>): SecurityPolicy {
   const fileRoots = csv(env.CODEFLEET_REPO_FILE_ROOTS).map((root) => {
@@ -420,7 +472,11 @@ export function securityPolicyFromEnv(env: Record<string, string | undefined>): 
     if (!p) throw configError(`CODEFLEET_REPO_ALLOWED_HOSTS: '${clip(entry, 100)}' is not host[:port][/path/prefix]`);
     return `${p.port === undefined ? p.host : `${p.host}:${p.port}`}${p.path.map((s) => `/${s}`).join("")}`;
   });
-  return { repoUrls: { fileRoots, httpHosts, allowedHosts }, secretEndpoints: secretEndpointsFromJson(env.CODEFLEET_SECRET_ENDPOINTS) };
+  return {
+    repoUrls: { fileRoots, httpHosts, allowedHosts },
+    secretEndpoints: secretEndpointsFromJson(env.CODEFLEET_SECRET_ENDPOINTS),
+    secretTenants: secretTenantsFromJson(env.CODEFLEET_SECRET_TENANTS),
+  };
 }
 
 function secretEndpointsFromJson(raw: string | undefined): SecretEndpointPolicy {
@@ -440,6 +496,34 @@ function secretEndpointsFromJson(raw: string | undefined): SecretEndpointPolicy 
     if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== "string"))
       throw configError(`${variable}: the value of ${name} must be an array of host strings`);
     policy[name] = (hosts as string[]).map((h) => hostEntry(`${variable} (${name})`, h.trim()));
+  }
+  return policy;
+}
+
+const TENANT_RE = new RegExp(TENANT_NAME_PATTERN);
+
+function secretTenantsFromJson(raw: string | undefined): SecretTenantPolicy {
+  const variable = "CODEFLEET_SECRET_TENANTS";
+  if (raw === undefined || raw.trim() === "") return {};
+  const shape = `expected a JSON object like {"NPM_TOKEN": ["team-a", "team-b"], "OPENAI_API_KEY": ["*"]}`;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(raw);
+  } catch {
+    throw configError(`${variable} is not valid JSON: ${shape}`);
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw configError(`${variable}: ${shape}`);
+  const policy: SecretTenantPolicy = {};
+  for (const [name, tenants] of Object.entries(parsed)) {
+    if (!SECRET_NAME.test(name)) throw configError(`${variable}: '${clip(name, 100)}' is not a secret name (A-Z, 0-9, _)`);
+    if (!Array.isArray(tenants) || tenants.some((t) => typeof t !== "string"))
+      throw configError(`${variable}: the value of ${name} must be an array of tenant names`);
+    policy[name] = (tenants as string[]).map((t) => {
+      const tenant = t.trim();
+      if (tenant !== "*" && !TENANT_RE.test(tenant))
+        throw configError(`${variable} (${name}): '${clip(tenant, 100)}' is not a tenant name (${TENANT_NAME_PATTERN}) or *`);
+      return tenant;
+    });
   }
   return policy;
 }

@@ -399,7 +399,11 @@ describe("agentKeyProblem", () => {
 
 describe("securityPolicyFromEnv", () => {
   it("refuses everything optional by default", () => {
-    expect(securityPolicyFromEnv({})).toEqual({ repoUrls: { fileRoots: [], httpHosts: [], allowedHosts: [] }, secretEndpoints: {} });
+    expect(securityPolicyFromEnv({})).toEqual({
+      repoUrls: { fileRoots: [], httpHosts: [], allowedHosts: [] },
+      secretEndpoints: {},
+      secretTenants: {},
+    });
     expect(securityPolicyFromEnv({ CODEFLEET_REPO_FILE_ROOTS: "", CODEFLEET_SECRET_ENDPOINTS: "" }).repoUrls.fileRoots).toEqual([]);
   });
 
@@ -409,6 +413,7 @@ describe("securityPolicyFromEnv", () => {
       CODEFLEET_REPO_HTTP_HOSTS: "Git.Internal:8080,*",
       CODEFLEET_REPO_ALLOWED_HOSTS: "GitHub.com/acme/, git.internal:2222",
       CODEFLEET_SECRET_ENDPOINTS: JSON.stringify({ OPENAI_API_KEY: ["API.openai.com", "llm:8443"], EMPTY: [] }),
+      CODEFLEET_SECRET_TENANTS: JSON.stringify({ OPENAI_API_KEY: ["*"], NPM_TOKEN: [" team-a", "default"] }),
     });
     expect(p).toEqual({
       repoUrls: {
@@ -417,6 +422,7 @@ describe("securityPolicyFromEnv", () => {
         allowedHosts: ["github.com/acme", "git.internal:2222"],
       },
       secretEndpoints: { OPENAI_API_KEY: ["api.openai.com", "llm:8443"], EMPTY: [] },
+      secretTenants: { OPENAI_API_KEY: ["*"], NPM_TOKEN: ["team-a", "default"] },
     });
     expect(code(checkRepoUrl("git@github.com:acme/x", p.repoUrls))).toBe("ok");
     expect(code(checkRepoUrl("git@github.com:other/x", p.repoUrls))).toBe("repo_url_host_refused");

@@ -9,6 +9,12 @@ import type { EventType } from "./events.js";
  *   <ns>.logs.<taskId>                  log chunks of every attempt of a task
  *   <ns>.dlq.<consumer>                 dead-lettered messages of a durable consumer
  *   <ns>.rpc.<service>.<verb>           request/reply APIs (repo-pool)
+ *   <ns>.ingress.<tenant>.<dispatcher>.<event type>
+ *                                       what dispatchers publish (task.submitted, task.cancel_requested);
+ *                                       NATS permissions let a dispatcher publish only under its own
+ *                                       tenant and name, so both come from the subject, never the payload
+ *   <ns>.queue.<tenant>                 admitted tasks waiting for a runner, one subject per tenant so
+ *                                       runners can take them fairly across tenants
  */
 export type Topology = ReturnType<typeof topology>;
 
@@ -32,6 +38,10 @@ export function topology(namespace: string = DEFAULT_NAMESPACE) {
       events: { name: `${upper}_EVENTS`, subjects: [`${ns}.events.>`] },
       /** Live log chunks: high volume, kept for a bounded time; the full log is also an artifact. */
       logs: { name: `${upper}_LOGS`, subjects: [`${ns}.logs.>`] },
+      /** Dispatchers' submissions and cancels, waiting for the registry's admission. */
+      ingress: { name: `${upper}_INGRESS`, subjects: [`${ns}.ingress.>`] },
+      /** Admitted tasks waiting for a runner (work-queue retention: a task leaves when a runner acks it). */
+      queue: { name: `${upper}_QUEUE`, subjects: [`${ns}.queue.*`] },
       /** Messages that exhausted their deliveries or failed validation, with the reason. */
       deadLetters: { name: `${upper}_DLQ`, subjects: [`${ns}.dlq.>`] },
     },
@@ -44,12 +54,34 @@ export function topology(namespace: string = DEFAULT_NAMESPACE) {
       allLogs: `${ns}.logs.>`,
       deadLetter: (consumer: string) => `${ns}.dlq.${consumer}`,
       rpc: (service: string, verb: string) => `${ns}.rpc.${service}.${verb}`,
+      /** Where a dispatcher publishes (its NATS user may publish only `ingressOf(tenant, dispatcher)`). */
+      ingress: (tenant: string, dispatcher: string, type: "task.submitted" | "task.cancel_requested") =>
+        `${ns}.ingress.${tenant}.${dispatcher}.${type}`,
+      ingressOf: (tenant: string, dispatcher: string) => `${ns}.ingress.${tenant}.${dispatcher}.>`,
+      allIngress: `${ns}.ingress.>`,
+      /** Reads tenant and dispatcher off an ingress subject (undefined: not one). */
+      parseIngress: (subject: string): { tenant: string; dispatcher: string; type: string } | undefined => {
+        const prefix = `${ns}.ingress.`;
+        if (!subject.startsWith(prefix)) return undefined;
+        const [tenant, dispatcher, ...rest] = subject.slice(prefix.length).split(".");
+        if (!tenant || !dispatcher || rest.length === 0) return undefined;
+        return { tenant, dispatcher, type: rest.join(".") };
+      },
+      queue: (tenant: string) => `${ns}.queue.${tenant}`,
+      allQueues: `${ns}.queue.*`,
+      /** The tenant of a queue subject (undefined: not one). */
+      queueTenant: (subject: string): string | undefined => {
+        const prefix = `${ns}.queue.`;
+        return subject.startsWith(prefix) && !subject.slice(prefix.length).includes(".") ? subject.slice(prefix.length) : undefined;
+      },
     },
     consumers: {
       /** task-registry: appends every event to the event store and projections. */
       registryIngest: { stream: `${upper}_EVENTS`, durable: "registry-ingest", filter: `${ns}.events.>` },
-      /** runner: the shared work queue of submitted tasks. */
-      runnerTasks: { stream: `${upper}_EVENTS`, durable: "runner-tasks", filter: `${ns}.events.*.task.submitted` },
+      /** task-registry: admits what dispatchers publish (validation, policy, quotas, tenant from the subject). */
+      registryAdmission: { stream: `${upper}_INGRESS`, durable: "registry-admission", filter: `${ns}.ingress.>` },
+      /** runner: one shared durable per tenant's queue; every runner replica pulls from all of them in turn. */
+      runnerQueue: (tenant: string) => ({ stream: `${upper}_QUEUE`, durable: `runner-queue-${tenant}`, filter: `${ns}.queue.${tenant}` }),
     },
   } as const;
 }

@@ -13,7 +13,15 @@ describe("topology", () => {
     expect(t.subjects.logs("tsk_1")).toBe("team-a.logs.tsk_1");
     expect(t.subjects.deadLetter("registry-ingest")).toBe("team-a.dlq.registry-ingest");
     expect(t.subjects.rpc("repo-pool", "allocate")).toBe("team-a.rpc.repo-pool.allocate");
-    expect(t.consumers.runnerTasks).toEqual({ stream: "TEAM_A_EVENTS", durable: "runner-tasks", filter: "team-a.events.*.task.submitted" });
+    expect(t.consumers.runnerQueue("acme")).toEqual({ stream: "TEAM_A_QUEUE", durable: "runner-queue-acme", filter: "team-a.queue.acme" });
+    expect(t.subjects.queueTenant(t.subjects.queue("acme"))).toBe("acme");
+    expect(t.subjects.queueTenant("team-a.queue.acme.x")).toBeUndefined();
+    expect(t.subjects.parseIngress(t.subjects.ingress("acme", "ci-bot", "task.submitted"))).toEqual({
+      tenant: "acme",
+      dispatcher: "ci-bot",
+      type: "task.submitted",
+    });
+    expect(t.subjects.parseIngress("team-a.events.x.task.submitted")).toBeUndefined();
     expect(t.consumers.registryIngest.filter).toBe(t.subjects.allEvents);
     expect(topology().namespace).toBe(DEFAULT_NAMESPACE);
   });

@@ -174,7 +174,7 @@ describe("one trace per task attempt across the four services", () => {
     expect(orphans.map((s) => `${s.service} ${s.name}`)).toEqual([]);
   });
 
-  it("has the path submission → ingestion → pickup → allocation → container → phases → uploads → run finished", async () => {
+  it("has the path submission → ingestion → queue → pickup → allocation → container → phases → uploads → run finished", async () => {
     const one = (name: string, service?: string) => {
       const found = spans.filter((s) => s.name === name && (!service || s.service === service));
       expect(
@@ -190,7 +190,10 @@ describe("one trace per task attempt across the four services", () => {
     const attempt = one("task attempt 1", "runner");
     expect(ancestors(publishSubmitted, spans)).toContain(root);
     expect(ingest.parentSpanId).toBe(publishSubmitted.spanId);
-    expect(pickup.parentSpanId).toBe(publishSubmitted.spanId);
+    // stored, then put on the tenant's run queue, from which a runner takes it
+    const enqueue = one("enqueue task", "task-registry");
+    expect(enqueue.parentSpanId).toBe(ingest.spanId);
+    expect(pickup.parentSpanId).toBe(enqueue.spanId);
     expect(attempt.parentSpanId).toBe(pickup.spanId);
 
     const allocate = one("repo-pool allocate", "repo-pool");

@@ -91,6 +91,7 @@ beforeAll(async () => {
       ARTIFACT_STORE_PUBLIC_URL: storeUrl,
       CODEFLEET_API_TOKEN: T.registry,
       QUOTA_RETRY_AFTER_SECONDS: "7",
+      CODEFLEET_SECRET_TENANTS: JSON.stringify({ SHARED_TOKEN: ["other", "default"] }),
     }),
   );
 });
@@ -451,6 +452,22 @@ describe("tenancy: exposure and sizes", () => {
     expect(res.statusCode).toBe(413);
     expect(res.json().code).toBe("body_too_large");
     expect((await submit(T.ops, patch(900 * 1024))).statusCode).toBe(202);
+  });
+
+  it("refuses at submission (422) a secret or model key the tenant may not use", async () => {
+    const refused = await submit(T.other, { ...spec, secrets: ["DEFAULT_ONLY"] });
+    expect(refused.statusCode).toBe(422);
+    expect(refused.json()).toMatchObject({ code: "secret_not_allowed_for_tenant", field: "/secrets" });
+    expect(refused.json().detail).toContain("DEFAULT_ONLY");
+    // the model key of an agent is a secret the task uses: OPENAI_API_KEY has no entry, so it is default's only
+    const key = await submit(T.other, { ...spec, agent: { kind: "opencode", model: "openai/gpt-5-mini" } });
+    expect(key.statusCode).toBe(422);
+    expect(key.json()).toMatchObject({ code: "secret_not_allowed_for_tenant", field: "/agent/apiKeySecret" });
+    expect((await submit(T.other, { ...spec, secrets: ["SHARED_TOKEN"] })).statusCode).toBe(202);
+    expect(
+      (await submit(T.ops, { ...spec, secrets: ["DEFAULT_ONLY", "SHARED_TOKEN"], agent: { kind: "opencode", model: "openai/gpt-5-mini" } }))
+        .statusCode,
+    ).toBe(202);
   });
 
   it("puts /metrics behind METRICS_TOKEN", async () => {

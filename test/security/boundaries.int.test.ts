@@ -3,7 +3,7 @@ import { readdirSync, rmSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { join } from "node:path";
 import { createEvent, newTaskId, type TaskSpec } from "@codefleet/contracts";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats, publishAsDispatcher } from "@codefleet/contracts/bus";
 import { freePort, git, waitFor } from "@codefleet/test/support";
 import type { NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";
@@ -33,10 +33,14 @@ afterAll(async () => {
   await p?.stop();
 });
 
-/** What a dispatcher on NATS can do: publish task.submitted directly. */
+/** What a dispatcher on NATS can do: publish task.submitted on its ingress subject. */
 async function publishOnBus(spec: TaskSpec): Promise<string> {
   const taskId = newTaskId();
-  await bus.publish(createEvent("task.submitted", { taskId, producer: "dispatcher", data: { spec, submittedVia: "bus" } }));
+  await publishAsDispatcher(
+    nc,
+    { namespace: bus.topology.namespace, tenant: "default", dispatcher: "security-test" },
+    createEvent("task.submitted", { taskId, producer: "dispatcher", data: { spec, submittedVia: "bus" } }),
+  );
   return taskId;
 }
 
@@ -76,7 +80,8 @@ describe("repository URLs and git credentials", () => {
 
     const onBus = await publishOnBus(scriptTask(p, ["true"], { repo: { url: target } }));
     const view = await p.finished(onBus, 60_000);
-    expect(view).toMatchObject({ status: "failed", reasonCode: "repo_url_file_refused" });
+    // refused by the registry's admission before any runner sees it (the runner refuses it too: runner.int.test.ts)
+    expect(view).toMatchObject({ status: "rejected", reasonCode: "repo_url_file_refused" });
   });
 
   it("sends no credentials to a server that asks for them unless the operator configured them for that host", async () => {
@@ -108,7 +113,8 @@ describe("repository URLs and git credentials", () => {
     });
     expect(await problem(await p.submit(spec))).toMatchObject({ status: 422, code: "secret_endpoint_not_allowed" });
     const view = await p.finished(await publishOnBus(spec), 60_000);
-    expect(view).toMatchObject({ status: "failed", reasonCode: "secret_endpoint_not_allowed" });
+    // refused by the registry's admission before any runner sees it (the runner refuses it too: runner.int.test.ts)
+    expect(view).toMatchObject({ status: "rejected", reasonCode: "secret_endpoint_not_allowed" });
   });
 });
 
@@ -118,7 +124,8 @@ describe("credentials in repository URLs", () => {
     const url = p.daemon.url("sample.git").replace("git://", `https://x-access-token:${token}@`);
     const id = await publishOnBus(scriptTask(p, ["true"], { repo: { url } }));
     const view = await p.finished(id, 60_000);
-    expect(view).toMatchObject({ status: "failed", reasonCode: "repo_url_credentials_refused" });
+    // refused by the registry's admission before any runner sees it (the runner refuses it too: runner.int.test.ts)
+    expect(view).toMatchObject({ status: "rejected", reasonCode: "repo_url_credentials_refused" });
     expect(JSON.stringify(view)).not.toContain(token);
     expect((await problem(await p.submit(scriptTask(p, ["true"], { repo: { url } })))).status).toBe(422);
   });

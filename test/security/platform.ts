@@ -143,6 +143,8 @@ export async function startPlatform(opts: { databaseUrl: string; natsUrl: string
           const res = await api(`/v1/tasks/${id}`);
           if (!res.ok) return false;
           view = (await res.json()) as TaskView;
+          // a submission the registry's admission refused never ran: it has no artifacts
+          if (view.status === "rejected") return true;
           return (
             ["succeeded", "failed", "timed_out", "canceled"].includes(view.status) && view.artifacts.some((a) => a.name === "task.log")
           );

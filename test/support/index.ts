@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 
-export { natsConfig, startNats } from "./nats.js";
+export { natsConfig, startNats, startNatsWithUsers } from "./nats.js";
 export { createTestDatabase, startPostgres } from "./postgres.js";
 export * from "./processes.js";
 

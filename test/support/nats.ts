@@ -84,3 +84,44 @@ export async function startNats(): Promise<RunningServer> {
   }
   throw new Error("integration tests need NATS: set NATS_URL, install nats-server, or make a Docker engine available");
 }
+
+/**
+ * A NATS server of its own with accounts: the authorization block rendered from `users` (the same
+ * code that renders deploy/nats/auth.conf), passwords passed in its environment the way compose does.
+ * Needs the nats-server binary (CI installs Debian's 2.9).
+ */
+export async function startNatsWithUsers(opts: {
+  authorization: string;
+  passwords: Record<string, string>;
+}): Promise<RunningServer & { version: string }> {
+  const bin = findExecutable("nats-server", ["/usr/sbin", "/usr/local/sbin"]);
+  if (!bin) throw new Error("the NATS accounts tests need the nats-server binary (apt-get install nats-server)");
+  const { stdout } = await execFileP(bin, ["--version"]);
+  const version = /v?(\d+\.\d+\.\d+)/.exec(stdout)?.[1] ?? "2.9.0";
+  const dir = mkdtempSync(join(tmpdir(), "cf-nats-auth-"));
+  const port = await freePort();
+  const conf = join(dir, "nats.conf");
+  writeFileSync(join(dir, "auth.conf"), opts.authorization);
+  writeFileSync(conf, `${natsConfig({ port, storeDir: join(dir, "js"), serverVersion: version })}include ./auth.conf\n`);
+  const child = spawnDaemon(bin, ["-c", conf], { env: { ...process.env, ...opts.passwords } });
+  let exited = false;
+  child.once("exit", () => {
+    exited = true;
+  });
+  await waitFor("nats-server with users", async () => {
+    if (exited) throw new Error("nats-server with users exited at start (bad config?)");
+    return tcpOpen("127.0.0.1", port);
+  });
+  return {
+    url: `nats://127.0.0.1:${port}`,
+    how: `nats-server ${version} with users`,
+    version,
+    stop: async () => {
+      if (!exited) {
+        child.kill("SIGTERM");
+        await new Promise((r) => child.once("exit", r));
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

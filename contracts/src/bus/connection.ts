@@ -1,5 +1,45 @@
+import { readFileSync } from "node:fs";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { Type } from "@sinclair/typebox";
 import { CodefleetError, errorMessage } from "../errors.js";
+import { inboxPrefixFor } from "./permissions.js";
+
+/** The NATS settings every service's config schema includes (environment variables). */
+export const NatsSettings = {
+  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222", description: "comma-separated NATS server URLs" }),
+  NATS_USER: Type.Optional(Type.String({ pattern: "^[a-z0-9][a-z0-9_-]{0,62}$", description: "the service's NATS user" })),
+  NATS_PASSWORD: Type.Optional(Type.String({ description: "its password (or NATS_PASSWORD_FILE)" })),
+  NATS_PASSWORD_FILE: Type.Optional(Type.String({ description: "a file holding the NATS password (a mounted secret)" })),
+  NATS_TLS_CA_FILE: Type.Optional(Type.String({ description: "CA bundle to verify the NATS server's certificate (tls:// URLs)" })),
+};
+
+type NatsSettingsValues = {
+  NATS_URL: string;
+  NATS_USER?: string | undefined;
+  NATS_PASSWORD?: string | undefined;
+  NATS_PASSWORD_FILE?: string | undefined;
+  NATS_TLS_CA_FILE?: string | undefined;
+};
+
+/** Connection options from a service's NATS settings (the password file is read here, once). */
+export function natsConnectOptions(
+  c: NatsSettingsValues,
+  readFile: (path: string) => string = (p) => readFileSync(p, "utf8"),
+): Pick<ConnectOptions, "servers" | "user" | "pass" | "tlsCaFile"> {
+  const servers = c.NATS_URL.split(",")
+    .map((s) => s.trim())
+    .filter(Boolean);
+  if (c.NATS_PASSWORD && c.NATS_PASSWORD_FILE)
+    throw new CodefleetError("invalid_config", "set NATS_PASSWORD or NATS_PASSWORD_FILE, not both", { retry: { kind: "never" } });
+  const pass = c.NATS_PASSWORD_FILE ? readFile(c.NATS_PASSWORD_FILE).replace(/\r?\n$/, "") : c.NATS_PASSWORD;
+  if ((c.NATS_USER === undefined) !== (pass === undefined))
+    throw new CodefleetError("invalid_config", "NATS_USER and a NATS password go together", { retry: { kind: "never" } });
+  return {
+    servers,
+    ...(c.NATS_USER && pass !== undefined ? { user: c.NATS_USER, pass } : {}),
+    ...(c.NATS_TLS_CA_FILE ? { tlsCaFile: c.NATS_TLS_CA_FILE } : {}),
+  };
+}
 
 export type ConnectOptions = {
   servers: string | string[];
@@ -8,8 +48,11 @@ export type ConnectOptions = {
   /** Give up starting after this long; reconnects after the first connection are unbounded. */
   connectTimeoutMs?: number;
   token?: string;
+  /** A user's connection uses the user's own inbox prefix (`_INBOX_<user>`), which its permissions allow. */
   user?: string;
   pass?: string;
+  /** Verify the server's TLS certificate against this CA bundle (and require TLS). */
+  tlsCaFile?: string;
   log?: (level: "info" | "warn", msg: string, fields?: Record<string, unknown>) => void;
 };
 
@@ -31,7 +74,8 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
         reconnectTimeWait: 1000,
         timeout: 5000,
         ...(opts.token ? { token: opts.token } : {}),
-        ...(opts.user ? { user: opts.user, pass: opts.pass ?? "" } : {}),
+        ...(opts.user ? { user: opts.user, pass: opts.pass ?? "", inboxPrefix: inboxPrefixFor(opts.user) } : {}),
+        ...(opts.tlsCaFile ? { tls: { caFile: opts.tlsCaFile } } : {}),
       });
       warnOnOldServer(nc, opts.log);
       if (opts.log) {

@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
 import { type AccessConfig, accessFromSettings } from "@codefleet/contracts/access";
+import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 
@@ -9,7 +10,7 @@ export const ArtifactStoreEnv = Type.Object({
   HOST: Type.String({ default: "0.0.0.0" }),
   DATABASE_URL: Type.String({ minLength: 1, description: "postgres://user:pass@host:5432/db" }),
   DATABASE_SCHEMA: Type.String({ default: "artifacts", pattern: "^[a-z_][a-z0-9_]{0,62}$" }),
-  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222" }),
+  ...NatsSettings,
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
   CODEFLEET_ENV: Type.String({ default: "development", description: "production refuses plaintext and development tokens" }),
   CODEFLEET_TOKENS_FILE: Type.Optional(
@@ -33,6 +34,8 @@ export type ArtifactStoreConfig = Static<typeof ArtifactStoreEnv> & {
   /** Tokens, their tenants and scopes (the same file as the registry's). */
   access: AccessConfig;
   natsServers: string[];
+  /** How to connect: servers, the service\'s NATS user and password, TLS. */
+  nats: ReturnType<typeof natsConnectOptions>;
 };
 
 export function loadArtifactStoreConfig(
@@ -40,5 +43,5 @@ export function loadArtifactStoreConfig(
   readFile: (path: string) => string = (path) => readFileSync(path, "utf8"),
 ): ArtifactStoreConfig {
   const c = loadConfig(ArtifactStoreEnv, env);
-  return { ...c, access: accessFromSettings(c, readFile), natsServers: csv(c.NATS_URL) };
+  return { ...c, access: accessFromSettings(c, readFile), natsServers: csv(c.NATS_URL), nats: natsConnectOptions(c) };
 }

@@ -27,7 +27,7 @@ export async function startArtifactStore(config: ArtifactStoreConfig, opts: { lo
   const blobs = new BlobStore(config.ARTIFACT_DATA_DIR);
   await blobs.init();
   const nc = await connectNats({
-    servers: config.natsServers,
+    ...config.nats,
     name: "artifact-store",
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });

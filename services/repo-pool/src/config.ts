@@ -1,4 +1,5 @@
 import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
+import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 import { type CredentialRule, loadCredentialRules } from "./git/credentials.js";
@@ -6,9 +7,10 @@ import { type CredentialRule, loadCredentialRules } from "./git/credentials.js";
 export const RepoPoolEnv = Type.Object({
   PORT: Type.Integer({ default: 8082, minimum: 0, maximum: 65535, description: "health and metrics" }),
   HOST: Type.String({ default: "0.0.0.0" }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: "bearer token /metrics requires; unset: /metrics is open" })),
   DATABASE_URL: Type.String({ minLength: 1 }),
   DATABASE_SCHEMA: Type.String({ default: "repo_pool", pattern: "^[a-z_][a-z0-9_]{0,62}$" }),
-  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222" }),
+  ...NatsSettings,
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
   REPO_POOL_DATA_DIR: Type.String({ default: "/var/lib/codefleet/repo-pool", description: "mirrors and slots live here" }),
   REPO_POOL_HOST_DATA_DIR: Type.Optional(
@@ -45,6 +47,8 @@ export const RepoPoolEnv = Type.Object({
 
 export type RepoPoolConfig = Static<typeof RepoPoolEnv> & {
   natsServers: string[];
+  /** How to connect: servers, the service\'s NATS user and password, TLS. */
+  nats: ReturnType<typeof natsConnectOptions>;
   security: SecurityPolicy;
   /** Git credentials per host (GIT_CREDENTIALS_FILE, or GIT_PASSWORD / GIT_SSH_KEY_FILE with GIT_CREDENTIAL_HOSTS). */
   gitCredentials: CredentialRule[];
@@ -52,5 +56,11 @@ export type RepoPoolConfig = Static<typeof RepoPoolEnv> & {
 
 export function loadRepoPoolConfig(env: Record<string, string | undefined> = process.env): RepoPoolConfig {
   const c = loadConfig(RepoPoolEnv, env);
-  return { ...c, natsServers: csv(c.NATS_URL), security: securityPolicyFromEnv(env), gitCredentials: loadCredentialRules(env) };
+  return {
+    ...c,
+    natsServers: csv(c.NATS_URL),
+    nats: natsConnectOptions(c),
+    security: securityPolicyFromEnv(env),
+    gitCredentials: loadCredentialRules(env),
+  };
 }

@@ -26,6 +26,7 @@ import { loadRepoPoolConfig } from "./config.js";
 import { type RepoPoolService, startRepoPool } from "./service.js";
 
 const TOKEN = "s3cr3t-git-token-0123456789";
+const METRICS_TOKEN = "repo-pool-metrics-token-0123456789";
 let repo: TestRepo;
 let svc: RepoPoolService;
 let nc: NatsConnection;
@@ -54,6 +55,7 @@ beforeAll(async () => {
     GIT_CREDENTIALS_FILE: credentials,
     CODEFLEET_REPO_FILE_ROOTS: tmpdir(),
     CODEFLEET_REPO_HTTP_HOSTS: "127.0.0.1",
+    METRICS_TOKEN,
     LOG_LEVEL: process.env.LOG_LEVEL ?? "error",
   };
   svc = await startRepoPool(loadRepoPoolConfig(env));
@@ -360,6 +362,28 @@ describe("repo-pool against real git remotes", () => {
     expect(after.length).toBe(before.length);
     expect(readdirSync(join(dataDir, "mirrors")).filter((d) => d.includes(".tmp-"))).toEqual([]);
     expect(readdirSync(join(dataDir, "slots")).filter((d) => d.endsWith(".creating"))).toEqual([]);
+  });
+});
+
+describe("repo-pool's HTTP endpoints", () => {
+  it("puts /metrics behind METRICS_TOKEN and keeps /healthz and /readyz open", async () => {
+    const open = await svc.app.inject({ method: "GET", url: "/metrics" });
+    expect(open.statusCode).toBe(401);
+    expect(open.headers["www-authenticate"]).toBe('Bearer realm="metrics"');
+    expect(open.json()).toMatchObject({ status: 401, code: "unauthorized" });
+    expect(open.body).not.toContain(METRICS_TOKEN);
+    const wrong = await svc.app.inject({ method: "GET", url: "/metrics", headers: { authorization: `Bearer ${METRICS_TOKEN}x` } });
+    expect(wrong.statusCode).toBe(401);
+    const ok = await svc.app.inject({ method: "GET", url: "/metrics", headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.body).toContain("codefleet_repo_pool_slots");
+    expect((await svc.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
+    expect((await svc.app.inject({ method: "GET", url: "/readyz" })).statusCode).toBe(200);
+  });
+
+  it("refuses a METRICS_TOKEN shorter than 16 characters at start", () => {
+    expect(loadRepoPoolConfig({ ...env, METRICS_TOKEN: undefined }).METRICS_TOKEN).toBeUndefined();
+    expect(() => loadRepoPoolConfig({ ...env, METRICS_TOKEN: "short" })).toThrow(/METRICS_TOKEN/);
   });
 });
 

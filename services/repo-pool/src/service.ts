@@ -3,6 +3,7 @@ import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createEvent, errorMessage } from "@codefleet/contracts";
+import { guardMetrics } from "@codefleet/contracts/access";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
   createLogger,
@@ -80,7 +81,7 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
   await mirrors.init();
 
   const nc = await connectNats({
-    servers: config.natsServers,
+    ...config.nats,
     name: "repo-pool",
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
@@ -185,7 +186,7 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
   const app = Fastify({ loggerInstance: log as FastifyBaseLogger });
   installErrorHandling(app);
   installHealthRoutes(app, {
-    metrics: telemetry.metricsHandler,
+    metrics: guardMetrics(telemetry.metricsHandler, config.METRICS_TOKEN),
     ready: async () => {
       const checks = { nats: nc.isClosed() ? "closed" : "ok", postgres: await pingDatabase(db) };
       return { ok: Object.values(checks).every((v) => v === "ok"), checks };

@@ -1,5 +1,6 @@
 import { hostname } from "node:os";
 import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
+import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type CredentialRule, loadCredentialRules } from "@codefleet/repo-pool/git";
 import { type Static, Type } from "@sinclair/typebox";
@@ -7,7 +8,8 @@ import { type Static, Type } from "@sinclair/typebox";
 export const RunnerEnv = Type.Object({
   PORT: Type.Integer({ default: 8083, minimum: 0, maximum: 65535, description: "health and metrics" }),
   HOST: Type.String({ default: "0.0.0.0" }),
-  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222" }),
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: "bearer token /metrics requires; unset: /metrics is open" })),
+  ...NatsSettings,
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
   RUNNER_ID: Type.String({
     default: "",
@@ -112,6 +114,8 @@ export const RunnerEnv = Type.Object({
 export type RunnerConfig = Omit<Static<typeof RunnerEnv>, "RUNNER_HEARTBEAT_MS"> & {
   RUNNER_HEARTBEAT_MS: number;
   natsServers: string[];
+  /** How to connect: servers, the service\'s NATS user and password, TLS. */
+  nats: ReturnType<typeof natsConnectOptions>;
   security: SecurityPolicy;
   /** Git credentials per host (GIT_CREDENTIALS_FILE, or GIT_PASSWORD / GIT_SSH_KEY_FILE with GIT_CREDENTIAL_HOSTS). */
   gitCredentials: CredentialRule[];
@@ -132,6 +136,7 @@ export function loadRunnerConfig(env: Record<string, string | undefined> = proce
     RUNNER_ID: c.RUNNER_ID || hostname(),
     RUNNER_HEARTBEAT_MS: heartbeat,
     natsServers: csv(c.NATS_URL),
+    nats: natsConnectOptions(c),
     security: securityPolicyFromEnv(env),
     gitCredentials: loadCredentialRules(env),
   };

@@ -32,6 +32,7 @@ const execFileP = promisify(execFile);
 const TOKEN = "runner-test-token";
 const SECRET = "sk-live-TOPSECRET-0123456789abcdef";
 const ANTHROPIC_KEY = "sk-ant-scripted-5f4e3d2c1b0a";
+const METRICS_TOKEN = "runner-metrics-token-0123456789";
 const CLAUDE_CODE_IMAGE = process.env.CODEFLEET_AGENT_IMAGE_CLAUDE_CODE ?? "codefleet/agent-claude-code:latest";
 const AGENT_IMAGE = process.env.CODEFLEET_AGENT_IMAGE ?? "codefleet/agent:latest";
 
@@ -75,6 +76,9 @@ beforeAll(async () => {
       OPENAI_API_KEY: ["127.0.0.1", "host.docker.internal"],
       ANTHROPIC_API_KEY: ["host.docker.internal"],
     }),
+    // API_TOKEN is also tenant acme's; every other secret is tenant default's only
+    CODEFLEET_SECRET_TENANTS: JSON.stringify({ API_TOKEN: ["default", "acme"] }),
+    METRICS_TOKEN,
     LOG_LEVEL: "error",
   };
   artifactStore = await startArtifactStore(loadArtifactStoreConfig(env));
@@ -117,9 +121,16 @@ function spec(overrides: Partial<TaskSpec> = {}): TaskSpec {
   };
 }
 
-async function submit(s: TaskSpec): Promise<string> {
+async function submit(s: TaskSpec, tenant?: string): Promise<string> {
   const taskId = newTaskId();
-  await bus.publish(createEvent("task.submitted", { taskId, producer: "test", data: { spec: s, submittedVia: "bus" } }));
+  // the registry's part, which this test plays: record the submission, then queue it
+  const event = createEvent("task.submitted", {
+    taskId,
+    producer: "test",
+    data: { spec: s, submittedVia: "bus", ...(tenant ? { tenant } : {}) },
+  });
+  await bus.publish(event);
+  await bus.enqueueTask(event);
   return taskId;
 }
 
@@ -438,6 +449,72 @@ describe("runner: hardened containers through fetch → implement → test → p
     const results = await Promise.all(ids.map((id) => finished(id, 120_000)));
     expect(results.map((r) => r.data.status)).toEqual(Array(10).fill("succeeded"));
   }, 180_000);
+});
+
+describe("runner: secrets per tenant", () => {
+  it("fails a task naming a secret its tenant may not use before any container, alike whether the secret exists or not", async () => {
+    // API_TOKEN has a value (for tenants default and acme); NOT_CONFIGURED_ANYWHERE has neither a value nor an entry
+    const existing = await submit(spec({ secrets: ["API_TOKEN"] }), "other");
+    const missing = await submit(spec({ secrets: ["NOT_CONFIGURED_ANYWHERE"] }), "other");
+    const reasons: string[] = [];
+    for (const [taskId, name] of [
+      [existing, "API_TOKEN"],
+      [missing, "NOT_CONFIGURED_ANYWHERE"],
+    ] as const) {
+      const done = await finished(taskId);
+      expect(done.data).toMatchObject({ status: "failed", reasonCode: "secret_not_allowed_for_tenant" });
+      expect(done.data.reason).not.toContain(SECRET);
+      reasons.push((done.data.reason ?? "").replace(name, "<name>"));
+      expect(await containersOf(taskId)).toEqual([]);
+      expect((await eventsOf(taskId)).map((e) => e.type)).not.toContain("slot.allocated");
+    }
+    expect(reasons[0]).toBe(reasons[1]);
+    // the agent's model key is checked too: OPENAI_API_KEY has no entry, so it is tenant default's only
+    const key = await submit(spec({ agent: { kind: "openai", model: "scripted" } }), "other");
+    expect((await finished(key)).data).toMatchObject({ status: "failed", reasonCode: "secret_not_allowed_for_tenant" });
+    expect(await leasedSlots()).toBe(0);
+  });
+
+  it("gives a tenant listed for a secret its value", async () => {
+    const taskId = await submit(spec({ secrets: ["API_TOKEN"], test: { command: 'test -n "$API_TOKEN"' } }), "acme");
+    expect((await finished(taskId)).data.status).toBe("succeeded");
+  });
+});
+
+describe("runner: the operator's policy, again", () => {
+  it("refuses on its own what the registry's admission refuses: a queued task with a credentialed URL, a URL outside the file roots, a key for a foreign endpoint", async () => {
+    const token = "ghp_inTheUrlRunner0123456789abcdefABCDEF";
+    const cases: [TaskSpec, string][] = [
+      [spec({ repo: { url: `https://x-access-token:${token}@git.example.com/a.git`, ref: "main" } }), "repo_url_credentials_refused"],
+      [spec({ repo: { url: "file:///etc", ref: "main" } }), "repo_url_file_refused"],
+      [
+        spec({ agent: { kind: "openai", model: "gpt", baseUrl: "https://collector.evil.example/v1", apiKeySecret: "API_TOKEN" } }),
+        "secret_endpoint_not_allowed",
+      ],
+    ];
+    // queued straight on the run queue, as a bus without accounts (or a compromised registry) could
+    const ids = await Promise.all(cases.map(([s]) => submit(s)));
+    for (const [i, [, code]] of cases.entries()) {
+      const done = await finished(ids[i] as string);
+      expect(done.data, code).toMatchObject({ status: "failed", reasonCode: code });
+      expect(JSON.stringify(done)).not.toContain(token);
+      expect(await containersOf(ids[i] as string)).toEqual([]);
+    }
+  });
+});
+
+describe("runner: health and metrics", () => {
+  it("puts /metrics behind METRICS_TOKEN and keeps /healthz open", async () => {
+    const open = await runner.app.inject({ method: "GET", url: "/metrics" });
+    expect(open.statusCode).toBe(401);
+    expect(open.json()).toMatchObject({ code: "unauthorized" });
+    const wrong = await runner.app.inject({ method: "GET", url: "/metrics", headers: { authorization: `Bearer ${TOKEN}` } });
+    expect(wrong.statusCode).toBe(401);
+    const ok = await runner.app.inject({ method: "GET", url: "/metrics", headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+    expect(ok.statusCode).toBe(200);
+    expect(ok.body).toContain("codefleet_runner_active_attempts");
+    expect((await runner.app.inject({ method: "GET", url: "/healthz" })).statusCode).toBe(200);
+  });
 });
 
 describe("runner: warm containers", () => {

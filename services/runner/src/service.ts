@@ -2,6 +2,7 @@ import { chmod, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
+import { guardMetrics } from "@codefleet/contracts/access";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
   createLogger,
@@ -44,7 +45,7 @@ export async function startRunner(
   const log = opts.logger ?? createLogger({ service: "runner", level: config.LOG_LEVEL, masker });
   const telemetry = startTelemetry({ serviceName: "runner" });
   const nc = await connectNats({
-    servers: config.natsServers,
+    ...config.nats,
     name: `runner-${config.RUNNER_ID}`,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
@@ -134,7 +135,11 @@ export async function startRunner(
       repoPool,
       artifacts,
       claims,
-      secrets: new SecretResolver({ env: opts.env ?? process.env, ...(config.SECRETS_DIR ? { dir: config.SECRETS_DIR } : {}) }),
+      secrets: new SecretResolver({
+        env: opts.env ?? process.env,
+        ...(config.SECRETS_DIR ? { dir: config.SECRETS_DIR } : {}),
+        tenants: config.security.secretTenants,
+      }),
       masker,
       repoAccess: createRepoAccess(config.security.repoUrls, config.gitCredentials),
       agents: agentRegistry,
@@ -176,7 +181,7 @@ export async function startRunner(
   const app = Fastify({ loggerInstance: log as FastifyBaseLogger });
   installErrorHandling(app);
   installHealthRoutes(app, {
-    metrics: telemetry.metricsHandler,
+    metrics: guardMetrics(telemetry.metricsHandler, config.METRICS_TOKEN),
     ready: async () => {
       const checks = {
         nats: nc.isClosed() ? "closed" : "ok",

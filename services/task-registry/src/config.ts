@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
 import { type AccessConfig, accessFromSettings, type TenantQuota } from "@codefleet/contracts/access";
+import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 
@@ -9,7 +10,7 @@ export const RegistryEnv = Type.Object({
   HOST: Type.String({ default: "0.0.0.0" }),
   DATABASE_URL: Type.String({ minLength: 1, description: "postgres://user:pass@host:5432/db" }),
   DATABASE_SCHEMA: Type.String({ default: "registry", pattern: "^[a-z_][a-z0-9_]{0,62}$" }),
-  NATS_URL: Type.String({ default: "nats://127.0.0.1:4222", description: "comma-separated NATS server URLs" }),
+  ...NatsSettings,
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
   CODEFLEET_ENV: Type.String({ default: "development", description: "production refuses plaintext and development tokens" }),
   CODEFLEET_TOKENS_FILE: Type.Optional(
@@ -48,6 +49,13 @@ export const RegistryEnv = Type.Object({
   }),
   NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], { default: "file" }),
   LOG_LEVEL: Type.String({ default: "info" }),
+  DASHBOARD_DIR: Type.Optional(
+    Type.String({
+      minLength: 1,
+      description: "the web dashboard's build, served at /; unset: services/dashboard/dist; off: no dashboard",
+    }),
+  ),
+  DASHBOARD_JAEGER_URL: Type.String({ default: "http://localhost:16686", description: "Jaeger UI the dashboard links traces to" }),
   CODEFLEET_REPO_FILE_ROOTS: Type.Optional(
     Type.String({
       description: "comma-separated absolute directories local repositories (file:// URLs, paths) may lie under; unset: none",
@@ -64,6 +72,12 @@ export const RegistryEnv = Type.Object({
       description: 'JSON object: secret name → hosts an agent baseUrl may send it to, e.g. {"OPENAI_API_KEY":["llm.internal:8443"]}',
     }),
   ),
+  CODEFLEET_SECRET_TENANTS: Type.Optional(
+    Type.String({
+      description:
+        'JSON object: secret name → tenants whose tasks may use it (or "*"), e.g. {"OPENAI_API_KEY":["*"],"NPM_TOKEN":["team-a"]}; a secret without an entry: tenant default only',
+    }),
+  ),
 });
 
 export type RegistryConfig = Static<typeof RegistryEnv> & {
@@ -72,6 +86,8 @@ export type RegistryConfig = Static<typeof RegistryEnv> & {
   /** Quota of a tenant the tokens file says nothing about. */
   defaultQuota: Required<TenantQuota>;
   natsServers: string[];
+  /** How to connect: servers, the service\'s NATS user and password, TLS. */
+  nats: ReturnType<typeof natsConnectOptions>;
   /** Which repository URLs and agent endpoints a submitted task may name. */
   securityPolicy: SecurityPolicy;
 };
@@ -86,6 +102,7 @@ export function loadRegistryConfig(
     access: accessFromSettings(c, readFile),
     defaultQuota: { maxRunning: c.CODEFLEET_TENANT_MAX_RUNNING, maxQueued: c.CODEFLEET_TENANT_MAX_QUEUED },
     natsServers: csv(c.NATS_URL),
+    nats: natsConnectOptions(c),
     securityPolicy: securityPolicyFromEnv(env),
   };
 }

@@ -325,7 +325,11 @@ describe("task-registry on real Postgres and NATS", () => {
 
   it("refuses local repositories, plain http and custom agent endpoints when the operator configured nothing", () => {
     const { securityPolicy } = loadRegistryConfig({ DATABASE_URL: "postgres://x", CODEFLEET_API_TOKENS: TOKEN });
-    expect(securityPolicy).toEqual({ repoUrls: { fileRoots: [], httpHosts: [], allowedHosts: [] }, secretEndpoints: {} });
+    expect(securityPolicy).toEqual({
+      repoUrls: { fileRoots: [], httpHosts: [], allowedHosts: [] },
+      secretEndpoints: {},
+      secretTenants: {},
+    });
     expect(() =>
       loadRegistryConfig({ DATABASE_URL: "postgres://x", CODEFLEET_API_TOKENS: TOKEN, CODEFLEET_SECRET_ENDPOINTS: "{oops" }),
     ).toThrow(/CODEFLEET_SECRET_ENDPOINTS/);

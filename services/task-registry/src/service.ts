@@ -5,6 +5,7 @@ import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry
 import type { FastifyInstance } from "fastify";
 import type { RegistryConfig } from "./config.js";
 import { buildApp } from "./http/app.js";
+import { startAdmission } from "./ingest/admission.js";
 import { startIngestor } from "./ingest/ingestor.js";
 import { createDatabase, type Db, migrate } from "./store/database.js";
 
@@ -26,7 +27,7 @@ export async function startRegistry(
   const { db } = createDatabase({ url: config.DATABASE_URL, schema: config.DATABASE_SCHEMA });
   await migrate(db, config.DATABASE_SCHEMA);
   const nc = await connectNats({
-    servers: config.natsServers,
+    ...config.nats,
     name: "task-registry",
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
@@ -39,6 +40,14 @@ export async function startRegistry(
     meter: telemetry.meter,
     batchSize: config.INGEST_BATCH_SIZE,
     maxBytes: config.INGEST_MAX_BYTES,
+  });
+  const admission = await startAdmission({
+    bus,
+    db,
+    log,
+    meter: telemetry.meter,
+    securityPolicy: config.securityPolicy,
+    quota: (tenant) => quotaFor(config.access, tenant, config.defaultQuota),
   });
   observeConsumerBacklog(bus, telemetry);
 
@@ -58,6 +67,7 @@ export async function startRegistry(
     bodyLimitBytes: config.BODY_LIMIT_BYTES,
     artifactStorePublicUrl: config.ARTIFACT_STORE_PUBLIC_URL,
     securityPolicy: config.securityPolicy,
+    dashboard: { ...(config.DASHBOARD_DIR ? { dir: config.DASHBOARD_DIR } : {}), jaegerUrl: config.DASHBOARD_JAEGER_URL },
     logTail: { heartbeatMs: 15_000, finishCheckMs: 1000, ...(artifacts ? { storedLog: (id: string) => artifacts.downloadText(id) } : {}) },
     health: {
       metrics: telemetry.metricsHandler,
@@ -82,6 +92,7 @@ export async function startRegistry(
       if (stopped) return;
       stopped = true;
       await app.close();
+      await admission.stop();
       await ingestion.stop();
       await artifacts?.close();
       await bus.drain();
@@ -92,9 +103,8 @@ export async function startRegistry(
 }
 
 /**
- * Backlog of the platform's work queues as gauges: messages not yet delivered (pending) and
- * delivered but not yet acknowledged, per consumer. The registry reports both consumers: the
- * runners' shared queue and its own ingestion.
+ * Backlog as gauges: the run queue per tenant (admitted tasks not yet taken by a runner, and taken
+ * but not yet acknowledged) and the registry's own consumers (pending, unacknowledged).
  */
 function observeConsumerBacklog(bus: Bus, telemetry: Telemetry): void {
   const pending = telemetry.meter.createObservableGauge("codefleet_bus_consumer_pending_messages", {
@@ -103,16 +113,26 @@ function observeConsumerBacklog(bus: Bus, telemetry: Telemetry): void {
   const unacked = telemetry.meter.createObservableGauge("codefleet_bus_consumer_ack_pending_messages", {
     description: "Messages delivered to a consumer and not yet acknowledged (in progress)",
   });
-  const { registryIngest, runnerTasks } = bus.topology.consumers;
+  const queued = telemetry.meter.createObservableGauge("codefleet_run_queue_messages", {
+    description: "Tasks on a tenant's run queue (waiting for a runner or being started)",
+  });
+  const { topology } = bus;
   telemetry.meter.addBatchObservableCallback(
     async (result) => {
-      for (const c of [registryIngest, runnerTasks]) {
+      for (const c of [topology.consumers.registryIngest, topology.consumers.registryAdmission]) {
         const info = await bus.jsm.consumers.info(c.stream, c.durable).catch(() => undefined);
         if (!info) continue;
         result.observe(pending, info.num_pending, { consumer: c.durable });
         result.observe(unacked, info.num_ack_pending, { consumer: c.durable });
       }
+      const q = await bus.jsm.streams
+        .info(topology.streams.queue.name, { subjects_filter: topology.subjects.allQueues })
+        .catch(() => undefined);
+      for (const [subject, n] of Object.entries(q?.state.subjects ?? {})) {
+        const tenant = topology.subjects.queueTenant(subject);
+        if (tenant) result.observe(queued, n, { tenant });
+      }
     },
-    [pending, unacked],
+    [pending, unacked, queued],
   );
 }

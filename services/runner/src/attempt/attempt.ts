@@ -8,10 +8,13 @@ import {
   CodefleetError,
   checkRepoUrl,
   createEvent,
+  DEFAULT_TENANT,
   errorMessage,
   isCodefleetError,
   resolveTaskSpec,
+  secretTenantProblem,
   specKeyProblem,
+  taskSecretNames,
 } from "@codefleet/contracts";
 import { hasRepoUrlCredentials, stripRepoUrlCredentials } from "@codefleet/contracts/access";
 import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
@@ -126,11 +129,13 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     marks[name] = Math.round(performance.now() - t0);
   };
   const spec = resolveTaskSpec(input.event.data.spec, taskId);
+  // events from before tenancy carry none
+  const tenant = input.event.data.tenant ?? DEFAULT_TENANT;
   const needs = agentNeedsFor(deps.agents, spec.agent, settings.images, settings.network);
   // A warm container is asked for while the attempt is claimed: both are on the way to the first
   // command. Nothing runs in it before the claim is ours; a skipped delivery gives it back.
   const warmTake =
-    deps.warmPool && policyRefusal(spec, settings.security) === undefined
+    deps.warmPool && policyRefusal(spec, tenant, settings.security) === undefined
       ? deps.warmPool.take(warmClassOf(spec, needs), { taskId, attempt }, input.traceContext).catch(() => undefined)
       : undefined;
   const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId });
@@ -214,8 +219,8 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   try {
     let secrets: Record<string, string>;
     try {
-      refuseByPolicy(spec, settings.security);
-      secrets = await resolveSecrets(deps.secrets, spec, needs);
+      refuseByPolicy(spec, tenant, settings.security);
+      secrets = await resolveSecrets(deps.secrets, spec, needs, tenant);
     } catch (err) {
       await announced;
       throw err;
@@ -463,12 +468,12 @@ function releaseLater(
  * The operator's policy, checked again here: a task published straight on the bus never passed
  * the registry's checks.
  */
-function refuseByPolicy(spec: ResolvedTaskSpec, policy: SecurityPolicy): void {
-  const refusal = policyRefusal(spec, policy);
+function refuseByPolicy(spec: ResolvedTaskSpec, tenant: string, policy: SecurityPolicy): void {
+  const refusal = policyRefusal(spec, tenant, policy);
   if (refusal) throw refusal;
 }
 
-function policyRefusal(spec: ResolvedTaskSpec, policy: SecurityPolicy): AttemptFailure | undefined {
+function policyRefusal(spec: ResolvedTaskSpec, tenant: string, policy: SecurityPolicy): AttemptFailure | undefined {
   const keys = specKeyProblem(spec);
   if (keys) return fail(keys.code, keys.message);
   // credentials come from the operator's per-host configuration, never from a task
@@ -478,13 +483,21 @@ function policyRefusal(spec: ResolvedTaskSpec, policy: SecurityPolicy): AttemptF
   if (!url.ok) return fail(url.code, url.message);
   const key = agentKeyProblem(spec.agent, policy.secretEndpoints);
   if (key) return fail(key.code, key.message);
+  // checked before a container is taken or made; a refusal never depends on whether the secret exists
+  const secrets = secretTenantProblem(taskSecretNames(spec), tenant, policy.secretTenants);
+  if (secrets) return fail(secrets.code, secrets.message);
   return undefined;
 }
 
-/** The task's secrets (all required), and its agent's model key when the runner has one. */
-async function resolveSecrets(resolver: SecretResolver, spec: ResolvedTaskSpec, needs: AgentNeeds): Promise<Record<string, string>> {
-  const required = await resolver.resolve(spec.secrets ?? []);
-  const optional = needs.modelKeySecret ? await resolver.resolveOptional([needs.modelKeySecret]) : {};
+/** The task's secrets (all required), and its agent's model key when the runner has one; the resolver checks the tenant again. */
+async function resolveSecrets(
+  resolver: SecretResolver,
+  spec: ResolvedTaskSpec,
+  needs: AgentNeeds,
+  tenant: string,
+): Promise<Record<string, string>> {
+  const required = await resolver.resolve(spec.secrets ?? [], tenant);
+  const optional = needs.modelKeySecret ? await resolver.resolveOptional([needs.modelKeySecret], tenant) : {};
   return { ...optional, ...required };
 }
 

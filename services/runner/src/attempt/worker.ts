@@ -10,11 +10,13 @@ export type WorkerOptions = {
   maxAttempts: number;
   /** The JetStream ack deadline; heartbeats (working()) keep running attempts alive. */
   ackWaitMs: number;
+  /** How often the tenants' queues are re-read (new tasks are seen at once; this catches redeliveries). */
+  laneRefreshMs?: number;
 };
 
 /**
- * Takes task.submitted from the shared durable consumer (every runner replica pulls from it, each
- * up to its concurrency), runs attempts, and stops running attempts whose cancel is requested.
+ * Takes admitted tasks from the tenants' run queues (every runner replica pulls from them, each up
+ * to its concurrency, the tenants taking turns), runs attempts, and stops running attempts whose cancel is requested.
  * A runner that dies stops heartbeating: the message is redelivered after the ack deadline with
  * the delivery count as the next attempt number.
  */
@@ -50,11 +52,15 @@ export class Worker {
         }
       },
     });
-    const c = bus.topology.consumers.runnerTasks;
-    this.sub = await bus.consumeEvents({
-      durable: c.durable,
-      filter: c.filter,
-      description: "runner: the shared work queue of submitted tasks",
+    const { topology } = bus;
+    // a lane per tenant, taken in turns: one tenant's backlog does not hold back another's tasks
+    this.sub = await bus.consumeLanes({
+      stream: topology.streams.queue.name,
+      lanesSubject: topology.subjects.allQueues,
+      laneOf: (subject) => topology.subjects.queueTenant(subject),
+      lane: (tenant) => topology.consumers.runnerQueue(tenant),
+      decode: (data) => parseEvent(data),
+      description: "runner: a tenant's queue of admitted tasks",
       concurrency: this.opts.concurrency,
       ackWaitMs: this.opts.ackWaitMs,
       maxDeliver: this.opts.maxAttempts,
@@ -62,6 +68,7 @@ export class Worker {
       maxAckPending: 10_000,
       retryDelayMs: (n) => Math.min(5000 * n, 60_000),
       spanName: (e) => `run ${e.type}`,
+      ...(this.opts.laneRefreshMs ? { refreshMs: this.opts.laneRefreshMs } : {}),
       handle: async (event, ctx) => {
         if (event.type !== "task.submitted") return;
         const submitted = event as CodefleetEventOf<"task.submitted">;

@@ -49,19 +49,31 @@ export function rejectionFor(
   raw: unknown,
   subject: string,
   err: unknown,
-  opts: { namespace: string; producer: string; now?: Date },
+  opts: {
+    namespace: string;
+    producer: string;
+    now?: Date;
+    /** A dispatcher's submission on the ingress: tenant and dispatcher come from its subject, the task id from the envelope. */
+    ingress?: { tenant: string; dispatcher: string };
+  },
 ): CodefleetEventOf<"task.rejected"> | undefined {
-  const taskId = submittedTaskIdOf(subject, opts.namespace);
-  if (!taskId) return undefined;
   const envelope = record(raw) ?? {};
+  const envelopeTaskId = str(envelope.taskId);
+  const taskId = opts.ingress
+    ? envelopeTaskId && isValidTaskId(envelopeTaskId)
+      ? envelopeTaskId
+      : undefined
+    : submittedTaskIdOf(subject, opts.namespace);
+  if (!taskId) return undefined;
   const data = record(envelope.data) ?? {};
   const spec = record(data.spec) ?? {};
   const issues: readonly ValidationIssue[] = err instanceof ValidationError ? err.issues : [];
-  const code = err instanceof ValidationError ? err.code : "invalid_submission";
+  const ownCode = (err as { code?: unknown } | undefined)?.code;
+  const code = err instanceof ValidationError ? err.code : typeof ownCode === "string" && ownCode ? ownCode : "invalid_submission";
   const rejectedEventId = str(envelope.id);
-  const submittedVia = data.submittedVia === "http" || data.submittedVia === "bus" ? data.submittedVia : undefined;
-  const submittedBy = str(data.submittedBy);
-  const tenant = str(data.tenant);
+  const submittedVia = opts.ingress ? "bus" : data.submittedVia === "http" || data.submittedVia === "bus" ? data.submittedVia : undefined;
+  const submittedBy = opts.ingress ? opts.ingress.dispatcher : str(data.submittedBy);
+  const tenant = opts.ingress ? opts.ingress.tenant : str(data.tenant);
   const title = str(spec.title);
   const repoUrl = str(record(spec.repo)?.url);
   const id = `rej-${createHash("sha256")

@@ -1,13 +1,17 @@
 import { createHash } from "node:crypto";
 import {
   agentKeyProblem,
+  type CodefleetEventOf,
   checkRepoUrl,
   createEvent,
+  DEFAULT_TENANT,
   newEventId,
   newTaskId,
   type SecurityPolicy,
+  secretTenantProblem,
   specKeyProblem,
   type TaskSpec,
+  taskSecretNames,
 } from "@codefleet/contracts";
 import {
   type Admission,
@@ -57,18 +61,25 @@ export class QuotaExceededError extends HttpProblem {
 }
 
 /**
- * The operator's policy on a schema-valid spec: the repository URL (no local paths outside the
- * allowed roots, no plain http, no git transport tricks, only allowed hosts) and the agent's
- * endpoint (a runner secret goes only to hosts listed for it). Throws a 422 problem with the
- * policy's stable code; the messages never echo credentials.
+ * The operator's policy on a schema-valid spec of `tenant`: the repository URL (no local paths
+ * outside the allowed roots, no plain http, no git transport tricks, only allowed hosts), the
+ * agent's endpoint (a runner secret goes only to hosts listed for it) and the secrets it uses
+ * (only those allowed for its tenant; decided by the rule alone, so the answer says nothing of
+ * whether the runner has the secret). Throws a 422 problem with the policy's stable code; the
+ * messages never echo credentials.
  */
-export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy): void {
+export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy, tenant: string): void {
   const keys = specKeyProblem(spec);
   if (keys) throw new HttpProblem(422, keys.code, keys.message, { field: keys.field });
   const repo = checkRepoUrl(spec.repo.url, policy.repoUrls);
   if (!repo.ok) throw new HttpProblem(422, repo.code, repo.message, { field: "/repo/url" });
   const agent = agentKeyProblem(spec.agent, policy.secretEndpoints);
   if (agent) throw new HttpProblem(422, agent.code, agent.message, { field: "/agent/baseUrl" });
+  const secrets = secretTenantProblem(taskSecretNames(spec), tenant, policy.secretTenants);
+  if (secrets) {
+    const named = secrets.names.some((name) => spec.secrets?.includes(name));
+    throw new HttpProblem(422, secrets.code, secrets.message, { field: named ? "/secrets" : "/agent/apiKeySecret" });
+  }
   // refused rather than stripped: a URL's credentials would reach events, views, spans and logs, and
   // stripping them would run the task without the access its submitter expected
   if (hasRepoUrlCredentials(spec.repo.url))
@@ -122,22 +133,6 @@ export async function submitTask(
       if (view) return { task: view, created };
     }
   }
-  const quota = deps.quota?.(tenant);
-  const limited = quota !== undefined && quotaLimitsAdmission(quota);
-  if (quota && limited) {
-    const decision = await admitTask(deps.db, { taskId, tenant }, (counts) => decideAdmission(counts, quota));
-    if (decision.kind === "refuse") {
-      // a refused submission does not use up its Idempotency-Key
-      if (opts.idempotencyKey && created)
-        await deps.db
-          .deleteFrom("idempotency_keys")
-          .where("tenant", "=", tenant)
-          .where("key", "=", opts.idempotencyKey)
-          .where("task_id", "=", taskId)
-          .execute();
-      throw new QuotaExceededError(tenant, decision);
-    }
-  }
   const event = createEvent("task.submitted", {
     id: eventId,
     taskId,
@@ -151,13 +146,45 @@ export async function submitTask(
     },
   });
   try {
-    await deps.bus.publish(event, opts.ctx ? { ctx: opts.ctx } : {});
+    await admitAndPublish(deps, event, opts.ctx);
   } catch (err) {
-    if (limited) await forgetAdmission(deps.db, taskId).catch(() => undefined);
+    // a refused submission does not use up its Idempotency-Key
+    if (err instanceof QuotaExceededError && opts.idempotencyKey && created)
+      await deps.db
+        .deleteFrom("idempotency_keys")
+        .where("tenant", "=", tenant)
+        .where("key", "=", opts.idempotencyKey)
+        .where("task_id", "=", taskId)
+        .execute();
     throw err;
   }
   const view = evolve(undefined, event).state as TaskView;
   return { task: view, created };
+}
+
+/**
+ * Admits a task under its tenant's quota and publishes its task.submitted (the registry's ingestion
+ * then queues it for the runners). HTTP and bus submissions both come through here.
+ * Throws QuotaExceededError when the tenant is at its quota.
+ */
+export async function admitAndPublish(
+  deps: { db: Db; bus: Bus; quota?: (tenant: string) => Required<TenantQuota> },
+  event: CodefleetEventOf<"task.submitted">,
+  ctx?: Context,
+): Promise<void> {
+  const tenant = event.data.tenant ?? DEFAULT_TENANT;
+  const quota = deps.quota?.(tenant);
+  const limited = quota !== undefined && quotaLimitsAdmission(quota);
+  if (quota && limited) {
+    const decision = await admitTask(deps.db, { taskId: event.taskId, tenant }, (counts) => decideAdmission(counts, quota));
+    if (decision.kind === "refuse") throw new QuotaExceededError(tenant, decision);
+  }
+  try {
+    await deps.bus.publish(event, ctx ? { ctx } : {});
+  } catch (err) {
+    if (limited) await forgetAdmission(deps.db, event.taskId).catch(() => undefined);
+    throw err;
+  }
 }
 
 /**

@@ -26,6 +26,8 @@ import type { TaskView } from "../domain/task-state.js";
 import type { Db } from "../store/database.js";
 import { readTaskEvents } from "../store/event-store.js";
 import { getTaskView, listTaskViews } from "../store/task-queries.js";
+import { type DashboardOptions, installDashboard } from "./dashboard.js";
+import { installFleetRoutes } from "./fleet.js";
 import { type LogTailDeps, streamTaskLogs } from "./logs.js";
 
 export type AppDeps = {
@@ -46,6 +48,8 @@ export type AppDeps = {
   securityPolicy: SecurityPolicy;
   health: HealthOptions;
   logTail: Omit<LogTailDeps, "bus" | "db">;
+  /** The web dashboard at `/` (static files; disabled when its build is missing). */
+  dashboard?: DashboardOptions;
 };
 
 const TaskIdParam = Type.Object({ id: Type.String({ maxLength: 128 }) });
@@ -143,12 +147,13 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const key = req.headers["idempotency-key"];
       const spec = req.body as TaskSpec;
       const principal = principalOf(req);
-      assertSubmissionAllowed(spec, deps.securityPolicy);
+      const tenant = submissionTenant(principal);
+      assertSubmissionAllowed(spec, deps.securityPolicy, tenant);
       let result: Awaited<ReturnType<typeof submitTask>>;
       try {
         result = await submitTask(deps, spec, {
           ...(typeof key === "string" ? { idempotencyKey: key } : {}),
-          tenant: submissionTenant(principal),
+          tenant,
           submittedBy: principal.name,
           ctx: traceCtx(req),
         });
@@ -318,5 +323,12 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   );
 
+  installFleetRoutes(app, {
+    db: deps.db,
+    bus: deps.bus,
+    quota: deps.quota,
+    ...(deps.logTail.storedLog ? { readArtifact: deps.logTail.storedLog } : {}),
+  });
+  if (deps.dashboard) installDashboard(app, deps.dashboard, deps.logger);
   return app;
 }

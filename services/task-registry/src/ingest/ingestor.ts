@@ -5,7 +5,7 @@ import type { Meter } from "@opentelemetry/api";
 import { rejectionFor } from "../domain/rejection.js";
 import { PRODUCER } from "../domain/submission.js";
 import { type Db, isTransientDbError } from "../store/database.js";
-import { type AppendResult, appendEvents } from "../store/event-store.js";
+import { type AppendResult, appendEvents, taskStatuses } from "../store/event-store.js";
 
 export type IngestorOptions = {
   bus: Bus;
@@ -45,6 +45,23 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
   const rejected = meter.createCounter("codefleet_registry_submissions_rejected_total", {
     description: "invalid task.submitted messages recorded as task.rejected",
   });
+
+  /**
+   * Stored submissions whose tasks are still queued go on their tenant's run queue (de-duplicated
+   * per task), after the commit and before the ack: a crash in between re-queues on redelivery,
+   * and a replay of old events does not queue finished tasks again.
+   */
+  const enqueueAdmitted = async (events: readonly Delivery<CodefleetEvent>[]) => {
+    const submitted = events.filter((d) => d.value.type === "task.submitted") as Delivery<CodefleetEventOf<"task.submitted">>[];
+    if (submitted.length === 0) return;
+    const statuses = await taskStatuses(
+      db,
+      submitted.map((d) => d.value.taskId),
+    );
+    await Promise.all(
+      submitted.filter((d) => statuses.get(d.value.taskId) === "queued").map((d) => bus.enqueueTask(d.value, { ctx: d.ctx.traceContext })),
+    );
+  };
 
   return bus.consumeBatches<Ingested>({
     stream: c.stream,
@@ -95,6 +112,7 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
           for (const a of result.anomalies)
             log.warn({ taskId: a.taskId, eventId: a.eventId, anomaly: a.reason }, "event stored as anomaly");
           opts.onCommitted?.(result);
+          await enqueueAdmitted(events);
           return;
         } catch (err) {
           const signal = batch[0]?.ctx.signal;

@@ -154,3 +154,25 @@ export async function countEvents(db: Db): Promise<number> {
     .executeTakeFirstOrThrow();
   return Number(r.n);
 }
+
+/** The id of the task.submitted event stored for a task, if any. */
+export async function submittedEventIdOf(db: Db, taskId: string): Promise<string | undefined> {
+  const row = await db
+    .selectFrom("events")
+    .select("event_id")
+    .where("stream_id", "=", taskId)
+    .where("type", "=", "task.submitted")
+    .executeTakeFirst();
+  return row?.event_id;
+}
+
+/** The status of each of these tasks that has a view. */
+export async function taskStatuses(db: Db, taskIds: readonly string[]): Promise<Map<string, string>> {
+  if (taskIds.length === 0) return new Map();
+  const rows = await db
+    .selectFrom("tasks")
+    .select(["task_id", "status"])
+    .where("task_id", "in", [...taskIds])
+    .execute();
+  return new Map(rows.map((r) => [r.task_id, r.status]));
+}

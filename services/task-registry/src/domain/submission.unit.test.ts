@@ -1,0 +1,62 @@
+import { DEFAULT_SECURITY_POLICY, type SecurityPolicy, type TaskSpec } from "@codefleet/contracts";
+import { HttpProblem } from "@codefleet/contracts/runtime";
+import { describe, expect, it } from "vitest";
+import { assertSubmissionAllowed } from "./submission.js";
+
+const spec: TaskSpec = {
+  repo: { url: "https://git.example.com/acme/app.git", ref: "main" },
+  title: "add a greeting",
+  prompt: "create HELLO.txt",
+  agent: { kind: "script", steps: [{ run: "echo hello > HELLO.txt" }] },
+};
+const policy: SecurityPolicy = {
+  ...DEFAULT_SECURITY_POLICY,
+  secretTenants: { NPM_TOKEN: ["team-a", "default"], OPENAI_API_KEY: ["*"], TEAM_A_ANTHROPIC: ["team-a"] },
+};
+
+function problemOf(s: TaskSpec, tenant: string, p: SecurityPolicy = policy): HttpProblem | undefined {
+  try {
+    assertSubmissionAllowed(s, p, tenant);
+    return undefined;
+  } catch (err) {
+    if (err instanceof HttpProblem) return err;
+    throw err;
+  }
+}
+
+describe("assertSubmissionAllowed: secrets per tenant", () => {
+  it("accepts the secrets and model keys allowed for the submitting tenant", () => {
+    expect(problemOf({ ...spec, secrets: ["NPM_TOKEN"] }, "team-a")).toBeUndefined();
+    expect(
+      problemOf({ ...spec, secrets: ["NPM_TOKEN"], agent: { kind: "opencode", model: "openai/gpt-5-mini" } }, "default"),
+    ).toBeUndefined();
+    expect(problemOf({ ...spec, agent: { kind: "claude-code", apiKeySecret: "TEAM_A_ANTHROPIC" } }, "team-a")).toBeUndefined();
+  });
+
+  it("keeps every secret usable by tenant default when the operator configured nothing", () => {
+    const none = DEFAULT_SECURITY_POLICY;
+    expect(
+      problemOf({ ...spec, secrets: ["ANY_SECRET"], agent: { kind: "opencode", model: "openai/gpt-5-mini" } }, "default", none),
+    ).toBeUndefined();
+    expect(problemOf({ ...spec, secrets: ["ANY_SECRET"] }, "team-a", none)?.code).toBe("secret_not_allowed_for_tenant");
+  });
+
+  it("answers 422 secret_not_allowed_for_tenant pointing at the field that names the secret", () => {
+    const named = problemOf({ ...spec, secrets: ["NPM_TOKEN"] }, "team-b");
+    expect(named).toMatchObject({ status: 422, code: "secret_not_allowed_for_tenant", extra: { field: "/secrets" } });
+    expect(named?.message).toContain("NPM_TOKEN");
+    // the agent's model key (the default one or its apiKeySecret) is a secret the task uses too
+    const key = problemOf({ ...spec, agent: { kind: "claude-code" } }, "team-a");
+    expect(key).toMatchObject({ status: 422, code: "secret_not_allowed_for_tenant", extra: { field: "/agent/apiKeySecret" } });
+    expect(key?.message).toContain("ANTHROPIC_API_KEY");
+    expect(problemOf({ ...spec, agent: { kind: "claude-code", apiKeySecret: "TEAM_A_ANTHROPIC" } }, "default")?.code).toBe(
+      "secret_not_allowed_for_tenant",
+    );
+  });
+
+  it("says the same for a secret listed for other tenants and one the operator never heard of", () => {
+    const listed = problemOf({ ...spec, secrets: ["TEAM_A_ANTHROPIC"] }, "team-b");
+    const unknown = problemOf({ ...spec, secrets: ["TEAM_A_ANTHROPIX"] }, "team-b");
+    expect(listed?.message.replace("TEAM_A_ANTHROPIC", "X")).toBe(unknown?.message.replace("TEAM_A_ANTHROPIX", "X"));
+  });
+});
