@@ -1,0 +1,146 @@
+import { describe, expect, it } from "vitest";
+import { languageOf, parseUnifiedDiff } from "./diff.js";
+import { formatDuration, taskDuration } from "./format.js";
+import { highlightLines } from "./highlight.js";
+import { EMPTY_FORM, fieldOf, specFromForm, validateSpec } from "./spec-form.js";
+import { SseParser } from "./sse.js";
+
+describe("SseParser", () => {
+  it("parses events split across chunks, with ids, comments and retry", () => {
+    const p = new SseParser();
+    expect(p.push("retry: 2000\n\n: keepalive\n\nid: 7\nevent: log\nda")).toEqual([]);
+    expect(p.push('ta: {"a":1}\r\n\r\nevent: end\ndata: x\ndata: y\n\n')).toEqual([
+      { event: "log", data: '{"a":1}', id: "7" },
+      { event: "end", data: "x\ny", id: "7" },
+    ]);
+    expect(p.retryMs).toBe(2000);
+    expect(p.lastEventId).toBe("7");
+  });
+});
+
+describe("parseUnifiedDiff", () => {
+  it("splits files and hunks, numbers lines, counts changes, knows added, deleted and renamed files", () => {
+    const files = parseUnifiedDiff(
+      [
+        "diff --git a/a.ts b/a.ts",
+        "index 1..2 100644",
+        "--- a/a.ts",
+        "+++ b/a.ts",
+        "@@ -10,3 +10,3 @@ function f() {",
+        " keep",
+        "-old",
+        "+new",
+        "\\ No newline at end of file",
+        "diff --git a/gone.txt b/gone.txt",
+        "deleted file mode 100644",
+        "--- a/gone.txt",
+        "+++ /dev/null",
+        "@@ -1 +0,0 @@",
+        "-bye",
+        "diff --git a/old name.md b/new name.md",
+        "similarity index 100%",
+        "rename from old name.md",
+        "rename to new name.md",
+        "diff --git a/img.png b/img.png",
+        "Binary files a/img.png and b/img.png differ",
+        "",
+      ].join("\n"),
+    );
+    expect(files.map((f) => [f.path, f.status, f.additions, f.deletions, f.binary])).toEqual([
+      ["a.ts", "modified", 1, 1, false],
+      ["gone.txt", "deleted", 0, 1, false],
+      ["new name.md", "renamed", 0, 0, false],
+      ["img.png", "modified", 0, 0, true],
+    ]);
+    expect(files[0]!.hunks[0]!.lines).toEqual([
+      { kind: "ctx", text: "keep", oldNo: 10, newNo: 10 },
+      { kind: "del", text: "old", oldNo: 11 },
+      { kind: "add", text: "new", newNo: 11 },
+      { kind: "note", text: "No newline at end of file" },
+    ]);
+    expect(files[2]!.oldPath).toBe("old name.md");
+  });
+
+  it("reads a diff without git headers", () => {
+    const [f] = parseUnifiedDiff("--- /dev/null\n+++ b/new.py\n@@ -0,0 +1 @@\n+print(1)\n");
+    expect(f).toMatchObject({ path: "new.py", status: "added", additions: 1 });
+  });
+});
+
+describe("highlighting", () => {
+  it("knows languages by extension and name, escapes text, and keeps spans balanced per line", () => {
+    expect(languageOf("src/a.tsx")).toBe("typescript");
+    expect(languageOf("Dockerfile")).toBe("dockerfile");
+    expect(languageOf("notes")).toBeUndefined();
+    expect(highlightLines(["<b>&"], undefined)).toEqual(["&lt;b&gt;&amp;"]);
+    const html = highlightLines(["const s = `a", "b` + '<x>'"], "typescript");
+    expect(html).toHaveLength(2);
+    for (const line of html) expect(line.match(/<span/g)?.length ?? 0).toBe(line.match(/<\/span>/g)?.length ?? 0);
+    expect(html[1]).toContain("&lt;x&gt;");
+    expect(html[1]!.startsWith('<span class="hljs-string">')).toBe(true); // the template string goes on
+  });
+});
+
+describe("the submit form", () => {
+  const filled = {
+    ...EMPTY_FORM,
+    title: "t",
+    repoUrl: "https://git.example.com/a.git",
+    ref: "main",
+    prompt: "p",
+    steps: "echo a\n\n  echo b  ",
+    testCommand: "sh test.sh",
+    timeoutSeconds: "600",
+    cpus: "0.5",
+    labels: "team=core\n",
+  };
+
+  it("turns the form into a task spec the API's schema accepts", () => {
+    const { spec, errors } = specFromForm(filled);
+    expect(errors).toEqual([]);
+    expect(spec).toEqual({
+      repo: { url: "https://git.example.com/a.git", ref: "main" },
+      title: "t",
+      prompt: "p",
+      agent: { kind: "script", steps: [{ run: "echo a" }, { run: "echo b" }] },
+      test: { command: "sh test.sh" },
+      limits: { timeoutSeconds: 600, cpus: 0.5 },
+      labels: { team: "core" },
+    });
+    expect(validateSpec(spec)).toMatchObject({ ok: true });
+  });
+
+  it("reports the schema's errors with their paths, the agent's by its kind", () => {
+    const { spec } = specFromForm({ ...filled, title: "", steps: "", timeoutSeconds: "5", cpus: "many", agentKind: "script" });
+    const r = validateSpec(spec);
+    expect(r.ok).toBe(false);
+    const paths = r.ok ? [] : r.errors.map((e) => e.path);
+    expect(paths).toEqual(expect.arrayContaining(["/title", "/agent/steps", "/limits/timeoutSeconds", "/limits/cpus"]));
+    expect(paths).not.toContain("/agent");
+    const openai = validateSpec(specFromForm({ ...filled, agentKind: "openai", model: "" }).spec);
+    expect(openai.ok ? [] : openai.errors.map((e) => e.path)).toContain("/agent/model");
+    expect(fieldOf("/agent/steps")).toBe("steps");
+    expect(fieldOf("/limits/cpus")).toBe("cpus");
+  });
+
+  it("refuses label lines without = and label keys the registry refuses", () => {
+    expect(specFromForm({ ...filled, labels: "oops" }).errors).toEqual([{ path: "/labels", message: "'oops' is not key=value" }]);
+    const bad = validateSpec(specFromForm({ ...filled, labels: "bad key=1" }).spec);
+    expect(bad.ok ? [] : bad.errors.map((e) => e.path)).toEqual(["/labels"]);
+  });
+});
+
+describe("durations", () => {
+  it("formats durations and a task's time so far", () => {
+    expect(formatDuration(850)).toBe("850 ms");
+    expect(formatDuration(12_345)).toBe("12.3 s");
+    expect(formatDuration(245_000)).toBe("4 min 05 s");
+    expect(formatDuration(7_380_000)).toBe("2 h 03 min");
+    const now = Date.parse("2026-01-01T00:10:00Z");
+    expect(taskDuration({ status: "queued", submittedAt: "2026-01-01T00:09:00Z" }, now)).toBe("waiting 1 min 00 s");
+    expect(taskDuration({ status: "running", submittedAt: "x", startedAt: "2026-01-01T00:09:50Z" }, now)).toBe("10.0 s");
+    expect(
+      taskDuration({ status: "succeeded", submittedAt: "x", startedAt: "2026-01-01T00:00:00Z", finishedAt: "2026-01-01T00:00:01Z" }, now),
+    ).toBe("1.0 s");
+  });
+});

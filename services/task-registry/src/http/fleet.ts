@@ -1,0 +1,222 @@
+import { type PoolStatus, REPO_POOL_SERVICE, type RpcReply, TASK_STATUSES, type TaskStatus } from "@codefleet/contracts";
+import { canAccessTenant, principalOf, tenantFilter } from "@codefleet/contracts/access";
+import type { Bus } from "@codefleet/contracts/bus";
+import { HttpProblem } from "@codefleet/contracts/runtime";
+import { Type } from "@sinclair/typebox";
+import type { FastifyInstance } from "fastify";
+import { sql } from "kysely";
+import type { Db } from "../store/database.js";
+import { getTaskView } from "../store/task-queries.js";
+import type { StoredLogReader } from "./logs.js";
+
+/**
+ * Read-only routes the dashboard needs beyond the task routes, computed from the registry's own
+ * projections and the bus: `GET /v1/fleet` (runners, running against capacity, queue depth, warm
+ * pool, throughput over the last hour) and `GET /v1/tasks/:id/artifacts/:artifactId/text` (an
+ * artifact's text through the registry, so a page on this origin can show a diff).
+ */
+
+export type FleetDeps = {
+  db: Db;
+  bus: Bus;
+  /** A tenant's quota of running and queued tasks (0: no limit). */
+  quota: (tenant: string) => { maxRunning: number; maxQueued: number };
+  /** Reads an artifact's text from the artifact-store with the registry's own token; absent when not configured. */
+  readArtifact?: StoredLogReader;
+  now?: () => Date;
+  /** How long repo-pool has to answer its status request. */
+  poolStatusTimeoutMs?: number;
+};
+
+const FINISHED = TASK_STATUSES.filter((s) => s !== "queued" && s !== "running") as TaskStatus[];
+export const THROUGHPUT_BUCKET_SECONDS = 60;
+export const THROUGHPUT_BUCKETS = 60;
+/** Larger artifacts are not shown in the page; their download link is. */
+export const ARTIFACT_TEXT_MAX_BYTES = 8 * 1024 * 1024;
+
+export type FleetView = {
+  generatedAt: string;
+  /** The tenant the task numbers are about; `*` for a token of every tenant. */
+  tenant: string;
+  /** The tenant's tasks waiting for a runner and running now. */
+  tasks: { queued: number; running: number };
+  /**
+   * Runners that started an attempt (of any tenant) within the last hour or run one now; `running`
+   * counts the tenant's tasks on each.
+   */
+  runners: { runnerId: string; running: number; lastStartedAt: string }[];
+  /**
+   * The runners' queue (the tenant's lane, or every lane for a token of every tenant): admitted tasks
+   * no runner has taken yet, and those a runner holds (delivered, not yet acked). Null when the
+   * queue's stream does not exist yet.
+   */
+  workQueue: { pending: number; inProgress: number; lanes: number } | null;
+  /** The tenant's limit of running tasks (0: none); null for a token of every tenant. */
+  maxRunning: number | null;
+  /** repo-pool's slots and mirrors (fleet-wide); null when repo-pool does not answer. */
+  warmPool: PoolStatus | null;
+  /** The tenant's workspace allocations of the last hour, and how many got a warm slot. */
+  allocations: { total: number; warm: number };
+  /** The tenant's submissions and finished tasks per minute over the last hour, oldest first. */
+  throughput: {
+    bucketSeconds: number;
+    since: string;
+    buckets: { start: string; submitted: number; finished: Partial<Record<TaskStatus, number>> }[];
+  };
+};
+
+/**
+ * The runners' queue: a subject (lane) per tenant on a work-queue stream, so a message stays there
+ * until a runner acks it (the task is taken for good). Per lane: messages still there, of which
+ * delivered to a runner and not yet acked (its durable consumer's ack-pending). Only the tenant's
+ * own lane for a tenant's token.
+ */
+async function workQueue(bus: Bus, tenant: string | undefined): Promise<FleetView["workQueue"]> {
+  const t = bus.topology;
+  const subject = tenant === undefined ? t.subjects.allQueues : t.subjects.queue(tenant);
+  const info = await bus.jsm.streams.info(t.streams.queue.name, { subjects_filter: subject }).catch(() => undefined);
+  if (!info) return null;
+  let messages = 0;
+  let inProgress = 0;
+  const lanes = Object.entries(info.state.subjects ?? {});
+  for (const [laneSubject, count] of lanes) {
+    const lane = t.subjects.queueTenant(laneSubject);
+    if (lane === undefined) continue;
+    messages += count;
+    const c = t.consumers.runnerQueue(lane);
+    const ci = await bus.jsm.consumers.info(c.stream, c.durable).catch(() => undefined);
+    inProgress += Math.min(ci?.num_ack_pending ?? 0, count);
+  }
+  return { pending: messages - inProgress, inProgress, lanes: lanes.length };
+}
+
+async function poolStatus(bus: Bus, timeoutMs: number): Promise<PoolStatus | null> {
+  try {
+    const msg = await bus.nc.request(bus.topology.subjects.rpc(REPO_POOL_SERVICE, "status"), new TextEncoder().encode("{}"), {
+      timeout: timeoutMs,
+    });
+    const reply = JSON.parse(new TextDecoder().decode(msg.data)) as RpcReply<PoolStatus>;
+    return reply.ok ? reply.result : null;
+  } catch {
+    return null; // no responders or no answer in time: shown as unknown
+  }
+}
+
+export async function fleetView(deps: FleetDeps, tenant: string | undefined): Promise<FleetView> {
+  const now = deps.now?.() ?? new Date();
+  const since = new Date(now.getTime() - THROUGHPUT_BUCKETS * THROUGHPUT_BUCKET_SECONDS * 1000);
+  const sinceIso = since.toISOString();
+  const mine = tenant === undefined ? sql`true` : sql`t.tenant = ${tenant}`;
+  const db = deps.db;
+
+  const [counts, runners, finished, submitted, allocations, queue, pool] = await Promise.all([
+    sql<{ status: string; n: number }>`
+      select t.status, count(*)::int as n from tasks t
+      where t.status in ('queued', 'running') and ${mine} group by t.status`.execute(db),
+    // every attempt of a task that ran within the hour: which runner, since when, and whose task
+    sql<{ runner_id: string; last_started: Date; running: number }>`
+      select a->>'runnerId' as runner_id,
+             max((a->>'startedAt')::timestamptz) as last_started,
+             count(*) filter (where t.status = 'running' and (t.view->>'attempt')::int = (a->>'attempt')::int and ${mine})::int as running
+      from tasks t, jsonb_array_elements(t.view->'attempts') a
+      where (t.status = 'running' or t.finished_at >= ${sinceIso}::timestamptz) and a ? 'runnerId'
+      group by 1
+      having max((a->>'startedAt')::timestamptz) >= ${sinceIso}::timestamptz
+          or count(*) filter (where t.status = 'running' and (t.view->>'attempt')::int = (a->>'attempt')::int) > 0
+      order by 2 desc`.execute(db),
+    sql<{ bucket: number; status: string; n: number }>`
+      select floor(extract(epoch from (t.finished_at - ${sinceIso}::timestamptz)) / ${THROUGHPUT_BUCKET_SECONDS})::int as bucket,
+             t.status, count(*)::int as n
+      from tasks t
+      where t.finished_at >= ${sinceIso}::timestamptz and t.status in (${sql.join(FINISHED)}) and ${mine}
+      group by 1, 2`.execute(db),
+    sql<{ bucket: number; n: number }>`
+      select floor(extract(epoch from (t.submitted_at - ${sinceIso}::timestamptz)) / ${THROUGHPUT_BUCKET_SECONDS})::int as bucket,
+             count(*)::int as n
+      from tasks t
+      where t.submitted_at >= ${sinceIso}::timestamptz and ${mine}
+      group by 1`.execute(db),
+    sql<{ total: number; warm: number }>`
+      select count(*)::int as total, count(*) filter (where e.data->>'warm' = 'true')::int as warm
+      from events e join tasks t on t.task_id = e.stream_id
+      where e.type = 'slot.allocated' and e.recorded_at >= ${sinceIso}::timestamptz
+        and (t.status = 'running' or t.finished_at >= ${sinceIso}::timestamptz) and ${mine}`.execute(db),
+    workQueue(deps.bus, tenant),
+    poolStatus(deps.bus, deps.poolStatusTimeoutMs ?? 1500),
+  ]);
+
+  const buckets: FleetView["throughput"]["buckets"] = Array.from({ length: THROUGHPUT_BUCKETS }, (_, i) => ({
+    start: new Date(since.getTime() + i * THROUGHPUT_BUCKET_SECONDS * 1000).toISOString(),
+    submitted: 0,
+    finished: {},
+  }));
+  const inRange = (b: number) => buckets[Math.min(Math.max(b, 0), THROUGHPUT_BUCKETS - 1)]!;
+  for (const r of finished.rows) {
+    const f = inRange(Number(r.bucket)).finished;
+    f[r.status as TaskStatus] = (f[r.status as TaskStatus] ?? 0) + Number(r.n);
+  }
+  for (const r of submitted.rows) inRange(Number(r.bucket)).submitted += Number(r.n);
+  const count = (s: string) => Number(counts.rows.find((r) => r.status === s)?.n ?? 0);
+
+  return {
+    generatedAt: now.toISOString(),
+    tenant: tenant ?? "*",
+    tasks: { queued: count("queued"), running: count("running") },
+    runners: runners.rows.map((r) => ({
+      runnerId: r.runner_id,
+      running: Number(r.running),
+      lastStartedAt: new Date(r.last_started).toISOString(),
+    })),
+    workQueue: queue,
+    maxRunning: tenant === undefined ? null : deps.quota(tenant).maxRunning,
+    warmPool: pool,
+    allocations: { total: Number(allocations.rows[0]?.total ?? 0), warm: Number(allocations.rows[0]?.warm ?? 0) },
+    throughput: { bucketSeconds: THROUGHPUT_BUCKET_SECONDS, since: sinceIso, buckets },
+  };
+}
+
+export function installFleetRoutes(app: FastifyInstance, deps: FleetDeps): void {
+  app.get(
+    "/v1/fleet",
+    {
+      config: { scope: "tasks:read" },
+      schema: {
+        summary:
+          "The fleet at a glance (scope tasks:read): runners, running against capacity, queue depth, warm pool, throughput of the last hour; task numbers are the token's tenant's",
+      },
+    },
+    async (req) => fleetView(deps, tenantFilter(principalOf(req))),
+  );
+
+  app.get(
+    "/v1/tasks/:id/artifacts/:artifactId/text",
+    {
+      config: { scope: "artifacts:read" },
+      schema: {
+        summary: `An artifact's content as text, through the registry (scope artifacts:read; up to ${ARTIFACT_TEXT_MAX_BYTES} bytes)`,
+        params: Type.Object({ id: Type.String({ maxLength: 128 }), artifactId: Type.String({ maxLength: 200 }) }),
+      },
+    },
+    async (req, reply) => {
+      const { id, artifactId } = req.params as { id: string; artifactId: string };
+      const principal = principalOf(req);
+      const view = await getTaskView(deps.db, id);
+      if (!view || !canAccessTenant(principal, view.tenant)) throw new HttpProblem(404, "task_not_found", `no task '${id}'`);
+      const artifact = view.artifacts.find((a) => a.artifactId === artifactId);
+      if (!artifact) throw new HttpProblem(404, "artifact_not_found", `task '${id}' has no artifact '${artifactId}'`);
+      if (artifact.size > ARTIFACT_TEXT_MAX_BYTES)
+        throw new HttpProblem(
+          413,
+          "artifact_too_large",
+          `'${artifact.name}' is ${artifact.size} bytes; download it from the artifact-store`,
+          {
+            size: artifact.size,
+          },
+        );
+      if (!deps.readArtifact)
+        throw new HttpProblem(503, "artifact_store_unconfigured", "the registry has no artifact-store to read from (ARTIFACT_STORE_URL)");
+      const text = await deps.readArtifact(artifactId);
+      return reply.header("cache-control", "private, max-age=3600").type("text/plain; charset=utf-8").send(text);
+    },
+  );
+}
