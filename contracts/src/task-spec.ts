@@ -206,6 +206,31 @@ export const Labels = Type.Record(Type.String({ pattern: LABEL_KEY_PATTERN }), T
   maxProperties: 32,
 });
 
+/**
+ * Where the registry POSTs a signed JSON notification when the task ends (docs/events.md,
+ * "Webhooks"). https, or http only for hosts the operator allows; loopback, private and link-local
+ * addresses are refused unless the operator allows the host (CODEFLEET_WEBHOOK_PRIVATE_HOSTS).
+ */
+export const NotifySpec = Type.Object(
+  { url: Type.String({ minLength: 1, maxLength: 2048, description: "https:// URL the task-finished webhook is sent to" }) },
+  { additionalProperties: false },
+);
+export type NotifySpec = Static<typeof NotifySpec>;
+
+/**
+ * What a task may spend on its model through the runner's LLM gateway; the operator's defaults fill
+ * what it leaves out and its ceiling caps it. Exceeded: the attempt stops with `budget_exceeded`.
+ */
+export const BudgetSpec = Type.Object(
+  {
+    maxTokens: Type.Optional(Type.Integer({ minimum: 1, description: "prompt + completion tokens of all calls" })),
+    maxCostUsd: Type.Optional(Type.Number({ exclusiveMinimum: 0, description: "from the operator's price table" })),
+    maxRequests: Type.Optional(Type.Integer({ minimum: 1, description: "model calls" })),
+  },
+  { additionalProperties: false },
+);
+export type BudgetSpec = Static<typeof BudgetSpec>;
+
 export const TaskSpec = Type.Object(
   {
     repo: RepoSpec,
@@ -231,6 +256,8 @@ export const TaskSpec = Type.Object(
       }),
     ),
     labels: Type.Optional(Labels),
+    notify: Type.Optional(NotifySpec),
+    budget: Type.Optional(BudgetSpec),
   },
   { additionalProperties: false, title: "TaskSpec" },
 );

@@ -30,7 +30,7 @@ export type Stack = {
 export async function startStack(): Promise<Stack> {
   const project = `cfe2e${Math.random().toString(36).slice(2, 8)}`;
   const dataDir = mkdtempSync(join(tmpdir(), "cf-stack-"));
-  const [registry, artifacts, jaeger] = [await freePort(), await freePort(), await freePort()];
+  const [registry, artifacts, jaeger, gateway] = [await freePort(), await freePort(), await freePort(), await freePort()];
   const token = "e2e-token-0123456789";
   const env: Record<string, string> = {
     COMPOSE_PROJECT_NAME: project,
@@ -38,6 +38,7 @@ export async function startStack(): Promise<Stack> {
     REGISTRY_PORT: String(registry),
     ARTIFACT_STORE_PORT: String(artifacts),
     JAEGER_UI_PORT: String(jaeger),
+    LLM_GATEWAY_PORT: String(gateway),
     CODEFLEET_API_TOKENS: token,
     CODEFLEET_API_TOKEN: token,
     RUNNER_ID: `${project}-runner`,

@@ -106,6 +106,29 @@ export const RunnerEnv = Type.Object({
   SECRETS_DIR: Type.Optional(
     Type.String({ description: "directory of secret files (<dir>/<NAME>); CODEFLEET_SECRET_<NAME> env vars also work" }),
   ),
+  LLM_GATEWAY_HOST: Type.String({
+    default: "0.0.0.0",
+    description: "where the LLM gateway listens (agents call their model through it; they never hold a provider key)",
+  }),
+  LLM_GATEWAY_PORT: Type.Integer({ default: 0, minimum: 0, maximum: 65535, description: "0: a free port" }),
+  LLM_GATEWAY_ADVERTISE_URL: Type.String({
+    default: "http://host.docker.internal:{port}",
+    description: "the gateway as agent containers reach it ({port}: the port it listens on)",
+  }),
+  LLM_PRICES: Type.Optional(
+    Type.String({ description: 'JSON price table: {"<model or prefix*>": {"inputPerMTok": 3, "outputPerMTok": 15}}' }),
+  ),
+  LLM_BUDGET_MAX_TOKENS: Type.Integer({ default: 0, minimum: 0, description: "default budget of a task that sets none (0: none)" }),
+  LLM_BUDGET_MAX_COST_USD: Type.Number({ default: 0, minimum: 0 }),
+  LLM_BUDGET_MAX_REQUESTS: Type.Integer({ default: 0, minimum: 0 }),
+  LLM_BUDGET_CEILING_TOKENS: Type.Integer({ default: 0, minimum: 0, description: "no task's budget goes above (0: no ceiling)" }),
+  LLM_BUDGET_CEILING_COST_USD: Type.Number({ default: 0, minimum: 0 }),
+  LLM_KEY_CONCURRENCY: Type.Integer({
+    default: 0,
+    minimum: 0,
+    description: "calls at once per provider key, shared by every attempt (0: no limit)",
+  }),
+  LLM_KEY_RPM: Type.Integer({ default: 0, minimum: 0, description: "calls per minute per provider key (0: no limit)" }),
   OPENAI_BASE_URL: Type.String({ default: "https://api.openai.com/v1" }),
   ANTHROPIC_BASE_URL: Type.Optional(Type.String()),
   LOG_LEVEL: Type.String({ default: "info" }),

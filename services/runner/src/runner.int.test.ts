@@ -32,6 +32,11 @@ const execFileP = promisify(execFile);
 const TOKEN = "runner-test-token";
 const SECRET = "sk-live-TOPSECRET-0123456789abcdef";
 const ANTHROPIC_KEY = "sk-ant-scripted-5f4e3d2c1b0a";
+const OPENAI_KEY = "sk-openai-scripted-9a8b7c6d5e4f";
+/** Passes only when the key is in no process environment and no file an agent could leave behind. */
+// (the key goes in two halves: the test command itself is written to a file in the container)
+const keyNowhere = (key: string) =>
+  `! grep -rqsF -- "$(printf '%s%s' '${key.slice(0, 8)}' '${key.slice(8)}')" /proc/[0-9]*/environ /home /tmp /workspace`;
 const METRICS_TOKEN = "runner-metrics-token-0123456789";
 const CLAUDE_CODE_IMAGE = process.env.CODEFLEET_AGENT_IMAGE_CLAUDE_CODE ?? "codefleet/agent-claude-code:latest";
 const AGENT_IMAGE = process.env.CODEFLEET_AGENT_IMAGE ?? "codefleet/agent:latest";
@@ -70,11 +75,12 @@ beforeAll(async () => {
     RUNNER_ACK_WAIT_MS: "4000",
     CODEFLEET_SECRET_API_TOKEN: SECRET,
     CODEFLEET_SECRET_ANTHROPIC_API_KEY: ANTHROPIC_KEY,
+    CODEFLEET_SECRET_OPENAI_API_KEY: OPENAI_KEY,
     // the operator's policy: test repositories live under the temp dir; keys go to the scripted model servers only
     CODEFLEET_REPO_FILE_ROOTS: tmpdir(),
     CODEFLEET_SECRET_ENDPOINTS: JSON.stringify({
       OPENAI_API_KEY: ["127.0.0.1", "host.docker.internal"],
-      ANTHROPIC_API_KEY: ["host.docker.internal"],
+      ANTHROPIC_API_KEY: ["127.0.0.1"],
     }),
     // API_TOKEN is also tenant acme's; every other secret is tenant default's only
     CODEFLEET_SECRET_TENANTS: JSON.stringify({ API_TOKEN: ["default", "acme"] }),
@@ -261,8 +267,37 @@ describe("runner: hardened containers through fetch → implement → test → p
       expect(llm.requests.length).toBe(2);
       expect(llm.requests[0]?.tools?.map((t) => t.function.name)).toEqual(["list_files", "read_file", "write_file", "run_command"]);
       const implement = (await eventsOf(taskId)).find((e) => e.type === "phase.finished" && e.data.phase === "implement");
-      expect(implement?.type === "phase.finished" && implement.data.facts).toMatchObject({ inputTokens: 200, outputTokens: 40, turns: 2 });
-      await waitForArtifacts(taskId, ["transcript", "changes.diff"]);
+      // counted by the runner's LLM gateway, which swapped its token for the key the runner holds
+      expect(implement?.type === "phase.finished" && implement.data.facts).toMatchObject({
+        inputTokens: 200,
+        outputTokens: 40,
+        turns: 2,
+        modelCalls: 2,
+      });
+      expect(llm.apiKeys.every((k) => k === `Bearer ${OPENAI_KEY}`)).toBe(true);
+      const ids = await waitForArtifacts(taskId, ["transcript", "changes.diff", "llm-exchanges.jsonl"]);
+      const exchanges = await artifacts.downloadText(ids["llm-exchanges.jsonl"] as string);
+      expect(exchanges.trim().split("\n")).toHaveLength(2);
+      expect(exchanges).not.toContain(OPENAI_KEY);
+    } finally {
+      await llm.stop();
+    }
+  });
+
+  it("stops an agent whose model budget is spent: budget_exceeded, the partial change kept", async () => {
+    const llm = await startScriptedOpenAI(() => ({
+      toolCalls: [{ name: "write_file", arguments: { path: "PARTIAL.txt", content: "half done\n" } }],
+    }));
+    try {
+      const taskId = await submit(
+        spec({ agent: { kind: "openai", model: "scripted", baseUrl: llm.url, maxTurns: 10 }, budget: { maxTokens: 200 } }),
+      );
+      const done = await finished(taskId);
+      expect(done.data, done.data.reason).toMatchObject({ status: "failed", reasonCode: "budget_exceeded" });
+      // 120 tokens a call: the second call reaches 240 > 200, the third is never made
+      expect(llm.requests.length).toBe(2);
+      const ids = await waitForArtifacts(taskId, ["changes.diff", "llm-exchanges.jsonl"]);
+      expect(await artifacts.downloadText(ids["changes.diff"] as string)).toContain("PARTIAL.txt");
     } finally {
       await llm.stop();
     }
@@ -281,8 +316,9 @@ describe("runner: hardened containers through fetch → implement → test → p
       const port = new URL(llm.url).port;
       const taskId = await submit(
         spec({
-          agent: { kind: "opencode", model: "scripted/scripted", baseUrl: `http://host.docker.internal:${port}/v1` },
-          test: { command: "grep -q opencode HELLO.txt" },
+          // the provider as the runner's gateway calls it: OpenCode gets the gateway's URL and a token
+          agent: { kind: "opencode", model: "scripted/scripted", baseUrl: `http://127.0.0.1:${port}/v1` },
+          test: { command: `grep -q opencode HELLO.txt && ${keyNowhere(OPENAI_KEY)}` },
           limits: { timeoutSeconds: 90, memoryMb: 1024, cpus: 1 },
         }),
       );
@@ -293,7 +329,8 @@ describe("runner: hardened containers through fetch → implement → test → p
       ).toMatchObject({ status: "succeeded" });
       expect(await git(repo.bare, "show", `refs/heads/codefleet/${taskId}:HELLO.txt`)).toBe("hello from opencode");
       expect(llm.requests.some((r) => r.tools?.some((t) => t.function.name === "write"))).toBe(true);
-      await waitForArtifacts(taskId, ["transcript"]);
+      expect(llm.apiKeys.every((k) => k === `Bearer ${OPENAI_KEY}`)).toBe(true);
+      await waitForArtifacts(taskId, ["transcript", "llm-exchanges.jsonl"]);
     } finally {
       await llm.stop();
     }
@@ -313,8 +350,8 @@ describe("runner: hardened containers through fetch → implement → test → p
       const port = new URL(llm.url).port;
       const taskId = await submit(
         spec({
-          agent: { kind: "claude-code", model: "claude-scripted", baseUrl: `http://host.docker.internal:${port}`, maxTurns: 5 },
-          test: { command: "grep -q 'claude code' HELLO.txt" },
+          agent: { kind: "claude-code", model: "claude-scripted", baseUrl: `http://127.0.0.1:${port}`, maxTurns: 5 },
+          test: { command: `grep -q 'claude code' HELLO.txt && ${keyNowhere(ANTHROPIC_KEY)}` },
           limits: { timeoutSeconds: 120, memoryMb: 1024, cpus: 1 },
         }),
       );
@@ -323,8 +360,9 @@ describe("runner: hardened containers through fetch → implement → test → p
         status: "succeeded",
       });
       expect(await git(repo.bare, "show", `refs/heads/codefleet/${taskId}:HELLO.txt`)).toBe("hello from claude code");
-      // the key reached the model API (from the runner's secret store) and nothing else
-      expect(llm.apiKeys.some((k) => k.includes(ANTHROPIC_KEY))).toBe(true);
+      // the key reached the model API (from the runner's gateway) and nothing else: the container had a token
+      expect(llm.apiKeys.length).toBeGreaterThan(0);
+      expect(llm.apiKeys.every((k) => k === ANTHROPIC_KEY)).toBe(true);
       expect(await readLogs(taskId)).not.toContain(ANTHROPIC_KEY);
       const implement = (await eventsOf(taskId)).find((e) => e.type === "phase.finished" && e.data.phase === "implement");
       expect(implement?.type === "phase.finished" && implement.data.facts).toMatchObject({ turns: expect.any(Number) });

@@ -24,6 +24,7 @@ import type { RunnerConfig } from "./config.js";
 import { DockerDriver } from "./execution/docker-driver.js";
 import type { ExecutionDriver } from "./execution/driver.js";
 import { WarmPool } from "./execution/warm-pool.js";
+import { type Budget, LlmGateway, otelGatewayMetrics, parsePriceTable } from "./gateway/index.js";
 import { SecretResolver } from "./secrets.js";
 
 export type RunnerService = {
@@ -37,6 +38,15 @@ export type RunnerService = {
 };
 
 /** Composes a runner: bus, fencing, clients of repo-pool and artifact-store, Docker, agents, worker. Does not listen. */
+/** A budget from settings where 0 means "no limit". */
+function budgetOf(maxTokens: number, maxCostUsd: number, maxRequests: number): Budget {
+  return {
+    ...(maxTokens > 0 ? { maxTokens } : {}),
+    ...(maxCostUsd > 0 ? { maxCostUsd } : {}),
+    ...(maxRequests > 0 ? { maxRequests } : {}),
+  };
+}
+
 export async function startRunner(
   config: RunnerConfig,
   opts: { logger?: Logger; env?: Record<string, string | undefined> } = {},
@@ -104,6 +114,23 @@ export async function startRunner(
       ...(config.ANTHROPIC_BASE_URL ? { anthropicBaseUrl: config.ANTHROPIC_BASE_URL } : {}),
     },
   };
+  // Agents call their model through the gateway: a per-attempt token, never the provider key.
+  const gateway = await LlmGateway.start({
+    host: config.LLM_GATEWAY_HOST,
+    port: config.LLM_GATEWAY_PORT,
+    advertiseUrl: config.LLM_GATEWAY_ADVERTISE_URL,
+    ...(config.LLM_PRICES ? { prices: parsePriceTable(config.LLM_PRICES) } : {}),
+    defaultBudget: budgetOf(config.LLM_BUDGET_MAX_TOKENS, config.LLM_BUDGET_MAX_COST_USD, config.LLM_BUDGET_MAX_REQUESTS),
+    budgetCeiling: budgetOf(config.LLM_BUDGET_CEILING_TOKENS, config.LLM_BUDGET_CEILING_COST_USD, 0),
+    keyLimits: {
+      ...(config.LLM_KEY_CONCURRENCY ? { concurrency: config.LLM_KEY_CONCURRENCY } : {}),
+      ...(config.LLM_KEY_RPM ? { requestsPerMinute: config.LLM_KEY_RPM } : {}),
+    },
+    masker,
+    metrics: otelGatewayMetrics(telemetry.meter),
+    log,
+  });
+  log.info({ url: gateway.url }, "llm gateway listening");
   const repoPool = new RepoPoolClient(nc, { namespace: config.CODEFLEET_NAMESPACE });
   const warmPool =
     config.WARM_CONTAINERS_MAX > 0
@@ -144,6 +171,7 @@ export async function startRunner(
       repoAccess: createRepoAccess(config.security.repoUrls, config.gitCredentials),
       agents: agentRegistry,
       ...(warmPool ? { warmPool } : {}),
+      gateway,
       background,
       log,
       settings,
@@ -210,6 +238,7 @@ export async function startRunner(
       await worker.stop();
       await Promise.allSettled([...background]);
       await warmPool?.stop();
+      await gateway.close();
       await artifacts.close();
       await bus.drain();
       await telemetry.shutdown();

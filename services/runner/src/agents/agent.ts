@@ -21,7 +21,12 @@ export type AgentContext = {
   /** Kill the agent when it printed nothing for this long. */
   idleTimeoutMs: number;
   /** Where OpenAI-compatible and Anthropic-compatible calls go when the spec does not say. */
-  defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
+  defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string } /**
+   * The model through the runner's LLM gateway, when the runner holds the agent's key: the agent
+   * uses this base URL and this token (its only credential) instead of the spec's base URL and a key.
+   * `baseUrl` is as containers reach it; `localBaseUrl` as the runner's own process does.
+   */;
+  model?: { baseUrl: string; localBaseUrl: string; token: string };
 };
 
 export type AgentResult = {
@@ -50,6 +55,8 @@ export type AgentNeeds = {
   network: "bridge" | "none";
   /** The secret holding the model key the agent uses, resolved when the runner has it. */
   modelKeySecret?: string;
+  /** The provider API the agent speaks, for the gateway: OpenAI-compatible or Anthropic Messages. */
+  modelApi?: "openai" | "anthropic";
 };
 
 /** One interface for every agent kind (the seed's TaskRunner: run a task, report through the log). */

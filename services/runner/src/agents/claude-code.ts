@@ -12,6 +12,7 @@ export const claudeCodeAgent: AgentDriver<"claude-code"> = {
     image: images.claudeCode,
     network: "bridge",
     modelKeySecret: agent.apiKeySecret ?? "ANTHROPIC_API_KEY",
+    modelApi: "anthropic",
   }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
     const argv = [
@@ -27,8 +28,9 @@ export const claudeCodeAgent: AgentDriver<"claude-code"> = {
     ];
     if (agent.model) argv.push("--model", agent.model);
     if (agent.allowedTools?.length) argv.push("--allowedTools", agent.allowedTools.join(","));
-    const key = ctx.secrets[agent.apiKeySecret ?? "ANTHROPIC_API_KEY"];
-    const baseUrl = agent.baseUrl ?? ctx.defaults.anthropicBaseUrl;
+    // through the gateway: its URL and a per-attempt token; the provider key never enters the container
+    const key = ctx.model?.token ?? ctx.secrets[agent.apiKeySecret ?? "ANTHROPIC_API_KEY"];
+    const baseUrl = ctx.model?.baseUrl ?? agent.baseUrl ?? ctx.defaults.anthropicBaseUrl;
     const env: Record<string, string> = {
       ...ctx.env,
       DISABLE_TELEMETRY: "1",

@@ -70,10 +70,16 @@ function clip(s: string, max = 20_000): string {
  */
 export const openaiAgent: AgentDriver<"openai"> = {
   kind: "openai",
-  needs: (agent, images) => ({ image: images.default, network: "none", modelKeySecret: agent.apiKeySecret ?? "OPENAI_API_KEY" }),
+  needs: (agent, images) => ({
+    image: images.default,
+    network: "none",
+    modelKeySecret: agent.apiKeySecret ?? "OPENAI_API_KEY",
+    modelApi: "openai",
+  }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
-    const baseUrl = (agent.baseUrl ?? ctx.defaults.openaiBaseUrl).replace(/\/$/, "");
-    const apiKey = ctx.secrets[agent.apiKeySecret ?? "OPENAI_API_KEY"];
+    // the loop runs in the runner: through the gateway's local address when the runner holds the key
+    const baseUrl = (ctx.model?.localBaseUrl ?? agent.baseUrl ?? ctx.defaults.openaiBaseUrl).replace(/\/$/, "");
+    const apiKey = ctx.model?.token ?? ctx.secrets[agent.apiKeySecret ?? "OPENAI_API_KEY"];
     const maxTurns = agent.maxTurns ?? 30;
     const deadline = Date.now() + ctx.timeoutMs;
     const messages: Message[] = [

@@ -59,13 +59,20 @@ export function opencodeConfig(
  */
 export const opencodeAgent: AgentDriver<"opencode"> = {
   kind: "opencode",
-  needs: (agent, images) => ({ image: images.opencode, network: "bridge", modelKeySecret: agent.apiKeySecret ?? "OPENAI_API_KEY" }),
+  needs: (agent, images) => ({
+    image: images.opencode,
+    network: "bridge",
+    modelKeySecret: agent.apiKeySecret ?? "OPENAI_API_KEY",
+    modelApi: "openai",
+  }),
   async run(agent, ctx: AgentContext): Promise<AgentResult> {
-    const keyName = agent.apiKeySecret ?? "OPENAI_API_KEY";
-    const hasKey = ctx.secrets[keyName] !== undefined;
-    const config = opencodeConfig(agent as never, hasKey ? keyName : undefined);
+    // through the gateway: an OpenAI-compatible provider at its URL, the per-attempt token as the key
+    const keyName = ctx.model ? "CODEFLEET_MODEL_TOKEN" : (agent.apiKeySecret ?? "OPENAI_API_KEY");
+    const hasKey = ctx.model !== undefined || ctx.secrets[keyName] !== undefined;
+    const config = opencodeConfig((ctx.model ? { ...agent, baseUrl: ctx.model.baseUrl } : agent) as never, hasKey ? keyName : undefined);
     const env = {
       ...ctx.env,
+      ...(ctx.model ? { CODEFLEET_MODEL_TOKEN: ctx.model.token } : {}),
       OPENCODE_CONFIG: `${CONFIG_DIR}/opencode.json`,
       XDG_DATA_HOME: "/home/agent/.local/share",
       XDG_CACHE_HOME: "/home/agent/.cache",

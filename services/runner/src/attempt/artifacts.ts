@@ -11,7 +11,7 @@ import { platformRetry } from "./platform-retry.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
 
-/** What an attempt leaves for the record: its log, its diff, its test report, the agent's transcript. */
+/** What an attempt leaves for the record: its log, its diff, its test report, the agent's transcript, its model calls. */
 export type ArtifactUploadInput = {
   artifacts: ArtifactStoreClient;
   taskId: string;
@@ -59,6 +59,16 @@ export async function uploadArtifacts(a: ArtifactUploadInput): Promise<void> {
       contentType: agentResult.transcriptContentType ?? "text/plain",
       body: async () =>
         a.masker.mask(t.length > a.maxArtifactBytes ? `${t.slice(0, a.maxArtifactBytes)}\n[codefleet] transcript truncated\n` : t),
+    });
+  }
+  if (a.record.llmExchanges) {
+    const x = a.record.llmExchanges;
+    // the gateway masked it already (key, token, the task's secrets); masked again with the runner's own
+    uploads.push({
+      name: "llm-exchanges.jsonl",
+      kind: "other",
+      contentType: "application/x-ndjson",
+      body: async () => a.masker.mask(x.length > a.maxArtifactBytes ? x.slice(0, a.maxArtifactBytes) : x),
     });
   }
   for (const u of uploads) {

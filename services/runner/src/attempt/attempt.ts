@@ -27,10 +27,11 @@ import { type AgentRegistry, agentNeedsFor } from "../agents/registry.js";
 import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
 import { environmentKey } from "../execution/env-cache.js";
 import type { WarmClass, WarmPool, WarmStart } from "../execution/warm-pool.js";
+import type { LlmGateway } from "../gateway/index.js";
 import { LogStream } from "../logs/log-stream.js";
 import { fetchPhase } from "../phases/fetch.js";
 import { implementPhase } from "../phases/implement.js";
-import type { AttemptEnd, AttemptPhase, AttemptRecord, PhaseContext } from "../phases/phase.js";
+import type { AttemptEnd, AttemptPhase, AttemptRecord, ModelKey, PhaseContext } from "../phases/phase.js";
 import { Superseded } from "../phases/phase.js";
 import { runPipeline } from "../phases/pipeline.js";
 import { pushPhase } from "../phases/push.js";
@@ -90,6 +91,8 @@ export type AttemptDeps = {
   agents: AgentRegistry;
   /** Containers made ahead of their tasks; absent: every attempt starts its container. */
   warmPool?: WarmPool;
+  /** Where agents call their model: the provider key stays in the runner (absent: the key goes to the agent, tests only). */
+  gateway?: LlmGateway;
   log: Logger;
   settings: RunnerSettings;
   metrics?: { phaseDuration(phase: Phase, outcome: string, ms: number): void; finished(status: string): void };
@@ -218,14 +221,16 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   announced.catch(() => undefined); // awaited on every path below
   try {
     let secrets: Record<string, string>;
+    let modelKey: ModelKey | undefined;
     try {
       refuseByPolicy(spec, tenant, settings.security);
-      secrets = await resolveSecrets(deps.secrets, spec, needs, tenant);
+      ({ secrets, modelKey } = await resolveSecrets(deps.secrets, spec, needs, tenant));
+      if (modelKey && !deps.gateway) secrets = { ...secrets, [modelKey.name]: modelKey.value }; // no gateway: the agent holds the key
     } catch (err) {
       await announced;
       throw err;
     }
-    masker = deps.masker.with(Object.values(secrets));
+    masker = deps.masker.with([...Object.values(secrets), ...(modelKey ? [modelKey.value] : [])]);
     logStream.masker = masker;
     logStream.system(`runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}`);
     const starting = context.with(ctx, () =>
@@ -273,6 +278,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
         GIT_COMMITTER_EMAIL: settings.commitAuthor.email,
       },
       secrets,
+      ...(modelKey && deps.gateway ? { model: { key: modelKey, gateway: deps.gateway, tenant } } : {}),
       log: logStream,
       masker,
       signal: life.abort.signal,
@@ -489,16 +495,21 @@ function policyRefusal(spec: ResolvedTaskSpec, tenant: string, policy: SecurityP
   return undefined;
 }
 
-/** The task's secrets (all required), and its agent's model key when the runner has one; the resolver checks the tenant again. */
+/**
+ * The task's secrets (all required; they reach its commands' environment), and apart from them its
+ * agent's model key when the runner has one (it stays in the runner, behind the LLM gateway, unless
+ * the task names it among its secrets). The resolver checks the tenant again.
+ */
 async function resolveSecrets(
   resolver: SecretResolver,
   spec: ResolvedTaskSpec,
   needs: AgentNeeds,
   tenant: string,
-): Promise<Record<string, string>> {
-  const required = await resolver.resolve(spec.secrets ?? [], tenant);
-  const optional = needs.modelKeySecret ? await resolver.resolveOptional([needs.modelKeySecret], tenant) : {};
-  return { ...optional, ...required };
+): Promise<{ secrets: Record<string, string>; modelKey?: ModelKey }> {
+  const secrets = await resolver.resolve(spec.secrets ?? [], tenant);
+  const name = needs.modelKeySecret;
+  const value = name ? (secrets[name] ?? (await resolver.resolveOptional([name], tenant))[name]) : undefined;
+  return { secrets, ...(name && value !== undefined ? { modelKey: { name, value } } : {}) };
 }
 
 /** An attempt that did not reach push still leaves its change for the record (never pushed). */

@@ -40,7 +40,7 @@ export type GatewayOptions = {
   /** Where to listen; 127.0.0.1 and a free port by default. */
   host?: string;
   port?: number;
-  /** The gateway's address as agents reach it (e.g. `http://runner:8089` from a container); the listening address by default. */
+  /** The gateway's address as agents reach it (e.g. `http://runner:8089` from a container; `{port}` is replaced by the port it got); the listening address by default. */
   advertiseUrl?: string;
   /** Prices by model; a model not in it costs 0 and is flagged `priced: false`. */
   prices?: PriceTable;
@@ -207,13 +207,20 @@ export class LlmGateway {
     });
     const addr = server.address() as AddressInfo;
     const listenUrl = `http://${addr.family === "IPv6" ? `[${addr.address}]` : addr.address}:${addr.port}`;
-    gateway = new LlmGateway(server, (opts.advertiseUrl ?? listenUrl).replace(/\/+$/, ""), opts, settings, ownDispatcher);
+    // `{port}` in the advertised address is the port it got (a free one when `port` is 0)
+    const advertised = (opts.advertiseUrl ?? listenUrl).replace("{port}", String(addr.port)).replace(/\/+$/, "");
+    gateway = new LlmGateway(server, advertised, opts, settings, ownDispatcher);
     return gateway;
   }
 
   /** The port it listens on. */
   get port(): number {
     return (this.server.address() as AddressInfo).port;
+  }
+
+  /** The gateway as the runner's own process reaches it (the built-in agent's calls). */
+  get localUrl(): string {
+    return `http://127.0.0.1:${this.port}`;
   }
 
   get sessionCount(): number {

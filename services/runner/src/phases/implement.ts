@@ -1,7 +1,8 @@
 import type { AgentResult } from "../agents/agent.js";
 import { agentDriverFor } from "../agents/registry.js";
 import type { ContainerState } from "../execution/driver.js";
-import type { AttemptPhase, Facts, PhaseReport } from "./phase.js";
+import type { UsageTotals } from "../gateway/index.js";
+import type { AttemptPhase, Facts, PhaseContext, PhaseReport } from "./phase.js";
 import { stopWith } from "./phase.js";
 
 /** What is known after the agent stopped: the container's state and whether the workspace is full. */
@@ -51,28 +52,96 @@ export const implementPhase: AttemptPhase = {
   name: "implement",
   async run(ctx) {
     const driver = agentDriverFor(ctx.agents, ctx.spec.agent);
-    const r = await driver.run(ctx.spec.agent as never, {
-      taskId: ctx.taskId,
-      attempt: ctx.attempt,
-      spec: ctx.spec,
-      run: ctx.run,
-      env: ctx.env,
-      secrets: ctx.secrets,
-      log: ctx.log,
-      masker: ctx.masker,
-      signal: ctx.signal,
-      timeoutMs: Math.max(1000, ctx.remainingMs()),
-      idleTimeoutMs: ctx.settings.agentIdleTimeoutMs,
-      defaults: ctx.settings.defaults,
-    });
+    const needs = driver.needs(ctx.spec.agent as never, ctx.images);
+    const model = ctx.model && needs.modelApi ? openModelSession(ctx, needs.modelApi) : undefined;
+    let r: AgentResult | undefined;
+    let totals: UsageTotals | undefined;
+    try {
+      r = await driver.run(ctx.spec.agent as never, {
+        taskId: ctx.taskId,
+        attempt: ctx.attempt,
+        spec: ctx.spec,
+        run: ctx.run,
+        env: ctx.env,
+        secrets: ctx.secrets,
+        log: ctx.log,
+        masker: ctx.masker,
+        signal: model ? AbortSignal.any([ctx.signal, model.stop.signal]) : ctx.signal,
+        timeoutMs: Math.max(1000, ctx.remainingMs()),
+        idleTimeoutMs: ctx.settings.agentIdleTimeoutMs,
+        defaults: ctx.settings.defaults,
+        ...(model ? { model: model.endpoint } : {}),
+      });
+    } catch (err) {
+      // an agent stopped by its budget may fail on the abort (an aborted request): the budget is why
+      if (!model?.session.budgetExceeded) throw err;
+      r = { exitCode: 1, canceled: true, summary: "stopped: the model budget is spent" };
+    } finally {
+      if (model) {
+        totals = await model.session.close();
+        ctx.record.llmExchanges = model.session.exchangesJsonl();
+      }
+    }
     ctx.record.agentResult = r;
+    const facts = { ...usageFacts(r), ...(totals ? gatewayFacts(totals) : {}) };
+    const exceeded = model?.session.budgetExceeded;
+    if (exceeded) {
+      const what =
+        exceeded.limit === "maxCostUsd" ? `$${exceeded.max}` : `${exceeded.max} ${exceeded.limit === "maxTokens" ? "tokens" : "requests"}`;
+      ctx.log.system(`the model budget is spent (${what}): the agent was stopped`);
+      return {
+        outcome: "failed",
+        exitCode: r.exitCode,
+        end: stopWith("budget_exceeded", `the task's model budget of ${what} is spent (used ${round(exceeded.used)})`),
+        facts,
+      };
+    }
     const failed = r.exitCode !== 0 || r.canceled || r.timedOut || r.idleTimedOut;
     const after: AfterAgent = failed
       ? { container: await ctx.run.state(), ...(await ctx.workspaceFull().then((b) => (b === undefined ? {} : { workspaceFullBytes: b }))) }
       : { container: { running: true, oomKilled: false } };
     return {
       ...classifyAgentRun(r, after, { memoryMb: ctx.spec.limits.memoryMb, idleTimeoutMs: ctx.settings.agentIdleTimeoutMs }),
-      facts: usageFacts(r),
+      facts,
     };
   },
 };
+
+const round = (n: number) => Math.round(n * 10_000) / 10_000;
+
+/** The attempt's session on the runner's LLM gateway: the agent gets its URL and token; spending the budget stops the agent. */
+function openModelSession(ctx: PhaseContext, api: "openai" | "anthropic") {
+  const { key, gateway, tenant } = ctx.model as NonNullable<PhaseContext["model"]>;
+  const agentBaseUrl = (ctx.spec.agent as { baseUrl?: string }).baseUrl;
+  const upstreamBaseUrl =
+    agentBaseUrl ?? (api === "openai" ? ctx.settings.defaults.openaiBaseUrl : (ctx.settings.defaults.anthropicBaseUrl ?? ANTHROPIC_API));
+  const stop = new AbortController();
+  const session = gateway.openSession({
+    sessionId: `${ctx.taskId}.${ctx.attempt}`,
+    tenant,
+    upstream: { kind: api, baseUrl: upstreamBaseUrl, apiKey: key.value },
+    ...(ctx.spec.budget ? { budget: ctx.spec.budget } : {}),
+    secrets: Object.values(ctx.secrets),
+    onBudgetExceeded: () => stop.abort(),
+  });
+  const endpoint = {
+    baseUrl: session.baseUrl,
+    localBaseUrl: session.baseUrl.replace(gateway.url, gateway.localUrl),
+    token: session.token,
+  };
+  ctx.masker.add(session.token);
+  return { session, endpoint, stop };
+}
+
+const ANTHROPIC_API = "https://api.anthropic.com";
+
+/** What the gateway counted: authoritative, whatever the agent reports of itself. */
+function gatewayFacts(t: UsageTotals): Facts {
+  return {
+    modelCalls: t.requests,
+    inputTokens: t.promptTokens,
+    outputTokens: t.completionTokens,
+    costUsd: round(t.costUsd),
+    ...(t.unpricedCalls ? { unpricedCalls: t.unpricedCalls } : {}),
+  };
+}

@@ -4,6 +4,7 @@ import type { GitCredentials } from "@codefleet/repo-pool/git";
 import type { AgentImages, AgentResult } from "../agents/agent.js";
 import type { AgentRegistry } from "../agents/registry.js";
 import type { RunHandle, WorkspaceReader } from "../execution/driver.js";
+import type { LlmGateway } from "../gateway/index.js";
 import type { LogStream } from "../logs/log-stream.js";
 import type { TestOutcome } from "./test.js";
 
@@ -33,6 +34,9 @@ export const stopWith = (reasonCode: string, reason: string, status: AttemptEnd[
   reason,
 });
 
+/** A model key the runner resolved: its secret's name and value. */
+export type ModelKey = { name: string; value: string };
+
 /** What the attempt learns as its phases run: the record the artifacts and the final status come from. */
 export type AttemptRecord = {
   baseSha: string;
@@ -41,6 +45,8 @@ export type AttemptRecord = {
   /** The attempt's commit (pushed or not) and the reader that made it: the diff comes from them. */
   head?: { sha: string; workspace: WorkspaceReader };
   pushedSha?: string;
+  /** The model calls of the attempt through the gateway, masked (the llm-exchanges.jsonl artifact). */
+  llmExchanges?: string;
 };
 
 /** Everything a phase may use. Phases hold no state of their own: they read and fill `record`. */
@@ -55,6 +61,8 @@ export type PhaseContext = {
   /** Environment of the task's commands: its env, its secrets, codefleet's variables. */
   env: Record<string, string>;
   secrets: Record<string, string>;
+  /** The agent's model key and the gateway that holds it for the agent: present when the runner has a key for the agent. */
+  model?: { key: ModelKey; gateway: LlmGateway; tenant: string };
   log: LogStream;
   masker: SecretMasker;
   /** Aborted on cancel, timeout, lost lease or full disk. */
