@@ -3,7 +3,7 @@ import { type Static, type TSchema, Type } from "@sinclair/typebox";
 import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { ValidationError, type ValidationIssue } from "./errors.js";
-import { newEventId, TASK_ID_PATTERN } from "./ids.js";
+import { newEventId, TASK_ID_PATTERN, ulid } from "./ids.js";
 import { PHASES, TaskSpec } from "./task-spec.js";
 
 /**
@@ -39,6 +39,38 @@ export const ArtifactKind = Type.Union([
 ]);
 export type ArtifactKind = Static<typeof ArtifactKind>;
 export const ARTIFACT_KINDS: readonly ArtifactKind[] = ["diff", "log", "test-report", "transcript", "other"];
+
+/**
+ * Schedules are streams of their own in the event log: their events carry the schedule's id
+ * (`sch_<ulid>`) where task events carry the task id (envelope `taskId`, subject
+ * `<ns>.events.<scheduleId>.schedule.<what>`).
+ */
+export const SCHEDULE_ID_PREFIX = "sch_";
+export const SCHEDULE_ID_PATTERN = "^sch_[0-9A-HJKMNP-TV-Z]{26}$";
+export function newScheduleId(now?: number): string {
+  return `${SCHEDULE_ID_PREFIX}${ulid(now)}`;
+}
+export function isScheduleId(id: string): boolean {
+  return new RegExp(SCHEDULE_ID_PATTERN).test(id);
+}
+/** The label every task a schedule submits carries: `schedule=<schedule id>`. */
+export const SCHEDULE_LABEL = "schedule";
+
+const Actor = Type.String({ maxLength: 200, description: "the API token's name (never the token)" });
+/** What a webhook delivery is about: a generic kind so later notifications (e.g. `pr.opened`) fit in. */
+const NotificationKind = Type.String({ minLength: 1, maxLength: 100, pattern: "^[a-z][a-z0-9_]*(\\.[a-z][a-z0-9_]*)*$" });
+const WebhookDelivery = {
+  /** Sent to the receiver as `Codefleet-Delivery`; the same for every attempt of one delivery. */
+  deliveryId: Type.String({ minLength: 1, maxLength: 100 }),
+  kind: NotificationKind,
+  /** `task`: the task's `notify.url`; `tenant`: the tenant's default webhook (operator config). */
+  target: Type.Union([Type.Literal("task"), Type.Literal("tenant")]),
+  /** The receiver's host (never the whole URL, which may carry a token). */
+  host: Type.String({ maxLength: 300 }),
+  /** 1 for the first attempt. */
+  attempt: Type.Integer({ minimum: 1, maximum: 1000 }),
+  durationMs: Type.Integer({ minimum: 0 }),
+};
 
 /** type → version → schema of `data`. The highest version is the one producers write. */
 export const EventCatalogue = {
@@ -148,6 +180,48 @@ export const EventCatalogue = {
       contentType: Type.String({ maxLength: 255 }),
     }),
   },
+  /** A schedule was created: `task` is submitted at every firing of `cron` (in `timezone`). Stream: the schedule id. */
+  "schedule.created": {
+    1: Type.Object({
+      cron: Type.String({ minLength: 1, maxLength: 200 }),
+      /** IANA time zone the cron expression is read in; absent: UTC. */
+      timezone: Type.Optional(Type.String({ minLength: 1, maxLength: 100 })),
+      task: TaskSpec,
+      tenant: TenantName,
+      createdBy: Type.Optional(Actor),
+    }),
+  },
+  "schedule.paused": { 1: Type.Object({ by: Type.Optional(Actor) }) },
+  "schedule.resumed": { 1: Type.Object({ by: Type.Optional(Actor) }) },
+  "schedule.deleted": { 1: Type.Object({ by: Type.Optional(Actor) }) },
+  /**
+   * One firing of a schedule: the task it submitted (idempotency key `schedule:<id>:<fireTime>`),
+   * or why it submitted none (`refused`: quota, policy; recorded once, not retried).
+   */
+  "schedule.fired": {
+    1: Type.Object({
+      fireTime: IsoTime,
+      outcome: Type.Union([Type.Literal("submitted"), Type.Literal("refused")]),
+      taskId: Type.Optional(Type.String({ pattern: TASK_ID_PATTERN })),
+      code: Type.Optional(Type.String({ maxLength: 100 })),
+      reason: Type.Optional(Type.String({ maxLength: 2000 })),
+    }),
+  },
+  /** A webhook attempt the receiver answered with 2xx. On the task's stream; no body, no secret. */
+  "webhook.delivered": {
+    1: Type.Object({ ...WebhookDelivery, statusCode: Type.Integer({ minimum: 100, maximum: 599 }) }),
+  },
+  /** A webhook attempt that failed; `final`: no more attempts (given up, or not retryable). */
+  "webhook.failed": {
+    1: Type.Object({
+      ...WebhookDelivery,
+      statusCode: Type.Optional(Type.Integer({ minimum: 100, maximum: 599 })),
+      /** `http_<status>`, `timeout`, `connection_failed`, `address_refused`, `url_refused`, `no_signing_secret`. */
+      code: Type.String({ minLength: 1, maxLength: 100 }),
+      final: Type.Boolean(),
+      nextAttemptAt: Type.Optional(IsoTime),
+    }),
+  },
 } as const satisfies Record<string, Record<number, TSchema>>;
 
 type Catalogue = typeof EventCatalogue;
@@ -167,7 +241,27 @@ export const LatestEventSchemas = {
   "slot.released": EventCatalogue["slot.released"][1],
   "slot.reclaimed": EventCatalogue["slot.reclaimed"][1],
   "artifact.stored": EventCatalogue["artifact.stored"][1],
+  "schedule.created": EventCatalogue["schedule.created"][1],
+  "schedule.paused": EventCatalogue["schedule.paused"][1],
+  "schedule.resumed": EventCatalogue["schedule.resumed"][1],
+  "schedule.deleted": EventCatalogue["schedule.deleted"][1],
+  "schedule.fired": EventCatalogue["schedule.fired"][1],
+  "webhook.delivered": EventCatalogue["webhook.delivered"][1],
+  "webhook.failed": EventCatalogue["webhook.failed"][1],
 } as const satisfies Record<EventType, TSchema>;
+
+/** Event types whose stream is a schedule (`sch_…`), not a task. */
+export const SCHEDULE_EVENT_TYPES = [
+  "schedule.created",
+  "schedule.paused",
+  "schedule.resumed",
+  "schedule.deleted",
+  "schedule.fired",
+] as const;
+export type ScheduleEventType = (typeof SCHEDULE_EVENT_TYPES)[number];
+export function isScheduleEventType(type: string): type is ScheduleEventType {
+  return (SCHEDULE_EVENT_TYPES as readonly string[]).includes(type);
+}
 export type EventData<T extends EventType> = Static<(typeof LatestEventSchemas)[T]>;
 
 export const EventMetadata = Type.Object({

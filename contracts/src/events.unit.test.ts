@@ -54,6 +54,32 @@ const samples: { [T in EventType]: EventData<T> } = {
     sha256: "b".repeat(64),
     contentType: "text/x-diff",
   },
+  "schedule.created": { cron: "0 9 * * 1-5", timezone: "Europe/Berlin", task: spec, tenant: "team-a", createdBy: "ci" },
+  "schedule.paused": { by: "ops" },
+  "schedule.resumed": { by: "ops" },
+  "schedule.deleted": {},
+  "schedule.fired": { fireTime: "2026-11-23T09:00:00.000Z", outcome: "submitted", taskId: "tsk_01HF7YAT00P54HE9PNMDCGYCHR" },
+  "webhook.delivered": {
+    deliveryId: "whd_1",
+    kind: "task.finished",
+    target: "task",
+    host: "hooks.example",
+    attempt: 1,
+    durationMs: 12,
+    statusCode: 204,
+  },
+  "webhook.failed": {
+    deliveryId: "whd_1",
+    kind: "task.finished",
+    target: "tenant",
+    host: "hooks.example",
+    attempt: 2,
+    durationMs: 30,
+    statusCode: 500,
+    code: "http_500",
+    final: false,
+    nextAttemptAt: "2026-11-23T10:00:02.000Z",
+  },
 };
 
 const raw = (over: Record<string, unknown> = {}) => ({

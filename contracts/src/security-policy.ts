@@ -426,6 +426,203 @@ export function secretTenantProblem(names: readonly string[], tenant: string, po
 }
 
 // ---------------------------------------------------------------------------------------------
+// Webhook URLs (spec.notify): the registry itself makes these requests, so SSRF matters
+// ---------------------------------------------------------------------------------------------
+
+export type WebhookUrlPolicy = {
+  /** Hosts (`host`, `host:port`, or `*`) plain `http://` webhooks are allowed for. Empty: none. */
+  httpHosts: string[];
+  /**
+   * Hosts (`host`, `host:port`, or `*`) that may be, or resolve to, a loopback, private,
+   * link-local or otherwise non-public address. Empty: none may.
+   */
+  privateHosts: string[];
+};
+
+/** https only, public addresses only. */
+export const DEFAULT_WEBHOOK_URL_POLICY: WebhookUrlPolicy = { httpHosts: [], privateHosts: [] };
+
+export const WEBHOOK_URL_REFUSALS = ["webhook_url_invalid", "webhook_url_scheme_refused", "webhook_url_address_refused"] as const;
+export type WebhookUrlRefusal = (typeof WEBHOOK_URL_REFUSALS)[number];
+export type WebhookUrlAccepted = {
+  ok: true;
+  scheme: "https" | "http";
+  /** Lower-case host name, IPv4 address, or bracketed IPv6 address. */
+  host: string;
+  /** The effective port. */
+  port: number;
+  /** The host is allowed to be (or resolve to) a non-public address. */
+  privateAllowed: boolean;
+};
+export type WebhookUrlCheck = WebhookUrlAccepted | { ok: false; code: WebhookUrlRefusal; message: string };
+
+const MAX_WEBHOOK_URL_LENGTH = 2048;
+
+/** IPv4 dotted quad → 32-bit number; undefined when not one. */
+function ipv4ToNumber(ip: string): number | undefined {
+  const parts = ip.split(".");
+  if (parts.length !== 4) return undefined;
+  let n = 0;
+  for (const p of parts) {
+    if (!/^[0-9]{1,3}$/.test(p)) return undefined;
+    const v = Number(p);
+    if (v > 255) return undefined;
+    n = n * 256 + v;
+  }
+  return n;
+}
+
+const V4_RANGES: readonly [string, number, string][] = [
+  ["0.0.0.0", 8, "unspecified"],
+  ["10.0.0.0", 8, "private"],
+  ["100.64.0.0", 10, "shared (CGNAT)"],
+  ["127.0.0.0", 8, "loopback"],
+  ["169.254.0.0", 16, "link-local"],
+  ["172.16.0.0", 12, "private"],
+  ["192.0.0.0", 24, "IETF protocol assignments"],
+  ["192.0.2.0", 24, "documentation"],
+  ["192.88.99.0", 24, "6to4 relay"],
+  ["192.168.0.0", 16, "private"],
+  ["198.18.0.0", 15, "benchmarking"],
+  ["198.51.100.0", 24, "documentation"],
+  ["203.0.113.0", 24, "documentation"],
+  ["224.0.0.0", 4, "multicast"],
+  ["240.0.0.0", 4, "reserved"],
+];
+
+function v4Reason(n: number): string | undefined {
+  for (const [base, bits, reason] of V4_RANGES) {
+    const b = ipv4ToNumber(base) as number;
+    const size = 2 ** (32 - bits);
+    if (n >= b && n < b + size) return reason;
+  }
+  return undefined;
+}
+
+/** IPv6 text (no brackets, no zone) → eight 16-bit groups; undefined when not one. */
+function ipv6Groups(ip: string): number[] | undefined {
+  if (!/^[0-9a-f:.]+$/i.test(ip)) return undefined;
+  let text = ip.toLowerCase();
+  let tail: number[] = [];
+  const lastColon = text.lastIndexOf(":");
+  if (text.slice(lastColon + 1).includes(".")) {
+    const v4 = ipv4ToNumber(text.slice(lastColon + 1));
+    if (v4 === undefined) return undefined;
+    tail = [Math.floor(v4 / 65536), v4 % 65536];
+    text = `${text.slice(0, lastColon + 1)}${tail.length ? "0:0" : ""}`;
+  }
+  const halves = text.split("::");
+  if (halves.length > 2) return undefined;
+  const parse = (h: string) => (h === "" ? [] : h.split(":").map((g) => (/^[0-9a-f]{1,4}$/.test(g) ? Number.parseInt(g, 16) : Number.NaN)));
+  const head = parse(halves[0] as string);
+  const rest = halves.length === 2 ? parse(halves[1] as string) : [];
+  if ([...head, ...rest].some(Number.isNaN)) return undefined;
+  let groups: number[];
+  if (halves.length === 2) {
+    const fill = 8 - head.length - rest.length;
+    if (fill < 1) return undefined;
+    groups = [...head, ...new Array<number>(fill).fill(0), ...rest];
+  } else groups = head;
+  if (groups.length !== 8) return undefined;
+  if (tail.length) groups.splice(6, 2, ...tail);
+  return groups;
+}
+
+/**
+ * Why an address is not a public unicast one (`loopback`, `private`, `link-local`, …), or
+ * undefined for a public address. IPv4, IPv6 (with or without brackets) and IPv4-mapped,
+ * NAT64 and 6to4 forms (judged by the IPv4 address inside). Anything unparseable is refused.
+ */
+export function nonPublicAddressReason(address: string): string | undefined {
+  const ip = address.startsWith("[") && address.endsWith("]") ? address.slice(1, -1) : address;
+  const v4 = ipv4ToNumber(ip);
+  if (v4 !== undefined) return v4Reason(v4);
+  const g = ipv6Groups(ip.split("%")[0] as string);
+  if (!g) return "not an IP address";
+  const [g0 = 0, g1 = 0, g2 = 0, g3 = 0, g4 = 0, g5 = 0, g6 = 0, g7 = 0] = g;
+  const embedded = (hi: number, lo: number) => v4Reason(hi * 65536 + lo);
+  if (g.every((x) => x === 0)) return "unspecified";
+  if (g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0 && g6 === 0 && g7 === 1) return "loopback";
+  if (g0 === 0 && g1 === 0 && g2 === 0 && g3 === 0 && g4 === 0 && (g5 === 0xffff || g5 === 0))
+    return embedded(g6, g7) ?? (g5 === 0 ? "IPv4-compatible" : undefined); // ::ffff:a.b.c.d (and the deprecated ::a.b.c.d)
+  if (g0 === 0x64 && g1 === 0xff9b && g2 === 0 && g3 === 0 && g4 === 0 && g5 === 0) return embedded(g6, g7); // NAT64
+  if (g0 === 0x2002) return embedded(g1, g2) ?? undefined; // 6to4
+  if ((g0 & 0xfe00) === 0xfc00) return "unique local (private)";
+  if ((g0 & 0xffc0) === 0xfe80) return "link-local";
+  if ((g0 & 0xffc0) === 0xfec0) return "site-local";
+  if ((g0 & 0xff00) === 0xff00) return "multicast";
+  if (g0 === 0x2001 && g1 === 0x0db8) return "documentation";
+  if (g0 === 0x0100 && g1 === 0 && g2 === 0 && g3 === 0) return "discard-only";
+  return undefined;
+}
+
+/** Is this string an IP address (v4, or v6 with or without brackets)? */
+export function isIpAddress(host: string): boolean {
+  const ip = host.startsWith("[") && host.endsWith("]") ? host.slice(1, -1) : host;
+  return ipv4ToNumber(ip) !== undefined || ipv6Groups(ip) !== undefined;
+}
+
+/**
+ * Judges a webhook URL (a task's `notify.url`) without DNS: http(s) only, plain http only for
+ * listed hosts, no credentials, and no loopback/private/link-local literal address or
+ * `localhost` name unless the host is listed in `privateHosts`. The registry checks the
+ * addresses a name resolves to again when it connects (and connects to the address it checked),
+ * so a public name pointing at a private address is refused too.
+ */
+export function checkWebhookUrl(raw: string, policy: WebhookUrlPolicy = DEFAULT_WEBHOOK_URL_POLICY): WebhookUrlCheck {
+  const no = (code: WebhookUrlRefusal, message: string): WebhookUrlCheck => ({ ok: false, code, message });
+  if (typeof raw !== "string" || raw.length === 0) return no("webhook_url_invalid", "webhook URL is empty");
+  if (raw.length > MAX_WEBHOOK_URL_LENGTH)
+    return no("webhook_url_invalid", `webhook URL is longer than ${MAX_WEBHOOK_URL_LENGTH} characters`);
+  if (CONTROL_OR_SPACE.test(raw) || raw.includes("\\"))
+    return no("webhook_url_invalid", "webhook URL must not contain whitespace, control characters or '\\'");
+  let url: URL;
+  try {
+    url = new URL(raw);
+  } catch {
+    return no("webhook_url_invalid", "webhook URL is not a valid URL");
+  }
+  if (url.protocol !== "https:" && url.protocol !== "http:")
+    return no("webhook_url_scheme_refused", `webhook URL scheme '${clip(url.protocol.replace(/:$/, ""), 32)}' is not allowed (use https)`);
+  if (url.username !== "" || url.password !== "")
+    return no("webhook_url_invalid", "webhook URLs must not carry credentials (user:password@)");
+  // the WHATWG parser canonicalizes numeric and hexadecimal IPv4 forms (0x7f.1, 2130706433) to dotted decimal
+  const host = normalizeHost(url.hostname);
+  if (!host) return no("webhook_url_invalid", "webhook URL has an invalid host");
+  const scheme = url.protocol === "https:" ? "https" : "http";
+  const port = url.port ? Number(url.port) : scheme === "https" ? 443 : 80;
+  if (scheme === "http" && !hostListed(policy.httpHosts, host, port))
+    return no(
+      "webhook_url_scheme_refused",
+      `plain http:// to ${host}:${port} is not allowed: use https://, or have the operator list the host in CODEFLEET_WEBHOOK_HTTP_HOSTS`,
+    );
+  const privateAllowed = hostListed(policy.privateHosts, host, port);
+  if (!privateAllowed) {
+    const local =
+      host === "localhost" || host.endsWith(".localhost") || host.endsWith(".local") || (!host.includes(".") && !isIpAddress(host));
+    const reason = isIpAddress(host) ? nonPublicAddressReason(host) : local ? "a local name" : undefined;
+    if (reason)
+      return no(
+        "webhook_url_address_refused",
+        `webhook host ${host} is ${reason}: not allowed unless the operator lists it in CODEFLEET_WEBHOOK_PRIVATE_HOSTS`,
+      );
+  }
+  return { ok: true, scheme, host, port, privateAllowed };
+}
+
+/**
+ * May the registry connect to `address` (what a webhook's host resolved to)? Public addresses
+ * always; a non-public one only when the URL's host is listed in `privateHosts`.
+ */
+export function webhookAddressProblem(address: string, url: Pick<WebhookUrlAccepted, "host" | "privateAllowed">): string | undefined {
+  if (url.privateAllowed) return undefined;
+  const reason = nonPublicAddressReason(address);
+  return reason
+    ? `webhook host ${url.host} resolves to a ${reason} address, which is not allowed (CODEFLEET_WEBHOOK_PRIVATE_HOSTS)`
+    : undefined;
+}
+
+// ---------------------------------------------------------------------------------------------
 // Loading from the environment
 // ---------------------------------------------------------------------------------------------
 
@@ -433,6 +630,8 @@ export type SecurityPolicy = {
   repoUrls: RepoUrlPolicy;
   secretEndpoints: SecretEndpointPolicy;
   secretTenants: SecretTenantPolicy;
+  /** Which webhook URLs a task's `notify` may name (absent: {@link DEFAULT_WEBHOOK_URL_POLICY}). */
+  webhookUrls?: WebhookUrlPolicy;
 };
 
 export const DEFAULT_SECURITY_POLICY: SecurityPolicy = { repoUrls: DEFAULT_REPO_URL_POLICY, secretEndpoints: {}, secretTenants: {} };
@@ -457,6 +656,9 @@ function hostEntry(variable: string, entry: string): string {
  * - CODEFLEET_REPO_ALLOWED_HOSTS: csv of `host[:port][/path/prefix]`; unset: any host
  * - CODEFLEET_SECRET_ENDPOINTS: JSON object, secret name → array of `host`, `host:port` or `*`
  * - CODEFLEET_SECRET_TENANTS: JSON object, secret name → array of tenant names or `*`
+ * - CODEFLEET_WEBHOOK_HTTP_HOSTS: csv of `host`, `host:port` or `*` plain http:// webhooks may use
+ * - CODEFLEET_WEBHOOK_PRIVATE_HOSTS: csv of `host`, `host:port` or `*` webhooks may reach on
+ *   loopback, private or link-local addresses
  * Unset, every local path, plain http and custom agent endpoint is refused, and every secret is
  * the `default` tenant's only.
  */
@@ -476,6 +678,15 @@ export function securityPolicyFromEnv(env: Record<string, string | undefined>): 
     repoUrls: { fileRoots, httpHosts, allowedHosts },
     secretEndpoints: secretEndpointsFromJson(env.CODEFLEET_SECRET_ENDPOINTS),
     secretTenants: secretTenantsFromJson(env.CODEFLEET_SECRET_TENANTS),
+    // absent when neither is set: the default (https, public addresses only)
+    ...(env.CODEFLEET_WEBHOOK_HTTP_HOSTS || env.CODEFLEET_WEBHOOK_PRIVATE_HOSTS
+      ? {
+          webhookUrls: {
+            httpHosts: csv(env.CODEFLEET_WEBHOOK_HTTP_HOSTS).map((h) => hostEntry("CODEFLEET_WEBHOOK_HTTP_HOSTS", h)),
+            privateHosts: csv(env.CODEFLEET_WEBHOOK_PRIVATE_HOSTS).map((h) => hostEntry("CODEFLEET_WEBHOOK_PRIVATE_HOSTS", h)),
+          },
+        }
+      : {}),
   };
 }
 

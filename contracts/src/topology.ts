@@ -15,6 +15,9 @@ import type { EventType } from "./events.js";
  *                                       tenant and name, so both come from the subject, never the payload
  *   <ns>.queue.<tenant>                 admitted tasks waiting for a runner, one subject per tenant so
  *                                       runners can take them fairly across tenants
+ *
+ * Schedules are event streams of their own: `<ns>.events.<scheduleId>.schedule.<what>` (ids `sch_…`),
+ * in the events stream beside tasks' (the registry projects them into its schedules table).
  */
 export type Topology = ReturnType<typeof topology>;
 
@@ -74,6 +77,11 @@ export function topology(namespace: string = DEFAULT_NAMESPACE) {
         const prefix = `${ns}.queue.`;
         return subject.startsWith(prefix) && !subject.slice(prefix.length).includes(".") ? subject.slice(prefix.length) : undefined;
       },
+    },
+    /** NATS KV buckets (each is the stream `KV_<bucket>`, its keys `$KV.<bucket>.<key>`). */
+    buckets: {
+      /** task-registry: leases among its replicas (the scheduler's leader). */
+      registryLeases: `${ns.replace(/-/g, "_")}_registry_leases`,
     },
     consumers: {
       /** task-registry: appends every event to the event store and projections. */

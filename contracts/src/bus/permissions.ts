@@ -91,6 +91,8 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
           allow: [
             ...base,
             ev("task.>"),
+            ev("schedule.>"), // schedules are streams of their own (sch_ ids) on the same subjects
+            ev("webhook.>"),
             t.subjects.allQueues,
             t.subjects.deadLetter(t.consumers.registryIngest.durable),
             t.subjects.deadLetter(t.consumers.registryAdmission.durable),
@@ -99,6 +101,11 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
             ...[s.events, s.logs, s.deadLetters, s.ingress, s.queue].flatMap((x) => readStream(x.name)),
             ...[s.events, s.logs, s.deadLetters, s.ingress].flatMap((x) => consumeFrom(x.name)),
             `$JS.API.CONSUMER.INFO.${s.queue.name}.>`,
+            // the schedulers' leader lease
+            `$JS.API.STREAM.INFO.KV_${t.buckets.registryLeases}`,
+            `$JS.API.STREAM.CREATE.KV_${t.buckets.registryLeases}`,
+            ...readStream(`KV_${t.buckets.registryLeases}`),
+            `$KV.${t.buckets.registryLeases}.>`,
           ],
         },
         subscribe: { allow: [inbox] },

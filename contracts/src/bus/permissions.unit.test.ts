@@ -17,7 +17,11 @@ describe("NATS permissions", () => {
     const pool = busPermissions(t, { user: "repo-pool", role: "repo-pool" }).publish.allow;
     expect(pool.filter((s) => s.startsWith("codefleet.events."))).toEqual(["codefleet.events.*.slot.>"]);
     const registry = busPermissions(t, { user: "task-registry", role: "task-registry" }).publish.allow;
-    expect(registry.filter((s) => s.startsWith("codefleet.events."))).toEqual(["codefleet.events.*.task.>"]);
+    expect(registry.filter((s) => s.startsWith("codefleet.events."))).toEqual([
+      "codefleet.events.*.task.>",
+      "codefleet.events.*.schedule.>",
+      "codefleet.events.*.webhook.>",
+    ]);
     expect(registry).toContain("codefleet.queue.*");
     expect(runner).not.toContain("codefleet.queue.*");
   });

@@ -7,6 +7,7 @@ import { CliError, EXIT, type ExitCode } from "./exit-codes.js";
 import { describeTask, followTask, type Terminal } from "./follow.js";
 import { RegistryApi } from "./registry-api.js";
 import { createStyle, renderArtifacts, renderEvents, renderTaskList, type Style } from "./render.js";
+import { SCHEDULE_HELP, scheduleCommand } from "./schedule.js";
 import { resolveSettings, type Settings } from "./settings.js";
 import { buildTaskSpec, parseTaskFile, type SubmitFlags } from "./task-input.js";
 
@@ -51,6 +52,9 @@ Commands:
   artifacts get <task> <name|id> [-o FILE]
                            download one (to stdout without -o)
   events <task>            the task's raw event history
+  schedule create --cron EXPR [--timezone TZ] -f task.yaml
+                           submit a task on a schedule (also: schedule list, show, pause,
+                           resume, delete <id>; see \`codefleet schedule --help\`)
 
 Options for every command:
   --url URL        task-registry API (env CODEFLEET_URL, default http://localhost:8080)
@@ -341,6 +345,7 @@ const COMMANDS: Record<string, (ctx: Ctx, args: string[]) => Promise<ExitCode>> 
   cancel,
   artifacts,
   events,
+  schedule: (ctx, args) => scheduleCommand(ctx, args, GLOBAL_OPTIONS),
 };
 
 /** Runs one CLI invocation; returns the exit code. Errors are printed, never thrown. */
@@ -369,7 +374,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<ExitCode> {
     const color = io.stdout.isTTY && !globals["no-color"] && !io.env.NO_COLOR;
     const ctx: Ctx = { io, settings, api, st: createStyle(color), json: globals.json === true };
     if (globals.help === true && command !== "submit") {
-      io.stdout.write(HELP);
+      io.stdout.write(command === "schedule" ? SCHEDULE_HELP : HELP);
       return EXIT.ok;
     }
     return await run(ctx, args);

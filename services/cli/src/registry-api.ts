@@ -11,6 +11,23 @@ export type LogFollowEvent =
   | { kind: "end"; status: TaskStatus }
   | { kind: "reconnecting"; attempt: number; reason: string };
 
+/** A schedule as the registry's `/v1/schedules` serves it. */
+export type ScheduleInfo = {
+  id: string;
+  tenant: string;
+  cron: string;
+  timezone?: string;
+  task: TaskSpec;
+  status: "active" | "paused" | "deleted";
+  createdAt: string;
+  createdBy?: string;
+  pausedAt?: string;
+  resumedAt?: string;
+  lastFiring?: { fireTime: string; outcome: "submitted" | "refused"; taskId?: string; code?: string };
+  firings: number;
+  nextFireTime?: string;
+};
+
 type Problem = { code?: string; title?: string; detail?: string; issues?: { path: string; message: string }[] };
 
 const TOKEN_HINT =
@@ -69,7 +86,7 @@ export class RegistryApi {
   }
 
   private async call<T>(
-    method: "GET" | "POST",
+    method: "GET" | "POST" | "PATCH" | "DELETE",
     path: string,
     opts: { body?: unknown; headers?: Record<string, string> } = {},
   ): Promise<{ body: T; headers: Record<string, string | string[] | undefined> }> {
@@ -123,6 +140,26 @@ export class RegistryApi {
 
   async cancel(id: string, reason?: string): Promise<TaskView> {
     return (await this.call<TaskView>("POST", `/v1/tasks/${encodeURIComponent(id)}/cancel`, { body: reason ? { reason } : {} })).body;
+  }
+
+  async createSchedule(body: { cron: string; timezone?: string; task: TaskSpec }): Promise<ScheduleInfo> {
+    return (await this.call<ScheduleInfo>("POST", "/v1/schedules", { body })).body;
+  }
+
+  async schedules(): Promise<ScheduleInfo[]> {
+    return (await this.call<{ items: ScheduleInfo[] }>("GET", "/v1/schedules")).body.items;
+  }
+
+  async schedule(id: string): Promise<ScheduleInfo> {
+    return (await this.call<ScheduleInfo>("GET", `/v1/schedules/${encodeURIComponent(id)}`)).body;
+  }
+
+  async setSchedulePaused(id: string, paused: boolean): Promise<ScheduleInfo> {
+    return (await this.call<ScheduleInfo>("PATCH", `/v1/schedules/${encodeURIComponent(id)}`, { body: { paused } })).body;
+  }
+
+  async deleteSchedule(id: string): Promise<void> {
+    await this.call<undefined>("DELETE", `/v1/schedules/${encodeURIComponent(id)}`);
   }
 
   async artifacts(id: string): Promise<ArtifactLink[]> {

@@ -45,7 +45,7 @@ function ago(iso: string, now: number): string {
 
 const truncate = (s: string, n: number) => (s.length > n ? `${s.slice(0, n - 1)}…` : s);
 
-function table(rows: string[][], widths?: number[]): string {
+export function table(rows: string[][], widths?: number[]): string {
   // widths are measured on the text without escape sequences
   // biome-ignore lint/suspicious/noControlCharactersInRegex: stripping SGR sequences
   const visible = (s: string) => s.replace(/\x1b\[[0-9;]*m/g, "").length;

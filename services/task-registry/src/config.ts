@@ -4,6 +4,7 @@ import { type AccessConfig, accessFromSettings, type TenantQuota } from "@codefl
 import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
+import { SchedulingEnv, WebhookEnv, type WebhookSettings, webhookSettingsFrom } from "./webhooks/settings.js";
 
 export const RegistryEnv = Type.Object({
   PORT: Type.Integer({ default: 8080, minimum: 1, maximum: 65535 }),
@@ -78,6 +79,8 @@ export const RegistryEnv = Type.Object({
         'JSON object: secret name → tenants whose tasks may use it (or "*"), e.g. {"OPENAI_API_KEY":["*"],"NPM_TOKEN":["team-a"]}; a secret without an entry: tenant default only',
     }),
   ),
+  ...SchedulingEnv,
+  ...WebhookEnv,
 });
 
 export type RegistryConfig = Static<typeof RegistryEnv> & {
@@ -90,6 +93,8 @@ export type RegistryConfig = Static<typeof RegistryEnv> & {
   nats: ReturnType<typeof natsConnectOptions>;
   /** Which repository URLs and agent endpoints a submitted task may name. */
   securityPolicy: SecurityPolicy;
+  /** Webhooks: signing secrets, tenants' default URLs, retries. */
+  webhooks: WebhookSettings;
 };
 
 export function loadRegistryConfig(
@@ -104,5 +109,6 @@ export function loadRegistryConfig(
     natsServers: csv(c.NATS_URL),
     nats: natsConnectOptions(c),
     securityPolicy: securityPolicyFromEnv(env),
+    webhooks: webhookSettingsFrom(c, readFile),
   };
 }

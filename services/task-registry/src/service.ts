@@ -7,20 +7,25 @@ import type { RegistryConfig } from "./config.js";
 import { buildApp } from "./http/app.js";
 import { startAdmission } from "./ingest/admission.js";
 import { startIngestor } from "./ingest/ingestor.js";
+import { startScheduling } from "./schedules/wiring.js";
 import { createDatabase, type Db, migrate } from "./store/database.js";
+import { type Notifier, startNotifier } from "./webhooks/notifier.js";
 
 export type RegistryService = {
   app: FastifyInstance;
   db: Db;
   bus: Bus;
   log: Logger;
+  /** The scheduler of this replica: fires only while it holds the leader lease. */
+  scheduler: { isLeader(): boolean; tick(): Promise<number> };
+  notifier: Notifier;
   stop(): Promise<void>;
 };
 
 /** Composes the registry from its config: database, bus, ingestion, HTTP app. Does not listen. */
 export async function startRegistry(
   config: RegistryConfig,
-  opts: { logger?: Logger; telemetry?: Telemetry } = {},
+  opts: { logger?: Logger; telemetry?: Telemetry; now?: () => Date } = {},
 ): Promise<RegistryService> {
   const log = opts.logger ?? createLogger({ service: "task-registry", level: config.LOG_LEVEL });
   const telemetry = opts.telemetry ?? startTelemetry({ serviceName: "task-registry" });
@@ -50,6 +55,15 @@ export async function startRegistry(
     quota: (tenant) => quotaFor(config.access, tenant, config.defaultQuota),
   });
   observeConsumerBacklog(bus, telemetry);
+  const scheduling = await startScheduling({ config, bus, db, log, meter: telemetry.meter, ...(opts.now ? { now: opts.now } : {}) });
+  const notifier = startNotifier({
+    db,
+    bus,
+    log,
+    meter: telemetry.meter,
+    settings: config.webhooks,
+    ...(config.securityPolicy.webhookUrls ? { urlPolicy: config.securityPolicy.webhookUrls } : {}),
+  });
 
   // with the artifact-store reachable, logs older than the live stream are served from the stored task.log
   const artifacts =
@@ -68,6 +82,7 @@ export async function startRegistry(
     artifactStorePublicUrl: config.ARTIFACT_STORE_PUBLIC_URL,
     securityPolicy: config.securityPolicy,
     dashboard: { ...(config.DASHBOARD_DIR ? { dir: config.DASHBOARD_DIR } : {}), jaegerUrl: config.DASHBOARD_JAEGER_URL },
+    ...(opts.now ? { now: opts.now } : {}),
     logTail: { heartbeatMs: 15_000, finishCheckMs: 1000, ...(artifacts ? { storedLog: (id: string) => artifacts.downloadText(id) } : {}) },
     health: {
       metrics: telemetry.metricsHandler,
@@ -88,10 +103,14 @@ export async function startRegistry(
     db,
     bus,
     log,
+    scheduler: scheduling,
+    notifier,
     async stop() {
       if (stopped) return;
       stopped = true;
       await app.close();
+      await scheduling.stop();
+      await notifier.stop();
       await admission.stop();
       await ingestion.stop();
       await artifacts?.close();

@@ -98,7 +98,16 @@ export function TaskPage({ api, id, jaegerUrl }: { api: Api; id: string; jaegerU
       <div class="grid2">
         <section aria-labelledby="tests-title">
           <h2 id="tests-title">Tests</h2>
-          <Facts phase={test} empty={view.spec && !view.spec.test ? "This task has no test command." : "No test results yet."} />
+          <Facts
+            phase={test}
+            empty={
+              view.spec && !view.spec.test
+                ? "This task has no test command."
+                : test?.outcome
+                  ? `The test command ${test.outcome === "succeeded" ? "passed" : test.outcome}${test.exitCode === undefined ? "" : ` (exit code ${test.exitCode})`}; it wrote no report file to count tests from.`
+                  : "No test results yet."
+            }
+          />
         </section>
         <section aria-labelledby="usage-title">
           <h2 id="usage-title">Usage and cost</h2>

@@ -3,6 +3,7 @@ import {
   agentKeyProblem,
   type CodefleetEventOf,
   checkRepoUrl,
+  checkWebhookUrl,
   createEvent,
   DEFAULT_TENANT,
   newEventId,
@@ -79,6 +80,10 @@ export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy, 
   if (secrets) {
     const named = secrets.names.some((name) => spec.secrets?.includes(name));
     throw new HttpProblem(422, secrets.code, secrets.message, { field: named ? "/secrets" : "/agent/apiKeySecret" });
+  }
+  if (spec.notify) {
+    const hook = checkWebhookUrl(spec.notify.url, policy.webhookUrls);
+    if (!hook.ok) throw new HttpProblem(422, hook.code, hook.message, { field: "/notify/url" });
   }
   // refused rather than stripped: a URL's credentials would reach events, views, spans and logs, and
   // stripping them would run the task without the access its submitter expected

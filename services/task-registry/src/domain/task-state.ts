@@ -209,6 +209,17 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       if (state.artifacts.some((a) => a.artifactId === event.data.artifactId)) return ok(state);
       return ok({ ...state, artifacts: [...state.artifacts, { ...event.data, attempt: event.attempt, storedAt: event.occurredAt }] });
     }
+    // the history of the task's webhooks: recorded in its stream, nothing in its view changes
+    case "webhook.delivered":
+    case "webhook.failed":
+      return ok(state);
+    // schedules have streams of their own (the event store projects them into `schedules`)
+    case "schedule.created":
+    case "schedule.paused":
+    case "schedule.resumed":
+    case "schedule.deleted":
+    case "schedule.fired":
+      return anomaly(state, `${event.type} on a task's stream`);
     default:
       return assertNever(event, "event type");
   }

@@ -23,6 +23,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Logger } from "pino";
 import { assertSubmissionAllowed, QuotaExceededError, requestCancel, submitTask } from "../domain/submission.js";
 import type { TaskView } from "../domain/task-state.js";
+import { installScheduleRoutes } from "../schedules/routes.js";
 import type { Db } from "../store/database.js";
 import { readTaskEvents } from "../store/event-store.js";
 import { getTaskView, listTaskViews } from "../store/task-queries.js";
@@ -50,6 +51,8 @@ export type AppDeps = {
   logTail: Omit<LogTailDeps, "bus" | "db">;
   /** The web dashboard at `/` (static files; disabled when its build is missing). */
   dashboard?: DashboardOptions;
+  /** The clock of schedules (tests move it); default: the system's. */
+  now?: () => Date;
 };
 
 const TaskIdParam = Type.Object({ id: Type.String({ maxLength: 128 }) });
@@ -323,6 +326,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     },
   );
 
+  installScheduleRoutes(app, { db: deps.db, bus: deps.bus, securityPolicy: deps.securityPolicy, ...(deps.now ? { now: deps.now } : {}) });
   installFleetRoutes(app, {
     db: deps.db,
     bus: deps.bus,

@@ -1,8 +1,10 @@
 import { createKysely, isTransientDbError, runMigrations } from "@codefleet/contracts/runtime";
 import type { ColumnType, Generated, Kysely, Migration, Selectable } from "kysely";
 import type { TaskView } from "../domain/task-state.js";
+import type { ScheduleView } from "../schedules/schedule-state.js";
 import * as initial from "./migrations/2026-11-23T00-00-initial.js";
 import * as tenancy from "./migrations/2026-12-01T00-00-tenancy.js";
+import * as schedulesWebhooks from "./migrations/2026-12-15T00-00-schedules-webhooks.js";
 
 export type EventsTable = {
   position: Generated<number>;
@@ -51,11 +53,57 @@ export type AdmissionsTable = {
   admitted_at: Generated<Date>;
 };
 
+/** The schedules projection (one row per `sch_…` stream). */
+export type SchedulesTable = {
+  schedule_id: string;
+  tenant: string;
+  status: string;
+  created_at: ColumnType<Date, string, string>;
+  version: number;
+  view: ColumnType<ScheduleView, string, string>;
+  updated_at: Generated<Date>;
+};
+
+/** Outbox: a notification (task finished, …) recorded with the event that caused it. */
+export type NotificationsTable = {
+  id: Generated<number>;
+  kind: string;
+  task_id: string;
+  tenant: string;
+  notify_url: string | null;
+  payload: ColumnType<Record<string, unknown>, string, string>;
+  created_at: Generated<Date>;
+  expanded_at: ColumnType<Date | null, string | null | undefined, string | null>;
+};
+
+export type WebhookDeliveriesTable = {
+  delivery_id: string;
+  notification_id: number;
+  kind: string;
+  task_id: string;
+  tenant: string;
+  target: "task" | "tenant";
+  url: string;
+  payload: ColumnType<Record<string, unknown>, string, string>;
+  state: "pending" | "delivered" | "failed";
+  attempts: ColumnType<number, number | undefined, number>;
+  next_attempt_at: ColumnType<Date, string, string>;
+  locked_until: ColumnType<Date | null, string | null | undefined, string | null>;
+  last_status: number | null;
+  last_code: string | null;
+  pending_event: ColumnType<unknown, string | null | undefined, string | null>;
+  created_at: Generated<Date>;
+  updated_at: ColumnType<Date, string | undefined, string>;
+};
+
 export type Database = {
   events: EventsTable;
   tasks: TasksTable;
   idempotency_keys: IdempotencyKeysTable;
   admissions: AdmissionsTable;
+  schedules: SchedulesTable;
+  notifications: NotificationsTable;
+  webhook_deliveries: WebhookDeliveriesTable;
 };
 
 export type StoredEventRow = Selectable<EventsTable>;
@@ -64,6 +112,7 @@ export type Db = Kysely<Database>;
 const migrations: Record<string, Migration> = {
   "2026-11-23T00-00-initial": initial,
   "2026-12-01T00-00-tenancy": tenancy,
+  "2026-12-15T00-00-schedules-webhooks": schedulesWebhooks,
 };
 
 export function createDatabase(opts: { url: string; schema: string; maxConnections?: number }): { db: Db } {

@@ -1,6 +1,9 @@
-import { type CodefleetEvent, parseEvent } from "@codefleet/contracts";
+import { type CodefleetEvent, isScheduleEventType, parseEvent } from "@codefleet/contracts";
 import { sql } from "kysely";
 import { applyStored, type TaskView } from "../domain/task-state.js";
+import type { ScheduleEvent } from "../schedules/schedule-state.js";
+import { projectScheduleEvents } from "../schedules/store.js";
+import { notificationsFor, recordNotifications } from "../webhooks/outbox.js";
 import type { Db, StoredEventRow } from "./database.js";
 
 export type IncomingEvent = { event: CodefleetEvent; natsStream?: string; natsSeq?: number };
@@ -41,6 +44,9 @@ export async function appendEvents(db: Db, incoming: readonly IncomingEvent[]): 
     for (const row of await trx.selectFrom("tasks").select(["task_id", "view"]).where("task_id", "in", taskIds).forUpdate().execute()) {
       views.set(row.task_id, row.view);
     }
+    const before = new Map(views);
+    // schedules are streams of their own (sch_…): their events feed the schedules projection
+    const scheduleItems: { event: ScheduleEvent; version: number; row: number }[] = [];
     const versions = new Map<string, number>();
     for (const row of await trx
       .selectFrom("events")
@@ -52,29 +58,29 @@ export async function appendEvents(db: Db, incoming: readonly IncomingEvent[]): 
     }
 
     const anomalies: AppendResult["anomalies"] = [];
-    const rows = [];
+    const rows: ReturnType<typeof eventRow>[] = [];
     const changed = new Set<string>();
     for (const { event, natsStream, natsSeq } of fresh) {
       const version = (versions.get(event.taskId) ?? 0) + 1;
       versions.set(event.taskId, version);
+      if (isScheduleEventType(event.type)) {
+        scheduleItems.push({ event: event as ScheduleEvent, version, row: rows.length });
+        rows.push(eventRow(event, version, natsStream, natsSeq, null));
+        continue;
+      }
       const r = applyStored(views.get(event.taskId), event, version);
       views.set(event.taskId, r.state);
       if (r.state) changed.add(event.taskId);
       if (r.anomaly) anomalies.push({ eventId: event.id, taskId: event.taskId, reason: r.anomaly });
-      rows.push({
-        stream_id: event.taskId,
-        stream_version: version,
-        event_id: event.id,
-        type: event.type,
-        schema_version: event.version,
-        attempt: event.attempt,
-        data: JSON.stringify(event.data),
-        metadata: JSON.stringify(event.metadata),
-        occurred_at: event.occurredAt,
-        nats_stream: natsStream ?? null,
-        nats_seq: natsSeq ?? null,
-        anomaly: r.anomaly ?? null,
-      });
+      rows.push(eventRow(event, version, natsStream, natsSeq, r.anomaly ?? null));
+    }
+    const scheduleAnomalies = await projectScheduleEvents(trx, scheduleItems);
+    for (const item of scheduleItems) {
+      const reason = scheduleAnomalies.get(item.event.id);
+      const row = rows[item.row];
+      if (reason === undefined || !row) continue;
+      row.anomaly = reason;
+      anomalies.push({ eventId: item.event.id, taskId: item.event.taskId, reason });
     }
     for (let i = 0; i < rows.length; i += 500)
       await trx
@@ -84,8 +90,35 @@ export async function appendEvents(db: Db, incoming: readonly IncomingEvent[]): 
 
     const changedViews = [...changed].map((id) => views.get(id)).filter((v): v is TaskView => v !== undefined);
     await upsertTaskRows(trx, changedViews);
+    await recordNotifications(
+      trx,
+      changedViews.flatMap((v) => notificationsFor(before.get(v.id), v)),
+    );
     return { appended: fresh.length, duplicates, anomalies, changed: changedViews };
   });
+}
+
+function eventRow(
+  event: CodefleetEvent,
+  version: number,
+  natsStream: string | undefined,
+  natsSeq: number | undefined,
+  anomaly: string | null,
+) {
+  return {
+    stream_id: event.taskId,
+    stream_version: version,
+    event_id: event.id,
+    type: event.type,
+    schema_version: event.version,
+    attempt: event.attempt,
+    data: JSON.stringify(event.data),
+    metadata: JSON.stringify(event.metadata),
+    occurred_at: event.occurredAt,
+    nats_stream: natsStream ?? null,
+    nats_seq: natsSeq ?? null,
+    anomaly,
+  };
 }
 
 /** Writes task views in one statement per 500 rows (insert or update). */

@@ -1,5 +1,6 @@
 import { sql } from "kysely";
 import { applyStored, type TaskView } from "../domain/task-state.js";
+import { rebuildSchedules } from "../schedules/store.js";
 import type { Db } from "./database.js";
 import { readAllAfter, rowToEvent, upsertTaskRows } from "./event-store.js";
 
@@ -30,6 +31,7 @@ export async function rebuildProjections(db: Db): Promise<{ tasks: number }> {
     const views = await replayLog(trx, { gapSafe: false });
     await trx.deleteFrom("tasks").execute();
     await upsertTaskRows(trx, [...views.values()]);
+    await rebuildSchedules(trx);
     return { tasks: views.size };
   });
 }

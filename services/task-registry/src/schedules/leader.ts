@@ -1,0 +1,148 @@
+import { errorMessage } from "@codefleet/contracts";
+import type { Logger } from "@codefleet/contracts/runtime";
+import { type KV, Kvm } from "@nats-io/kv";
+import type { NatsConnection } from "@nats-io/transport-node";
+
+/**
+ * One leader among the registry's replicas, by a lease in a NATS KV bucket: the key holds the
+ * leader's id, the bucket's TTL (max age) expires it when nobody renews it, and every write is a
+ * compare-and-set (create when absent, update at the revision read). NATS 2.9 compatible (no
+ * per-message TTL needed). The leader renews every third of the lease; a follower tries to take
+ * the key as often, so it takes over within about a lease and a third after the leader stops
+ * renewing. A leader that cannot renew stops acting as leader before its lease can lapse.
+ */
+
+/** The lease key's content as read: who holds it, at which revision. */
+export type LeaseEntry = { holder: string; revision: number };
+
+export type LeaseDecision =
+  | { kind: "acquire" } // nobody holds it: create the key
+  | { kind: "renew"; revision: number } // ours: update at the revision read
+  | { kind: "follow"; holder: string }; // someone else's, still alive
+
+/** What a replica does with the lease it read (pure). */
+export function decideLease(me: string, entry: LeaseEntry | undefined): LeaseDecision {
+  if (!entry) return { kind: "acquire" };
+  if (entry.holder === me) return { kind: "renew", revision: entry.revision };
+  return { kind: "follow", holder: entry.holder };
+}
+
+/**
+ * Is the replica leader now? Only while the last successful write is younger than the lease minus
+ * a safety margin (a third): by then another replica may take the key.
+ */
+export function leaderNow(lastWriteMs: number | undefined, nowMs: number, leaseMs: number): boolean {
+  return lastWriteMs !== undefined && nowMs - lastWriteMs < (leaseMs * 2) / 3;
+}
+
+const KEY = "scheduler";
+
+export class LeaderLease {
+  private lastWriteMs: number | undefined;
+  private revision: number | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<void> | undefined;
+  private stopped = false;
+
+  private kv: KV | undefined;
+  private lastWarnMs: number | undefined;
+
+  private constructor(
+    private readonly open: () => Promise<KV>,
+    readonly id: string,
+    private readonly leaseMs: number,
+    private readonly log: Logger,
+    private readonly clock: () => number,
+  ) {}
+
+  /** Opens (or creates) the lease bucket and starts contending for the lease. */
+  static async start(opts: {
+    nc: NatsConnection;
+    bucket: string;
+    id: string;
+    leaseMs: number;
+    log: Logger;
+    storage?: "file" | "memory";
+    /** Monotonic milliseconds (default performance.now). */
+    clock?: () => number;
+  }): Promise<LeaderLease> {
+    // opened lazily and retried every round: a registry whose NATS user may not use the bucket
+    // still starts (it serves everything else) and says why it does not schedule
+    const open = () =>
+      new Kvm(opts.nc).create(opts.bucket, {
+        history: 1,
+        ttl: opts.leaseMs,
+        ...(opts.storage ? { storage: opts.storage as never } : {}),
+        description: "codefleet registry leases (the scheduler's leader)",
+      });
+    const lease = new LeaderLease(open, opts.id, opts.leaseMs, opts.log, opts.clock ?? (() => performance.now()));
+    await lease.round();
+    lease.schedule();
+    return lease;
+  }
+
+  isLeader(): boolean {
+    return !this.stopped && leaderNow(this.lastWriteMs, this.clock(), this.leaseMs);
+  }
+
+  private schedule(): void {
+    if (this.stopped) return;
+    this.timer = setTimeout(
+      () => {
+        this.running = this.round().finally(() => this.schedule());
+      },
+      Math.max(50, Math.floor(this.leaseMs / 3)),
+    );
+    this.timer.unref?.();
+  }
+
+  /** One read-decide-write round. */
+  async round(): Promise<void> {
+    const started = this.clock();
+    try {
+      this.kv ??= await this.open();
+      const e = await this.kv.get(KEY);
+      const entry = e && e.operation === "PUT" && e.length > 0 ? { holder: e.string(), revision: e.revision } : undefined;
+      const decision = decideLease(this.id, entry);
+      const wasLeader = this.isLeader();
+      switch (decision.kind) {
+        case "acquire":
+          this.revision = await this.kv.create(KEY, this.id);
+          this.lastWriteMs = started;
+          this.log.info({ leader: this.id }, "scheduler: took the leader lease");
+          return;
+        case "renew":
+          this.revision = await this.kv.update(KEY, this.id, decision.revision);
+          this.lastWriteMs = started;
+          return;
+        case "follow":
+          this.lastWriteMs = undefined;
+          this.revision = undefined;
+          if (wasLeader) this.log.warn({ leader: decision.holder }, "scheduler: lost the leader lease");
+          return;
+      }
+    } catch (err) {
+      // a lost compare-and-set (another replica won) or NATS unavailable: not leader until a round succeeds
+      const lostRace = /wrong last sequence|key exists|already exists/i.test(errorMessage(err));
+      if (!lostRace && (this.lastWarnMs === undefined || started - this.lastWarnMs > 60_000)) {
+        this.lastWarnMs = started;
+        this.log.warn({ error: errorMessage(err) }, "scheduler: lease round failed (schedules do not fire from this replica meanwhile)");
+      }
+      if (lostRace) {
+        this.lastWriteMs = undefined;
+        this.revision = undefined;
+      }
+    }
+  }
+
+  /** Stops contending and gives the lease up (when held), so a follower takes over at once. */
+  async stop(): Promise<void> {
+    this.stopped = true;
+    if (this.timer) clearTimeout(this.timer);
+    await this.running?.catch(() => undefined);
+    const revision = this.revision;
+    this.lastWriteMs = undefined;
+    this.revision = undefined;
+    if (revision !== undefined) await this.kv?.delete(KEY, { previousSeq: revision }).catch(() => undefined);
+  }
+}
