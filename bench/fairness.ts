@@ -6,7 +6,7 @@
  *
  *   npx tsx --conditions=source bench/fairness.ts [--a 200] [--b 10]    (RUNNER_CONCURRENCY, default 4)
  */
-import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { loadArtifactStoreConfig } from "@codefleet/artifact-store/config";
@@ -124,7 +124,7 @@ async function main() {
     await nc.drain();
     await db.drop();
     await Promise.allSettled([nats.stop(), pg.stop()]);
-    await removeDataDir(dir).catch(() => rmSync(dir, { recursive: true, force: true }));
+    removeDataDir(dir);
   }
 }
 
