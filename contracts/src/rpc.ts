@@ -83,3 +83,23 @@ export type PoolStatus = {
   mirrors: number;
   limits: { maxSlots: number; maxSlotsPerRepo: number };
 };
+
+/**
+ * What a runner says of itself every few seconds on `<ns>.status.runner.<runnerId>` (core NATS, not
+ * stored): its capacity, what it runs and its warm containers. The registry keeps the last one of
+ * each runner for `GET /v1/fleet`; a runner not heard from for three intervals is gone.
+ */
+export const RunnerStatus = Type.Object(
+  {
+    runnerId: Type.String({ minLength: 1, maxLength: 200 }),
+    concurrency: Type.Integer({ minimum: 0, maximum: 100_000 }),
+    active: Type.Integer({ minimum: 0, maximum: 100_000 }),
+    warm: Type.Object({ ready: Type.Integer({ minimum: 0 }), filling: Type.Integer({ minimum: 0 }) }),
+    intervalMs: Type.Integer({ minimum: 100, maximum: 600_000 }),
+    sentAt: Type.String({ maxLength: 40 }),
+    /** The runner is shutting down: no longer takes work. */
+    stopping: Type.Optional(Type.Boolean()),
+  },
+  { additionalProperties: false },
+);
+export type RunnerStatus = Static<typeof RunnerStatus>;

@@ -70,6 +70,9 @@ export function topology(namespace: string = DEFAULT_NAMESPACE) {
         if (!tenant || !dispatcher || rest.length === 0) return undefined;
         return { tenant, dispatcher, type: rest.join(".") };
       },
+      /** A runner's status heartbeat (core NATS): its capacity, what it runs, its warm containers. */
+      runnerStatus: (runnerId: string) => `${ns}.status.runner.${runnerId.replace(/[^A-Za-z0-9_-]/g, "_")}`,
+      allRunnerStatus: `${ns}.status.runner.*`,
       queue: (tenant: string) => `${ns}.queue.${tenant}`,
       allQueues: `${ns}.queue.*`,
       /** The tenant of a queue subject (undefined: not one). */

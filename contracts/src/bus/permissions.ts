@@ -108,7 +108,7 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
             `$KV.${t.buckets.registryLeases}.>`,
           ],
         },
-        subscribe: { allow: [inbox] },
+        subscribe: { allow: [inbox, t.subjects.allRunnerStatus] },
       };
     case "runner": {
       const kv = `KV_${claimsBucket(t.namespace)}`;
@@ -119,6 +119,7 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
             ev("run.>"),
             ev("phase.>"),
             t.subjects.allLogs,
+            t.subjects.allRunnerStatus,
             t.subjects.deadLetter("*"), // its queue consumers are one per tenant: runner-queue-<tenant>
             `${t.namespace}.rpc.repo-pool.>`,
             ...createStreams(t),

@@ -1,5 +1,13 @@
-import type { ArtifactLink, LogChunk, StoredEventView, TaskPage, TaskSpec, TaskStatus, TaskView } from "@codefleet/contracts";
-import { SseParser } from "./sse.js";
+import {
+  type ArtifactLink,
+  type LogChunk,
+  SseParser,
+  type StoredEventView,
+  type TaskPage,
+  type TaskSpec,
+  type TaskStatus,
+  type TaskView,
+} from "@codefleet/contracts";
 
 /** An `application/problem+json` answer of the registry, or what stood in for one. */
 export type Problem = {
@@ -28,7 +36,16 @@ export type FleetView = {
   generatedAt: string;
   tenant: string;
   tasks: { queued: number; running: number };
-  runners: { runnerId: string; running: number; lastStartedAt: string }[];
+  runners: {
+    runnerId: string;
+    running: number;
+    lastStartedAt?: string;
+    concurrency?: number;
+    active?: number;
+    warm?: { ready: number; filling: number };
+    lastSeenAt?: string;
+  }[];
+  capacity: { concurrency: number; active: number; warmReady: number } | null;
   workQueue: { pending: number; inProgress: number; lanes: number } | null;
   maxRunning: number | null;
   warmPool: {
@@ -169,12 +186,11 @@ export class Api {
         });
         on({ kind: "state", state: { live: true, reconnects } });
         const parser = new SseParser();
-        const decoder = new TextDecoder();
         const reader = res.body!.getReader();
         for (;;) {
           const { value, done } = await reader.read();
           if (done) break;
-          for (const ev of parser.push(decoder.decode(value, { stream: true }))) {
+          for (const ev of parser.push(value)) {
             if (parser.retryMs !== undefined) delayMs = parser.retryMs;
             if (ev.event === "log") {
               lastEventId = ev.id ?? lastEventId;

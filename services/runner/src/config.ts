@@ -106,6 +106,12 @@ export const RunnerEnv = Type.Object({
   SECRETS_DIR: Type.Optional(
     Type.String({ description: "directory of secret files (<dir>/<NAME>); CODEFLEET_SECRET_<NAME> env vars also work" }),
   ),
+  RUNNER_STATUS_INTERVAL_MS: Type.Integer({
+    default: 5000,
+    minimum: 100,
+    maximum: 600_000,
+    description: "how often the runner tells the fleet view its capacity and warm containers",
+  }),
   LLM_GATEWAY_HOST: Type.String({
     default: "0.0.0.0",
     description: "where the LLM gateway listens (agents call their model through it; they never hold a provider key)",

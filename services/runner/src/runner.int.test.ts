@@ -542,6 +542,15 @@ describe("runner: the operator's policy, again", () => {
 });
 
 describe("runner: health and metrics", () => {
+  it("tells the fleet its capacity and warm containers on its status subject", async () => {
+    const sub = nc.subscribe(bus.topology.subjects.runnerStatus("runner-a"), { max: 1, timeout: 10_000 });
+    for await (const m of sub) {
+      const status = m.json<Record<string, unknown>>();
+      expect(status).toMatchObject({ runnerId: "runner-a", concurrency: expect.any(Number), active: expect.any(Number) });
+      expect(status.warm).toMatchObject({ ready: expect.any(Number), filling: expect.any(Number) });
+    }
+  });
+
   it("puts /metrics behind METRICS_TOKEN and keeps /healthz open", async () => {
     const open = await runner.app.inject({ method: "GET", url: "/metrics" });
     expect(open.statusCode).toBe(401);

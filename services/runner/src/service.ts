@@ -2,6 +2,7 @@ import { chmod, mkdtemp, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
+import type { RunnerStatus } from "@codefleet/contracts";
 import { guardMetrics } from "@codefleet/contracts/access";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
@@ -191,6 +192,28 @@ export async function startRunner(
       .catch((err) => log.warn({ error: (err as Error).message }, "container sweep failed"));
   }, config.RUNNER_SWEEP_INTERVAL_MS);
 
+  // who this runner is and what it has, every few seconds, for the fleet view (not stored: the last one counts)
+  const statusSubject = bus.topology.subjects.runnerStatus(config.RUNNER_ID);
+  const publishStatus = (stopping = false) => {
+    const status: RunnerStatus = {
+      runnerId: config.RUNNER_ID,
+      concurrency: config.RUNNER_CONCURRENCY,
+      active: worker.active,
+      warm: warmPool?.size ?? { ready: 0, filling: 0 },
+      intervalMs: config.RUNNER_STATUS_INTERVAL_MS,
+      sentAt: new Date().toISOString(),
+      ...(stopping ? { stopping: true } : {}),
+    };
+    try {
+      nc.publish(statusSubject, JSON.stringify(status));
+    } catch (err) {
+      log.debug({ error: (err as Error).message }, "runner status not published");
+    }
+  };
+  publishStatus();
+  const statusTimer = setInterval(() => publishStatus(), config.RUNNER_STATUS_INTERVAL_MS);
+  statusTimer.unref();
+
   const gauge = telemetry.meter.createObservableGauge("codefleet_runner_running_containers", {
     description: "task containers this runner has",
   });
@@ -234,6 +257,8 @@ export async function startRunner(
       if (stopped) return;
       stopped = true;
       clearInterval(sweeper);
+      clearInterval(statusTimer);
+      publishStatus(true);
       await app.close();
       await worker.stop();
       await Promise.allSettled([...background]);

@@ -4,6 +4,7 @@ import { Bus, connectNats } from "@codefleet/contracts/bus";
 import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
 import type { FastifyInstance } from "fastify";
 import type { RegistryConfig } from "./config.js";
+import { RunnerDirectory } from "./fleet/runner-directory.js";
 import { buildApp } from "./http/app.js";
 import { startAdmission } from "./ingest/admission.js";
 import { startIngestor } from "./ingest/ingestor.js";
@@ -70,9 +71,11 @@ export async function startRegistry(
     config.ARTIFACT_STORE_URL && config.CODEFLEET_API_TOKEN
       ? new ArtifactStoreClient({ baseUrl: config.ARTIFACT_STORE_URL, token: config.CODEFLEET_API_TOKEN })
       : undefined;
+  const runnerDirectory = new RunnerDirectory(bus);
   const app = await buildApp({
     db,
     bus,
+    runnerDirectory,
     logger: log,
     tokens: tokenVerifier(config.access),
     quota: (tenant) => quotaFor(config.access, tenant, config.defaultQuota),
@@ -109,6 +112,7 @@ export async function startRegistry(
       if (stopped) return;
       stopped = true;
       await app.close();
+      runnerDirectory.stop();
       await scheduling.stop();
       await notifier.stop();
       await admission.stop();

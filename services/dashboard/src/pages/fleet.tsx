@@ -80,6 +80,16 @@ function Fleet({ fleet }: { fleet: FleetView }) {
                 : "tasks of every tenant"
           }
         />
+        <Stat
+          id="capacity"
+          label="Fleet capacity"
+          value={fleet.capacity ? `${fleet.capacity.active} / ${fleet.capacity.concurrency}` : "–"}
+          detail={
+            fleet.capacity
+              ? `attempts running on the live runners against their concurrency; ${fleet.capacity.warmReady} warm containers ready`
+              : "no runner heartbeat heard"
+          }
+        />
         <Stat id="queued" label="Queued" value={fleet.tasks.queued} detail="waiting for a runner" />
         <Stat
           id="queue"
@@ -113,7 +123,7 @@ function Fleet({ fleet }: { fleet: FleetView }) {
       <section aria-labelledby="runners-title">
         <h2 id="runners-title">Runners</h2>
         {fleet.runners.length === 0 ? (
-          <p class="muted">No runner started a task in the last hour.</p>
+          <p class="muted">No runner is live or started a task in the last hour.</p>
         ) : (
           <div class="table-wrap">
             <table class="runners">
@@ -121,6 +131,8 @@ function Fleet({ fleet }: { fleet: FleetView }) {
                 <tr>
                   <th scope="col">Runner</th>
                   <th scope="col">Running{fleet.tenant === "*" ? "" : " (yours)"}</th>
+                  <th scope="col">Attempts / concurrency</th>
+                  <th scope="col">Warm containers</th>
                   <th scope="col">Last started a task</th>
                 </tr>
               </thead>
@@ -131,7 +143,11 @@ function Fleet({ fleet }: { fleet: FleetView }) {
                       {r.runnerId}
                     </td>
                     <td data-label="Running">{r.running}</td>
-                    <td data-label="Last started">{formatTime(r.lastStartedAt)}</td>
+                    <td data-label="Attempts / concurrency">
+                      {r.concurrency === undefined ? "not live" : `${r.active} / ${r.concurrency}`}
+                    </td>
+                    <td data-label="Warm containers">{r.warm ? `${r.warm.ready} ready, ${r.warm.filling} filling` : "–"}</td>
+                    <td data-label="Last started">{r.lastStartedAt ? formatTime(r.lastStartedAt) : "–"}</td>
                   </tr>
                 ))}
               </tbody>

@@ -23,6 +23,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequ
 import type { Logger } from "pino";
 import { assertSubmissionAllowed, QuotaExceededError, requestCancel, submitTask } from "../domain/submission.js";
 import type { TaskView } from "../domain/task-state.js";
+import type { KnownRunner } from "../fleet/runner-directory.js";
 import { installScheduleRoutes } from "../schedules/routes.js";
 import type { Db } from "../store/database.js";
 import { readTaskEvents } from "../store/event-store.js";
@@ -51,6 +52,8 @@ export type AppDeps = {
   logTail: Omit<LogTailDeps, "bus" | "db">;
   /** The web dashboard at `/` (static files; disabled when its build is missing). */
   dashboard?: DashboardOptions;
+  /** The runners' heartbeats, for GET /v1/fleet. */
+  runnerDirectory?: { live(): KnownRunner[] };
   /** The clock of schedules (tests move it); default: the system's. */
   now?: () => Date;
 };
@@ -332,6 +335,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
     bus: deps.bus,
     quota: deps.quota,
     ...(deps.logTail.storedLog ? { readArtifact: deps.logTail.storedLog } : {}),
+    ...(deps.runnerDirectory ? { runnerDirectory: deps.runnerDirectory } : {}),
   });
   if (deps.dashboard) installDashboard(app, deps.dashboard, deps.logger);
   return app;

@@ -141,7 +141,9 @@ describe("GET /v1/fleet", () => {
 
     const a = await fleet(T.a);
     expect(a).toMatchObject({ tenant: "team-a", tasks: { queued: 1, running: 1 }, maxRunning: 3, allocations: { total: 1, warm: 1 } });
-    expect(a.runners).toEqual([{ runnerId: "runner-1", running: 1, lastStartedAt: expect.any(String) }]);
+    expect(a.runners.filter((r) => r.runnerId === "runner-1")).toEqual([
+      { runnerId: "runner-1", running: 1, lastStartedAt: expect.any(String) },
+    ]);
     expect(a.workQueue).toEqual({ pending: (aBefore?.pending ?? 0) + 1, inProgress: 0, lanes: 1 });
     expect(a.warmPool).toBeNull(); // no repo-pool on this bus
     expect(a.throughput.buckets).toHaveLength(60);
@@ -159,9 +161,53 @@ describe("GET /v1/fleet", () => {
 
     const all = await fleet(T.all);
     expect(all).toMatchObject({ tenant: "*", tasks: { queued: 1, running: 2 }, maxRunning: null, allocations: { total: 2, warm: 1 } });
-    expect(all.runners).toEqual([{ runnerId: "runner-1", running: 2, lastStartedAt: expect.any(String) }]);
+    expect(all.runners.filter((r) => r.runnerId === "runner-1")).toEqual([
+      { runnerId: "runner-1", running: 2, lastStartedAt: expect.any(String) },
+    ]);
     expect(sum(all, "submitted")).toBe(4);
     expect(all.workQueue?.pending).toBe((a.workQueue?.pending ?? 0) + (b.workQueue?.pending ?? 0));
+  });
+
+  it("shows live runners' capacity, attempts and warm containers from their heartbeats, and forgets a stopped one", async () => {
+    const bus = registry.bus;
+    const status = (runnerId: string, extra: Record<string, unknown> = {}) =>
+      bus.nc.publish(
+        bus.topology.subjects.runnerStatus(runnerId),
+        JSON.stringify({
+          runnerId,
+          concurrency: 4,
+          active: 1,
+          warm: { ready: 2, filling: 0 },
+          intervalMs: 5000,
+          sentAt: new Date().toISOString(),
+          ...extra,
+        }),
+      );
+    status("runner-live-1");
+    status("runner-live-2", { concurrency: 6, active: 3, warm: { ready: 0, filling: 1 } });
+    bus.nc.publish(bus.topology.subjects.runnerStatus("runner-bogus"), JSON.stringify({ runnerId: "runner-bogus", concurrency: "lots" }));
+    await bus.nc.flush();
+    let f = await fleet(T.a);
+    for (let i = 0; i < 50 && (f.capacity?.concurrency ?? 0) < 10; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      f = await fleet(T.a);
+    }
+    expect(f.capacity).toEqual({ concurrency: 10, active: 4, warmReady: 2 });
+    expect(f.runners.find((r) => r.runnerId === "runner-live-2")).toMatchObject({
+      concurrency: 6,
+      active: 3,
+      warm: { ready: 0, filling: 1 },
+      lastSeenAt: expect.any(String),
+    });
+    expect(f.runners.some((r) => r.runnerId === "runner-bogus")).toBe(false);
+
+    status("runner-live-2", { stopping: true });
+    await bus.nc.flush();
+    for (let i = 0; i < 50 && (f.capacity?.concurrency ?? 0) !== 4; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      f = await fleet(T.a);
+    }
+    expect(f.capacity).toEqual({ concurrency: 4, active: 1, warmReady: 2 });
   });
 
   it("needs tasks:read", async () => {

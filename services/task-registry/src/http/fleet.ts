@@ -5,6 +5,7 @@ import { HttpProblem } from "@codefleet/contracts/runtime";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { sql } from "kysely";
+import type { KnownRunner } from "../fleet/runner-directory.js";
 import type { Db } from "../store/database.js";
 import { getTaskView } from "../store/task-queries.js";
 import type { StoredLogReader } from "./logs.js";
@@ -26,6 +27,8 @@ export type FleetDeps = {
   now?: () => Date;
   /** How long repo-pool has to answer its status request. */
   poolStatusTimeoutMs?: number;
+  /** The runners' own heartbeats (capacity, running, warm containers); absent: only what the projections know. */
+  runnerDirectory?: { live(): KnownRunner[] };
 };
 
 const FINISHED = TASK_STATUSES.filter((s) => s !== "queued" && s !== "running") as TaskStatus[];
@@ -44,7 +47,18 @@ export type FleetView = {
    * Runners that started an attempt (of any tenant) within the last hour or run one now; `running`
    * counts the tenant's tasks on each.
    */
-  runners: { runnerId: string; running: number; lastStartedAt: string }[];
+  runners: {
+    runnerId: string;
+    running: number;
+    lastStartedAt?: string;
+    /** From the runner's heartbeat, when it is live: its capacity, attempts running now (any tenant's), warm containers. */
+    concurrency?: number;
+    active?: number;
+    warm?: { ready: number; filling: number };
+    lastSeenAt?: string;
+  }[];
+  /** Live runners' capacity and attempts running now, summed (null: no runner heartbeat heard). */
+  capacity: { concurrency: number; active: number; warmReady: number } | null;
   /**
    * The runners' queue (the tenant's lane, or every lane for a token of every tenant): admitted tasks
    * no runner has taken yet, and those a runner holds (delivered, not yet acked). Null when the
@@ -162,17 +176,38 @@ export async function fleetView(deps: FleetDeps, tenant: string | undefined): Pr
     generatedAt: now.toISOString(),
     tenant: tenant ?? "*",
     tasks: { queued: count("queued"), running: count("running") },
-    runners: runners.rows.map((r) => ({
-      runnerId: r.runner_id,
-      running: Number(r.running),
-      lastStartedAt: new Date(r.last_started).toISOString(),
-    })),
+    ...mergeRunners(
+      runners.rows.map((r) => ({
+        runnerId: r.runner_id,
+        running: Number(r.running),
+        lastStartedAt: new Date(r.last_started).toISOString(),
+      })),
+      deps.runnerDirectory?.live(),
+    ),
     workQueue: queue,
     maxRunning: tenant === undefined ? null : deps.quota(tenant).maxRunning,
     warmPool: pool,
     allocations: { total: Number(allocations.rows[0]?.total ?? 0), warm: Number(allocations.rows[0]?.warm ?? 0) },
     throughput: { bucketSeconds: THROUGHPUT_BUCKET_SECONDS, since: sinceIso, buckets },
   };
+}
+
+/** Runners from the projections (who ran what) and from their heartbeats (who is there, with what capacity). */
+function mergeRunners(fromTasks: FleetView["runners"], live: KnownRunner[] | undefined): Pick<FleetView, "runners" | "capacity"> {
+  const byId = new Map(fromTasks.map((r) => [r.runnerId, { ...r }]));
+  for (const l of live ?? []) {
+    const r = byId.get(l.runnerId) ?? { runnerId: l.runnerId, running: 0 };
+    byId.set(l.runnerId, { ...r, concurrency: l.concurrency, active: l.active, warm: l.warm, lastSeenAt: l.lastSeenAt });
+  }
+  const capacity =
+    live && live.length > 0
+      ? {
+          concurrency: live.reduce((n, r) => n + r.concurrency, 0),
+          active: live.reduce((n, r) => n + r.active, 0),
+          warmReady: live.reduce((n, r) => n + r.warm.ready, 0),
+        }
+      : null;
+  return { runners: [...byId.values()], capacity };
 }
 
 export function installFleetRoutes(app: FastifyInstance, deps: FleetDeps): void {
