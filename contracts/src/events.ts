@@ -180,6 +180,26 @@ export const EventCatalogue = {
       contentType: Type.String({ maxLength: 255 }),
     }),
   },
+  /**
+   * One model call of an attempt through the runner's LLM gateway: what it used and cost (from the
+   * operator's price table). No prompt, no answer (those are in the attempt's llm-exchanges.jsonl).
+   */
+  "llm.called": {
+    1: Type.Object({
+      model: Type.String({ maxLength: 200 }),
+      api: Type.Union([Type.Literal("openai"), Type.Literal("anthropic")]),
+      stream: Type.Boolean(),
+      status: Type.Integer({ minimum: 0, maximum: 999 }),
+      promptTokens: Type.Integer({ minimum: 0 }),
+      completionTokens: Type.Integer({ minimum: 0 }),
+      costUsd: Type.Number({ minimum: 0 }),
+      /** The price table had the model. */
+      priced: Type.Boolean(),
+      latencyMs: Type.Integer({ minimum: 0 }),
+      /** Provider attempts (1 without retries). */
+      attempts: Type.Integer({ minimum: 0 }),
+    }),
+  },
   /** A schedule was created: `task` is submitted at every firing of `cron` (in `timezone`). Stream: the schedule id. */
   "schedule.created": {
     1: Type.Object({
@@ -241,6 +261,7 @@ export const LatestEventSchemas = {
   "slot.released": EventCatalogue["slot.released"][1],
   "slot.reclaimed": EventCatalogue["slot.reclaimed"][1],
   "artifact.stored": EventCatalogue["artifact.stored"][1],
+  "llm.called": EventCatalogue["llm.called"][1],
   "schedule.created": EventCatalogue["schedule.created"][1],
   "schedule.paused": EventCatalogue["schedule.paused"][1],
   "schedule.resumed": EventCatalogue["schedule.resumed"][1],

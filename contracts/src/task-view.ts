@@ -17,6 +17,16 @@ export type PhaseView = {
   facts?: Record<string, string | number | boolean>;
 };
 
+export type LlmUsage = {
+  calls: number;
+  promptTokens: number;
+  completionTokens: number;
+  costUsd: number;
+  /** Calls whose model had no price. */
+  unpricedCalls: number;
+  byModel: Record<string, { calls: number; promptTokens: number; completionTokens: number; costUsd: number }>;
+};
+
 export type ArtifactRef = EventData<"artifact.stored"> & { attempt: number; storedAt: string };
 
 export type AttemptView = {
@@ -68,6 +78,8 @@ export type TaskView = {
   reasonCode?: string;
   cancelRequested: boolean;
   artifacts: ArtifactRef[];
+  /** Model calls through the runner's LLM gateway, summed over every attempt (absent: none made). */
+  llmUsage?: LlmUsage;
   /** The latest attempt's trace (the submission's while queued). */
   traceId?: string;
   /** Version of the task's event stream this view reflects. */

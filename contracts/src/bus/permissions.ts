@@ -118,6 +118,7 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
             ...base,
             ev("run.>"),
             ev("phase.>"),
+            ev("llm.>"),
             t.subjects.allLogs,
             t.subjects.allRunnerStatus,
             t.subjects.deadLetter("*"), // its queue consumers are one per tenant: runner-queue-<tenant>

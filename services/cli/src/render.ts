@@ -132,6 +132,13 @@ export function renderTask(
   kv("branch", view.branch);
   if (view.commitSha) kv("commit", view.commitSha);
   if (opts.diffSummary) kv("diff", opts.diffSummary);
+  if (view.llmUsage) {
+    const u = view.llmUsage;
+    kv(
+      "model usage",
+      `${u.calls} calls, ${u.promptTokens} in / ${u.completionTokens} out tokens, $${u.costUsd.toFixed(4)}${u.unpricedCalls ? ` (${u.unpricedCalls} unpriced)` : ""}`,
+    );
+  }
   for (const a of opts.artifacts ?? []) kv("artifact", `${a.name} (${formatBytes(a.size)})  ${a.downloadUrl}`);
   if (!opts.artifacts) for (const a of view.artifacts) kv("artifact", `${a.name} (${formatBytes(a.size)})  ${a.artifactId}`);
   const trace = traceLink(opts.jaegerUrl, view.traceId);

@@ -275,6 +275,11 @@ describe("runner: hardened containers through fetch → implement → test → p
         modelCalls: 2,
       });
       expect(llm.apiKeys.every((k) => k === `Bearer ${OPENAI_KEY}`)).toBe(true);
+      const calls = (await eventsOf(taskId)).filter((e) => e.type === "llm.called");
+      expect(calls.map((e) => e.data)).toEqual([
+        expect.objectContaining({ model: "scripted", api: "openai", status: 200, promptTokens: 100, completionTokens: 20, attempts: 1 }),
+        expect.objectContaining({ model: "scripted", promptTokens: 100, completionTokens: 20 }),
+      ]);
       const ids = await waitForArtifacts(taskId, ["transcript", "changes.diff", "llm-exchanges.jsonl"]);
       const exchanges = await artifacts.downloadText(ids["llm-exchanges.jsonl"] as string);
       expect(exchanges.trim().split("\n")).toHaveLength(2);

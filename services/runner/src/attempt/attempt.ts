@@ -278,7 +278,19 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
         GIT_COMMITTER_EMAIL: settings.commitAuthor.email,
       },
       secrets,
-      ...(modelKey && deps.gateway ? { model: { key: modelKey, gateway: deps.gateway, tenant } } : {}),
+      ...(modelKey && deps.gateway
+        ? {
+            model: {
+              key: modelKey,
+              gateway: deps.gateway,
+              tenant,
+              // each call is an event (usage and cost, no content), summed in the task's view
+              recordCall: (data: EventData<"llm.called">) => {
+                publish("llm.called", data).catch((err: unknown) => log.warn({ error: errorMessage(err) }, "llm.called not published"));
+              },
+            },
+          }
+        : {}),
       log: logStream,
       masker,
       signal: life.abort.signal,

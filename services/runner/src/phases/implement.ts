@@ -111,7 +111,7 @@ const round = (n: number) => Math.round(n * 10_000) / 10_000;
 
 /** The attempt's session on the runner's LLM gateway: the agent gets its URL and token; spending the budget stops the agent. */
 function openModelSession(ctx: PhaseContext, api: "openai" | "anthropic") {
-  const { key, gateway, tenant } = ctx.model as NonNullable<PhaseContext["model"]>;
+  const { key, gateway, tenant, recordCall } = ctx.model as NonNullable<PhaseContext["model"]>;
   const agentBaseUrl = (ctx.spec.agent as { baseUrl?: string }).baseUrl;
   const upstreamBaseUrl =
     agentBaseUrl ?? (api === "openai" ? ctx.settings.defaults.openaiBaseUrl : (ctx.settings.defaults.anthropicBaseUrl ?? ANTHROPIC_API));
@@ -123,6 +123,19 @@ function openModelSession(ctx: PhaseContext, api: "openai" | "anthropic") {
     ...(ctx.spec.budget ? { budget: ctx.spec.budget } : {}),
     secrets: Object.values(ctx.secrets),
     onBudgetExceeded: () => stop.abort(),
+    onUsage: (u) =>
+      recordCall({
+        model: u.model.slice(0, 200),
+        api,
+        stream: u.stream,
+        status: u.status,
+        promptTokens: u.promptTokens,
+        completionTokens: u.completionTokens,
+        costUsd: u.costUsd,
+        priced: u.priced,
+        latencyMs: Math.round(u.latencyMs),
+        attempts: u.attempts,
+      }),
   });
   const endpoint = {
     baseUrl: session.baseUrl,

@@ -62,7 +62,7 @@ export type PhaseContext = {
   env: Record<string, string>;
   secrets: Record<string, string>;
   /** The agent's model key and the gateway that holds it for the agent: present when the runner has a key for the agent. */
-  model?: { key: ModelKey; gateway: LlmGateway; tenant: string };
+  model?: { key: ModelKey; gateway: LlmGateway; tenant: string; recordCall(data: EventData<"llm.called">): void };
   log: LogStream;
   masker: SecretMasker;
   /** Aborted on cancel, timeout, lost lease or full disk. */

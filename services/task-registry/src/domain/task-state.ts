@@ -209,6 +209,31 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       if (state.artifacts.some((a) => a.artifactId === event.data.artifactId)) return ok(state);
       return ok({ ...state, artifacts: [...state.artifacts, { ...event.data, attempt: event.attempt, storedAt: event.occurredAt }] });
     }
+    case "llm.called": {
+      const d = event.data;
+      const u = state.llmUsage ?? { calls: 0, promptTokens: 0, completionTokens: 0, costUsd: 0, unpricedCalls: 0, byModel: {} };
+      const m = u.byModel[d.model] ?? { calls: 0, promptTokens: 0, completionTokens: 0, costUsd: 0 };
+      const cents = (x: number) => Math.round(x * 1e8) / 1e8; // sums of floats, kept to 1e-8 USD
+      return ok({
+        ...state,
+        llmUsage: {
+          calls: u.calls + 1,
+          promptTokens: u.promptTokens + d.promptTokens,
+          completionTokens: u.completionTokens + d.completionTokens,
+          costUsd: cents(u.costUsd + d.costUsd),
+          unpricedCalls: u.unpricedCalls + (d.priced ? 0 : 1),
+          byModel: {
+            ...u.byModel,
+            [d.model]: {
+              calls: m.calls + 1,
+              promptTokens: m.promptTokens + d.promptTokens,
+              completionTokens: m.completionTokens + d.completionTokens,
+              costUsd: cents(m.costUsd + d.costUsd),
+            },
+          },
+        },
+      });
+    }
     // the history of the task's webhooks: recorded in its stream, nothing in its view changes
     case "webhook.delivered":
     case "webhook.failed":

@@ -181,6 +181,35 @@ describe("task state machine", () => {
     expect(given(rejected).when(submitted()).anomaly).toMatch(/already exists/);
   });
 
+  it("sums the model calls, by model, in the view", () => {
+    const call = (model: string, promptTokens: number, completionTokens: number, costUsd: number, attempt: number, priced = true) =>
+      ev(
+        "llm.called",
+        { model, api: "openai", stream: false, status: 200, promptTokens, completionTokens, costUsd, priced, latencyMs: 5, attempts: 1 },
+        attempt,
+      );
+    const state = given(
+      submitted(),
+      started(1),
+      call("gpt-a", 100, 20, 0.1, 1),
+      call("gpt-a", 50, 10, 0.2, 1),
+      call("local", 7, 3, 0, 1, false),
+      finished("failed", 1),
+    ).state();
+    expect(state?.llmUsage).toEqual({
+      calls: 3,
+      promptTokens: 157,
+      completionTokens: 33,
+      costUsd: 0.3,
+      unpricedCalls: 1,
+      byModel: {
+        "gpt-a": { calls: 2, promptTokens: 150, completionTokens: 30, costUsd: 0.3 },
+        local: { calls: 1, promptTokens: 7, completionTokens: 3, costUsd: 0 },
+      },
+    });
+    expect(given(submitted()).state()?.llmUsage).toBeUndefined();
+  });
+
   it("remembers the stream version and the default branch", () => {
     const g = given(submitted(), started(1));
     expect(g.state()?.version).toBe(2);
