@@ -280,6 +280,19 @@ describe("NATS accounts", () => {
     await expect(opBus.jsm.streams.delete(`${ns.toUpperCase().replace(/-/g, "_")}_SCRATCH`)).resolves.toBe(true);
   });
 
+  it("leaves a stream whose settings differ to the operator: a service warns and goes on", async () => {
+    const operator = await connectAs("operator");
+    const opBus = await Bus.create(operator, { namespace: ns, storage: "memory" });
+    const name = opBus.topology.streams.deadLetters.name;
+    const { config } = await opBus.jsm.streams.info(name);
+    await opBus.jsm.streams.update(name, { ...config, max_age: config.max_age + 1_000_000_000 });
+    // the registry's user may not update streams: the server's permissions violation is recognised
+    await expect(registry.bus.ensureStreams()).resolves.toBeUndefined();
+    expect((await opBus.jsm.streams.info(name)).config.max_age).toBe(config.max_age + 1_000_000_000);
+    await opBus.ensureStreams();
+    expect((await opBus.jsm.streams.info(name)).config.max_age).toBe(config.max_age);
+  });
+
   it("lets the runner's user take admitted tasks off its tenants' queues, the tenants taking turns", async () => {
     const acme = await connectAs("ci-acme");
     const globex = await connectAs("ci-globex");

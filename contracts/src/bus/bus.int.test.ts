@@ -1,4 +1,5 @@
 import { testNamespace, waitFor } from "@codefleet/test/support";
+import { JetStreamApiCodes } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { context, ROOT_CONTEXT, TraceFlags, trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -41,6 +42,20 @@ describe("bus on a real NATS server", () => {
     const names: string[] = [];
     for await (const s of bus.jsm.streams.list()) names.push(s.config.name);
     expect(names).toEqual(expect.arrayContaining(Object.values(bus.topology.streams).map((s) => s.name)));
+  });
+
+  it("creates what is missing when replicas start together, and reads JetStream's answers by their codes", async () => {
+    const namespace = testNamespace();
+    const [a, b] = await Promise.all([1, 2].map(() => Bus.create(nc, { namespace, storage: "memory" })));
+    if (!a || !b) throw new Error("no bus");
+    await Promise.all([a.ensureStreams(), b.ensureStreams()]);
+    const { config } = await a.jsm.streams.info(a.topology.streams.events.name);
+    const consumer = { stream: config.name, durable: "race", filter: config.subjects[0] ?? ">" };
+    await Promise.all([a.ensureConsumer(consumer), b.ensureConsumer(consumer)]);
+    // the codes ensureStreams/ensureConsumer look for (10058: a stream of that name with other settings)
+    await expect(a.jsm.streams.add({ ...config, max_msgs: 1 })).rejects.toMatchObject({ name: "JetStreamApiError", code: 10058 });
+    await expect(a.jsm.streams.info(`${config.name}_MISSING`)).rejects.toMatchObject({ code: JetStreamApiCodes.StreamNotFound });
+    await expect(a.jsm.consumers.info(config.name, "missing")).rejects.toMatchObject({ code: JetStreamApiCodes.ConsumerNotFound });
   });
 
   it("publishes and consumes through a durable consumer with explicit ack", async () => {

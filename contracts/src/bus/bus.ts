@@ -1,9 +1,12 @@
+import { setTimeout as pause } from "node:timers/promises";
 import {
   AckPolicy,
   type Consumer,
   type ConsumerConfig,
   DeliverPolicy,
   DiscardPolicy,
+  JetStreamApiCodes,
+  JetStreamApiError,
   type JetStreamClient,
   type JetStreamManager,
   type JsMsg,
@@ -13,6 +16,7 @@ import {
   StorageType,
   type StreamConfig,
 } from "@nats-io/jetstream";
+import { PermissionViolationError } from "@nats-io/nats-core";
 import { type MsgHdrs, type NatsConnection, nanos, headers as natsHeaders } from "@nats-io/transport-node";
 import { type Context, context as otelContext, type Span, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { CodefleetError, errorMessage, isCodefleetError, ValidationError } from "../errors.js";
@@ -244,12 +248,12 @@ export class Bus {
           });
         }
       } catch (err) {
-        if (!isNotFound(err)) throw err;
+        if (!isApiError(err, JetStreamApiCodes.StreamNotFound)) throw err;
         try {
           await this.jsm.streams.add(cfg);
         } catch (addErr) {
           // another replica created it between our info and add
-          if (!errorMessage(addErr).includes("already in use")) throw addErr;
+          if (!isApiError(addErr, STREAM_NAME_IN_USE)) throw addErr;
         }
       }
     }
@@ -285,7 +289,8 @@ export class Bus {
         } as Partial<ConsumerConfig>);
       }
     } catch (err) {
-      if (!isNotFound(err)) throw err;
+      // a missing stream too, as before: the add then says so
+      if (!isApiError(err, JetStreamApiCodes.ConsumerNotFound, JetStreamApiCodes.StreamNotFound)) throw err;
       await this.jsm.consumers.add(spec.stream, config);
     }
   }
@@ -617,7 +622,7 @@ export class Bus {
           wake = undefined;
           continue;
         }
-        if (queue.length < batchSize) await new Promise((r) => setTimeout(r, 2)); // let a burst gather
+        if (queue.length < batchSize) await pause(2); // let a burst gather
         const batch = queue.splice(0, batchSize);
         const p = this.processBatch(batch, opts, abort.signal);
         inFlight.add(p);
@@ -854,25 +859,32 @@ function copyTraceHeaders(from: MsgHdrs | undefined, to: MsgHdrs): void {
   }
 }
 
+/**
+ * JetStream's `err_code` for "stream name already in use with a different configuration"
+ * (JSStreamNameExistErr in nats-server's errors.json); nats.js names no constant for it.
+ */
+const STREAM_NAME_IN_USE = 10058;
+
+/** Whether `err` is the JetStream API's answer with one of these `err_code`s. */
+function isApiError(err: unknown, ...codes: number[]): boolean {
+  return err instanceof JetStreamApiError && codes.includes(err.code);
+}
+
+/**
+ * Whether the server refused a publish (a JetStream API request included) for want of permission:
+ * its `-ERR 'Permissions Violation …'` rejects the request with a `PermissionViolationError` as the
+ * cause, a level or two down.
+ */
 function isPermissionDenied(err: unknown): boolean {
-  return /permissions? violation|not authorized|authorization violation/i.test(errorMessage(err));
+  let e = err;
+  for (let depth = 0; depth < 5 && e instanceof Error; depth++, e = e.cause) if (e instanceof PermissionViolationError) return true;
+  return false;
 }
 
-function isNotFound(err: unknown): boolean {
-  const msg = errorMessage(err).toLowerCase();
-  return msg.includes("not found");
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve();
-  return new Promise((resolve) => {
-    const done = () => {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    };
-    const t = setTimeout(done, ms);
-    signal.addEventListener("abort", done, { once: true });
+/** Waits `ms`, or less when `signal` aborts: it then resolves (the callers' loops look at the signal themselves). */
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  await pause(ms, undefined, { signal }).catch((err: unknown) => {
+    if (!signal.aborted) throw err;
   });
 }
 

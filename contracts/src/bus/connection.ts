@@ -1,4 +1,5 @@
 import { readFileSync } from "node:fs";
+import { setTimeout as delay } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Type } from "@sinclair/typebox";
 import { CodefleetError, errorMessage } from "../errors.js";
@@ -90,7 +91,7 @@ export async function connectNats(opts: ConnectOptions): Promise<NatsConnection>
     } catch (err) {
       lastError = err;
       opts.log?.("warn", "nats not reachable yet, retrying", { attempt, error: errorMessage(err) });
-      await new Promise((r) => setTimeout(r, Math.min(500 * attempt, 3000)));
+      await delay(Math.min(500 * attempt, 3000));
     }
   }
   throw new CodefleetError("nats_unreachable", `could not connect to NATS at ${String(opts.servers)}: ${errorMessage(lastError)}`, {

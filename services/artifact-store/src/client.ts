@@ -1,4 +1,5 @@
 import type { Readable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import type { ArtifactKind } from "@codefleet/contracts";
 import { CodefleetError, errorMessage } from "@codefleet/contracts";
 import { Agent, type Dispatcher, request } from "undici";
@@ -144,7 +145,7 @@ export class ArtifactStoreClient {
         lastErr = err;
         const retryable = !(err instanceof ArtifactStoreError) || err.retry.kind !== "never";
         if (!retryable || attempt === this.retries) break;
-        await new Promise((r) => setTimeout(r, 200 * 2 ** attempt));
+        await delay(200 * 2 ** attempt);
       }
     }
     if (lastErr instanceof ArtifactStoreError) throw lastErr;

@@ -1,6 +1,7 @@
 import { createWriteStream, readFileSync } from "node:fs";
 import { createRequire } from "node:module";
 import { pipeline } from "node:stream/promises";
+import { setTimeout as delay } from "node:timers/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { isFinalStatus, TASK_STATUSES, type TaskView } from "@codefleet/contracts";
 import { CliError, EXIT, type ExitCode } from "./exit-codes.js";
@@ -278,7 +279,7 @@ async function wait(ctx: Ctx, args: string[]): Promise<ExitCode> {
   let view = await ctx.api.show(id);
   while (!isFinalStatus(view.status)) {
     if (Date.now() > deadline) throw new CliError(EXIT.unavailable, `task ${id} is still ${view.status} after ${values.timeout} s`);
-    await new Promise((r) => setTimeout(r, 1000));
+    await delay(1000);
     view = await ctx.api.show(id);
   }
   if (ctx.json) printJson(ctx, view);

@@ -3,21 +3,7 @@ import { CliError, EXIT } from "./exit-codes.js";
 import { awaitsArtifacts } from "./follow.js";
 import { createStyle, formatDuration, renderTaskList } from "./render.js";
 import { resolveSettings } from "./settings.js";
-import { SseParser } from "./sse.js";
 import { buildTaskSpec, parseTaskFile } from "./task-input.js";
-
-describe("SseParser", () => {
-  it("parses events split across chunks, with ids, comments and multi-line data", () => {
-    const p = new SseParser();
-    expect(p.push("retry: 2000\n\n: keepalive\n\nid: 7\nevent: lo")).toEqual([]);
-    expect(p.push('g\ndata: {"a":\ndata: 1}\r\n\r\n')).toEqual([{ event: "log", data: '{"a":\n1}', id: "7" }]);
-    expect(p.retryMs).toBe(2000);
-    expect(p.push("event: end\ndata: {}\r")).toEqual([]);
-    expect(p.push("\n\r\n")).toEqual([{ event: "end", data: "{}", id: "7" }]);
-    expect(p.lastEventId).toBe("7");
-    expect(p.push("data: plain\n\n")).toEqual([{ event: "message", data: "plain", id: "7" }]);
-  });
-});
 
 describe("settings", () => {
   const files: Record<string, string> = {

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { isFinalStatus, type Phase, type TaskView } from "@codefleet/contracts";
 import { CliError, EXIT } from "./exit-codes.js";
 import type { RegistryApi } from "./registry-api.js";
@@ -80,7 +81,7 @@ async function visible(api: RegistryApi, id: string, timeoutMs = 30_000): Promis
       return;
     } catch (err) {
       if (!(err instanceof CliError) || err.exitCode !== EXIT.notFound || Date.now() > deadline) throw err;
-      await new Promise((r) => setTimeout(r, 200));
+      await delay(200);
     }
   }
 }
@@ -96,7 +97,7 @@ async function settledView(api: RegistryApi, id: string, timeoutMs = 15_000): Pr
   const deadline = Date.now() + timeoutMs;
   let view = await api.show(id);
   while (Date.now() < deadline && awaitsArtifacts(view)) {
-    await new Promise((r) => setTimeout(r, 300));
+    await delay(300);
     view = await api.show(id);
   }
   return view;

@@ -1,8 +1,9 @@
 import type { Readable } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import type { ArtifactLink, LogChunk, StoredEventView, TaskPage, TaskSpec, TaskStatus, TaskView } from "@codefleet/contracts";
+import { SseParser } from "@codefleet/contracts";
 import { Agent, type Dispatcher, request } from "undici";
 import { CliError, EXIT, exitCodeForStatus } from "./exit-codes.js";
-import { SseParser } from "./sse.js";
 
 export type ListFilter = { status?: string[]; repo?: string; labels?: string[]; limit?: number; cursor?: string };
 
@@ -32,15 +33,6 @@ type Problem = { code?: string; title?: string; detail?: string; issues?: { path
 
 const TOKEN_HINT =
   "set CODEFLEET_TOKEN (or --token, or `token:` in ~/.config/codefleet/config.yaml); the compose stack's development token is codefleet-dev-token";
-
-const sleep = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve, reject) => {
-    const t = setTimeout(resolve, ms);
-    signal?.addEventListener("abort", () => {
-      clearTimeout(t);
-      reject(signal.reason);
-    });
-  });
 
 /** The task-registry's HTTP API, over undici. Every failure becomes a CliError with an exit code. */
 export class RegistryApi {
@@ -209,9 +201,8 @@ export class RegistryApi {
           reason = `HTTP ${res.statusCode}`;
         } else {
           const parser = new SseParser();
-          const decoder = new TextDecoder();
           for await (const bytes of res.body) {
-            for (const ev of parser.push(decoder.decode(bytes as Uint8Array, { stream: true }))) {
+            for (const ev of parser.push(bytes as Uint8Array)) {
               if (parser.retryMs !== undefined) delayMs = parser.retryMs;
               if (ev.event === "log") {
                 lastEventId = ev.id ?? lastEventId;
@@ -233,7 +224,7 @@ export class RegistryApi {
       if (failures > (opts.maxReconnects ?? 30))
         throw new CliError(EXIT.unavailable, `lost the log stream of ${id} ${failures} times in a row (${reason})`);
       yield { kind: "reconnecting", attempt: failures, reason };
-      await sleep(Math.min(delayMs * failures, 10_000), opts.signal);
+      await delay(Math.min(delayMs * failures, 10_000), undefined, { signal: opts.signal });
     }
   }
 

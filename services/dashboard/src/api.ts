@@ -1,13 +1,5 @@
-import {
-  type ArtifactLink,
-  type LogChunk,
-  SseParser,
-  type StoredEventView,
-  type TaskPage,
-  type TaskSpec,
-  type TaskStatus,
-  type TaskView,
-} from "@codefleet/contracts";
+import type { ArtifactLink, LogChunk, StoredEventView, TaskPage, TaskSpec, TaskStatus, TaskView } from "@codefleet/contracts";
+import { SseParser } from "@codefleet/contracts";
 
 /** An `application/problem+json` answer of the registry, or what stood in for one. */
 export type Problem = {

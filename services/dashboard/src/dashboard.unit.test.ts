@@ -3,20 +3,6 @@ import { languageOf, parseUnifiedDiff } from "./diff.js";
 import { formatDuration, taskDuration } from "./format.js";
 import { highlightLines } from "./highlight.js";
 import { EMPTY_FORM, fieldOf, specFromForm, validateSpec } from "./spec-form.js";
-import { SseParser } from "./sse.js";
-
-describe("SseParser", () => {
-  it("parses events split across chunks, with ids, comments and retry", () => {
-    const p = new SseParser();
-    expect(p.push("retry: 2000\n\n: keepalive\n\nid: 7\nevent: log\nda")).toEqual([]);
-    expect(p.push('ta: {"a":1}\r\n\r\nevent: end\ndata: x\ndata: y\n\n')).toEqual([
-      { event: "log", data: '{"a":1}', id: "7" },
-      { event: "end", data: "x\ny", id: "7" },
-    ]);
-    expect(p.retryMs).toBe(2000);
-    expect(p.lastEventId).toBe("7");
-  });
-});
 
 describe("parseUnifiedDiff", () => {
   it("splits files and hunks, numbers lines, counts changes, knows added, deleted and renamed files", () => {

@@ -1,6 +1,7 @@
 import { execFile } from "node:child_process";
 import { mkdir, rm, rmdir, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
+import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
 import { errorMessage } from "@codefleet/contracts";
 
@@ -138,7 +139,7 @@ async function loopMount(image: string, tree: string): Promise<void> {
       return;
     } catch (err) {
       if (i >= 4 || !/busy|loop device/i.test(errorMessage(err))) throw err;
-      await new Promise((r) => setTimeout(r, 50 * (i + 1) + Math.floor(Math.random() * 50)));
+      await delay(50 * (i + 1) + Math.floor(Math.random() * 50));
     }
   }
 }

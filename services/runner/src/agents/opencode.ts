@@ -1,4 +1,5 @@
-import { CodefleetError, errorMessage } from "@codefleet/contracts";
+import { setTimeout as delay } from "node:timers/promises";
+import { CodefleetError, errorMessage, SseParser } from "@codefleet/contracts";
 import { request } from "undici";
 import type { AgentContext, AgentDriver, AgentResult } from "./agent.js";
 import { fullPrompt, MAX_PARSED_LINE_CHARS, MAX_TRANSCRIPT_CHARS } from "./agent.js";
@@ -137,7 +138,7 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
         },
       );
       if (ok) break;
-      await new Promise((r) => setTimeout(r, 250));
+      await delay(250, undefined, { signal: ctx.signal }).catch(() => undefined); // the loop sees the abort
     }
     const events: string[] = [];
     let idle = false;
@@ -148,22 +149,11 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
       signal: ctx.signal,
     });
     const follow = (async () => {
-      let buf = "";
+      // an event with no end is dropped, never buffered without limit
+      const parser = new SseParser({ maxEventChars: MAX_PARSED_LINE_CHARS });
       let kept = 0;
       for await (const chunk of sse.body) {
-        buf += chunk.toString();
-        // a frame with no end is dropped, never buffered without limit
-        if (buf.length > MAX_PARSED_LINE_CHARS && buf.indexOf("\n\n") < 0) buf = "";
-        let i = buf.indexOf("\n\n");
-        while (i >= 0) {
-          const frame = buf.slice(0, i);
-          buf = buf.slice(i + 2);
-          i = buf.indexOf("\n\n");
-          const data = frame
-            .split("\n")
-            .filter((l) => l.startsWith("data:"))
-            .map((l) => l.slice(5).trim())
-            .join("\n");
+        for (const { data } of parser.push(chunk as Uint8Array)) {
           if (!data) continue;
           lastEvent = Date.now();
           if (kept + data.length <= MAX_TRANSCRIPT_CHARS) {
@@ -225,7 +215,7 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
             usage: { sessionId },
           };
         }
-        await new Promise((r) => setTimeout(r, 200));
+        await delay(200, undefined, { signal: ctx.signal }).catch(() => undefined); // the loop sees the abort
       }
       const messages = (await call("GET", `/session/${sessionId}/message`).catch(() => [])) as {
         info?: { role?: string; cost?: number; tokens?: { input?: number; output?: number } };

@@ -1,6 +1,7 @@
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
+import { setTimeout as delay } from "node:timers/promises";
 import {
   CONTAINER_BASE_INDEX,
   CONTAINER_BASE_OBJECTS,
@@ -395,7 +396,7 @@ class DockerRun implements RunHandle {
         exitCode = info?.ExitCode ?? -1;
         break;
       }
-      await new Promise((r) => setTimeout(r, 50));
+      await delay(50);
     }
     // coreutils timeout exits 137 when it had to KILL
     if (exitCode === 137 && Date.now() - started >= opts.timeoutMs - 100) timedOut = true;

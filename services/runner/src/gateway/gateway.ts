@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { CodefleetError, errorMessage } from "@codefleet/contracts";
+import { CodefleetError, errorMessage, type SseBlock, SseParser } from "@codefleet/contracts";
 import { type Logger, SecretMasker } from "@codefleet/contracts/runtime";
 import { Agent, type Dispatcher, request } from "undici";
 import {
@@ -32,7 +32,6 @@ import {
   upstreamUrl,
 } from "./protocol.js";
 import { DEFAULT_RETRY_POLICY, decideRetry, isRetryableError, isRetryableStatus, parseRetryAfter, type RetryPolicy } from "./retry.js";
-import { parseSseEvent, SseSplitter } from "./sse.js";
 import type { CallOutcome, CallUsage } from "./types.js";
 import { type Route, StreamUsage, usageFromJson } from "./usage.js";
 
@@ -699,12 +698,12 @@ class Session {
   }
 
   private async relaySse(res: ServerResponse, st: CallState, resp: Dispatcher.ResponseData): Promise<void> {
-    const splitter = new SseSplitter(this.s.maxSseEventChars);
+    const parser = new SseParser({ maxEventChars: this.s.maxSseEventChars });
     const usage = new StreamUsage(st.route);
     const filter = st.prepared.injectedUsage;
-    const take = async (events: ReturnType<SseSplitter["push"]>): Promise<boolean> => {
-      for (const e of events) {
-        const usageOnly = e.kind === "event" ? usage.onEvent(parseSseEvent(e.text)) : false;
+    const take = async (blocks: SseBlock[]): Promise<boolean> => {
+      for (const e of blocks) {
+        const usageOnly = e.kind === "event" && e.event ? usage.onEvent(e.event) : false;
         if (!filter) continue;
         // the agent did not ask for the usage chunk: it does not get it
         if (usageOnly) continue;
@@ -717,14 +716,14 @@ class Session {
     try {
       for await (const c of resp.body) {
         const chunk = c as Buffer;
-        const events = splitter.push(chunk);
+        const blocks = parser.pushBlocks(chunk);
         if (!filter) {
           st.response.add(chunk);
           if (!(await write(res, chunk))) return;
         }
-        if (!(await take(events))) return;
+        if (!(await take(blocks))) return;
       }
-      await take(splitter.end());
+      await take(parser.endBlocks());
     } finally {
       const u = usage.result();
       st.usage = u.usage;

@@ -1,5 +1,5 @@
+import type { SseEvent } from "@codefleet/contracts";
 import { NO_TOKENS, type TokenUsage } from "./prices.js";
-import type { SseEvent } from "./sse.js";
 
 /**
  * Token usage as the providers report it, read from a JSON answer or from the events of a stream.

@@ -1,17 +1,17 @@
+import { type SseBlock, SseParser } from "@codefleet/contracts";
 import { describe, expect, it } from "vitest";
-import { parseSseEvent, type RawSseEvent, SseSplitter } from "./sse.js";
 import { StreamUsage, usageFromJson } from "./usage.js";
 
 function events(route: ConstructorParameters<typeof StreamUsage>[0], raw: string, pieceSize = 7) {
-  const splitter = new SseSplitter(1024 * 1024);
+  const parser = new SseParser();
   const su = new StreamUsage(route);
   const usageOnly: boolean[] = [];
-  const take = (evs: RawSseEvent[]) => {
-    for (const e of evs) if (e.kind === "event") usageOnly.push(su.onEvent(parseSseEvent(e.text)));
+  const take = (blocks: SseBlock[]) => {
+    for (const e of blocks) if (e.kind === "event" && e.event) usageOnly.push(su.onEvent(e.event));
   };
   const bytes = Buffer.from(raw);
-  for (let i = 0; i < bytes.length; i += pieceSize) take(splitter.push(bytes.subarray(i, i + pieceSize)));
-  take(splitter.end());
+  for (let i = 0; i < bytes.length; i += pieceSize) take(parser.pushBlocks(bytes.subarray(i, i + pieceSize)));
+  take(parser.endBlocks());
   return { ...su.result(), usageOnly };
 }
 
@@ -126,42 +126,5 @@ describe("usage from streams", () => {
     const raw = sse([["message_start", { type: "message_start", message: { model: "m", usage: { input_tokens: 5 } } }]]);
     expect(events("messages", raw.slice(0, -1)).usage?.promptTokens).toBe(5);
     expect(events("chat.completions", sse([[undefined, { choices: [{ delta: {} }] }]])).usage).toBeUndefined();
-  });
-});
-
-describe("SSE splitting", () => {
-  it("gives back every byte, events whole, whatever the pieces", () => {
-    const raw = `: comment\n\nevent: a\ndata: 1\ndata: 2\n\ndata: é€😀\r\n\r\ndata: last-without-end`;
-    for (const size of [1, 2, 3, 5, 64]) {
-      const s = new SseSplitter(1024);
-      const out: RawSseEvent[] = [];
-      const b = Buffer.from(raw);
-      for (let i = 0; i < b.length; i += size) out.push(...s.push(b.subarray(i, i + size)));
-      out.push(...s.end());
-      expect(out.map((e) => e.text).join("")).toBe(raw);
-      expect(out.map((e) => e.kind)).toEqual(["event", "event", "event", "event"]);
-      expect(parseSseEvent(out[1]?.text ?? "")).toEqual({ event: "a", data: "1\n2" });
-      expect(parseSseEvent(out[2]?.text ?? "").data).toBe("é€😀");
-    }
-  });
-
-  it("passes an event over the limit on as oversized pieces, never parsed, holding at most the limit", () => {
-    const big = `data: ${"x".repeat(5000)}\n\n`;
-    const raw = `data: small\n\n${big}data: after\n\n`;
-    const s = new SseSplitter(1000);
-    const out: RawSseEvent[] = [];
-    for (let i = 0; i < raw.length; i += 300) out.push(...s.push(raw.slice(i, i + 300)));
-    out.push(...s.end());
-    expect(out.map((e) => e.text).join("")).toBe(raw);
-    expect(out[0]).toEqual({ kind: "event", text: "data: small\n\n" });
-    expect(out.at(-1)).toEqual({ kind: "event", text: "data: after\n\n" });
-    const middle = out.slice(1, -1);
-    expect(middle.length).toBeGreaterThan(1);
-    expect(middle.every((e) => e.kind === "oversized")).toBe(true);
-  });
-
-  it("parses fields with and without the space, ignoring others", () => {
-    expect(parseSseEvent("event:x\ndata:{}\nid: 7\nretry: 10\n\n")).toEqual({ event: "x", data: "{}" });
-    expect(parseSseEvent("data\n\n")).toEqual({ event: undefined, data: "" });
   });
 });

@@ -1,4 +1,4 @@
-import type { AllocateResult, EventData, Phase, ResolvedTaskSpec } from "@codefleet/contracts";
+import type { AllocateResult, EventData, Phase, ReasonCode, ResolvedTaskSpec } from "@codefleet/contracts";
 import type { SecretMasker } from "@codefleet/contracts/runtime";
 import type { GitCredentials } from "@codefleet/repo-pool/git";
 import type { AgentImages, AgentResult } from "../agents/agent.js";
@@ -14,6 +14,7 @@ export type Facts = Record<string, string | number | boolean>;
 /** How an attempt ends. */
 export type AttemptEnd = {
   status: EventData<"run.finished">["status"];
+  /** A `ReasonCode`; typed `string` because a thrown `CodefleetError`'s code ends an attempt as is. */
   reasonCode?: string;
   reason?: string;
   commitSha?: string;
@@ -28,7 +29,7 @@ export type PhaseReport = {
   end?: AttemptEnd;
 };
 
-export const stopWith = (reasonCode: string, reason: string, status: AttemptEnd["status"] = "failed"): AttemptEnd => ({
+export const stopWith = (reasonCode: ReasonCode, reason: string, status: AttemptEnd["status"] = "failed"): AttemptEnd => ({
   status,
   reasonCode,
   reason,

@@ -1,3 +1,4 @@
+import { setTimeout as delay } from "node:timers/promises";
 import { type CodefleetEvent, type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/contracts";
 import type { Bus, Delivery, Subscription } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
@@ -120,7 +121,7 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
           attempt++;
           log.warn({ attempt, error: errorMessage(err) }, "database unavailable; holding the batch and retrying");
           for (const d of batch) d.ctx.working();
-          await new Promise((r) => setTimeout(r, Math.min(250 * 2 ** Math.min(attempt, 5), 5000)));
+          await delay(Math.min(250 * 2 ** Math.min(attempt, 5), 5000));
         }
       }
     },

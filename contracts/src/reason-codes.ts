@@ -1,0 +1,59 @@
+/**
+ * Why an attempt did not succeed: the `reasonCode` of `run.finished`. docs/events.md lists the same
+ * codes, one a line (reason-codes.unit.test.ts keeps the two equal). Add a code here and there
+ * together; never rename one (stored events carry them).
+ */
+export const REASON_CODES = [
+  // a phase stopped the attempt
+  "setup_failed",
+  "setup_timeout",
+  "test_failed",
+  "test_timeout",
+  "agent_failed",
+  "agent_stalled",
+  "oom_killed",
+  "task_timeout",
+  "canceled",
+  "push_rejected",
+  "secret_in_diff",
+  "disk_limit",
+  "budget_exceeded",
+  // the attempt itself
+  "lease_lost",
+  "no_capacity",
+  "internal_error",
+  // the task, checked against the operator's policy before anything runs
+  "invalid_env_name",
+  "invalid_label_key",
+  "repo_url_credentials_refused",
+  "repo_url_invalid",
+  "repo_url_scheme_refused",
+  "repo_url_file_refused",
+  "repo_url_host_refused",
+  "secret_endpoint_not_allowed",
+  "invalid_base_url",
+  "secret_not_allowed_for_tenant",
+  "secret_missing",
+  // the workspace and its repository (repo-pool's codes, passed on)
+  "ref_not_found",
+  "repo_not_found",
+  "remote_unreachable",
+  "git_auth_failed",
+  "workspace_unreadable",
+  "invalid_commit",
+  // containers
+  "image_missing",
+  "docker_unreachable",
+  "no_git",
+  // agents and the LLM gateway
+  "agent_unreachable",
+  "agent_output_too_large",
+  "opencode_error",
+  "llm_error",
+  "gateway_closed",
+  "gateway_session_exists",
+  "gateway_session_id_invalid",
+  "gateway_upstream_invalid",
+] as const;
+
+export type ReasonCode = (typeof REASON_CODES)[number];
