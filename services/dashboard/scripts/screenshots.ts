@@ -24,21 +24,24 @@ const CHROMIUM_ARGS = [
   "--no-first-run",
 ];
 
-// the model: writes a file with a tool call, then answers; the runner holds the key, the gateway prices the calls
+// the model: writes two files with tool calls, then answers; the runner holds the key, the gateway prices the calls
 const llm = await startScriptedOpenAI((req) => {
-  const last = req.messages[req.messages.length - 1];
-  if (last?.role === "tool") return { content: "Added the retry helper and its test." };
-  return {
-    toolCalls: [
-      {
-        name: "write_file",
-        arguments: {
-          path: "retry.sh",
-          content: '#!/bin/sh\n# retry CMD...: up to 3 tries, 1 s apart\nfor i in 1 2 3; do "$@" && exit 0; sleep 1; done\nexit 1\n',
+  const done = req.messages.filter((m) => m.role === "tool").length;
+  if (done === 0)
+    return {
+      toolCalls: [
+        {
+          name: "write_file",
+          arguments: {
+            path: "retry.sh",
+            content: '#!/bin/sh\n# retry CMD...: up to 3 tries, 1 s apart\nfor i in 1 2 3; do "$@" && exit 0; sleep 1; done\nexit 1\n',
+          },
         },
-      },
-    ],
-  };
+      ],
+    };
+  if (done === 1)
+    return { toolCalls: [{ name: "write_file", arguments: { path: "greet.sh", content: '#!/bin/sh\necho "hello from codefleet"\n' } }] };
+  return { content: "Added retry.sh and made the greeting mention codefleet; test.sh passes." };
 }, "0.0.0.0");
 process.env.OPENAI_API_KEY = "sk-screenshots-scripted-0123456789";
 process.env.LLM_PRICES = JSON.stringify({ "gpt-4.1-mini": { inputPerMTok: 0.4, outputPerMTok: 1.6 } });
@@ -74,7 +77,7 @@ try {
     }),
   );
   const modelTask = await submit(
-    sample("Add a retry helper for flaky commands", {
+    sample("Add a retry helper and fix the greeting", {
       agent: { kind: "openai", model: "gpt-4.1-mini", baseUrl: `http://host.docker.internal:${port}/v1` },
       test: { command: "sh -n retry.sh && sh test.sh" },
       labels: { team: "platform" },
