@@ -690,10 +690,18 @@ export function securityPolicyFromEnv(env: Record<string, string | undefined>): 
   };
 }
 
-function secretEndpointsFromJson(raw: string | undefined): SecretEndpointPolicy {
-  const variable = "CODEFLEET_SECRET_ENDPOINTS";
+/**
+ * A JSON object of secret name → array of strings from an environment variable, each string checked
+ * and turned into an entry by `entry`; anything else is a configuration error naming the variable.
+ */
+function secretMapFromJson<T>(
+  variable: string,
+  raw: string | undefined,
+  shape: string,
+  items: string,
+  entry: (name: string, value: string) => T,
+): Record<string, T[]> {
   if (raw === undefined || raw.trim() === "") return {};
-  const shape = `expected a JSON object like {"OPENAI_API_KEY": ["api.openai.com", "llm.internal:8443"]}`;
   let parsed: unknown;
   try {
     parsed = JSON.parse(raw);
@@ -701,40 +709,40 @@ function secretEndpointsFromJson(raw: string | undefined): SecretEndpointPolicy 
     throw configError(`${variable} is not valid JSON: ${shape}`);
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw configError(`${variable}: ${shape}`);
-  const policy: SecretEndpointPolicy = {};
-  for (const [name, hosts] of Object.entries(parsed)) {
+  const map: Record<string, T[]> = {};
+  for (const [name, values] of Object.entries(parsed)) {
     if (!SECRET_NAME.test(name)) throw configError(`${variable}: '${clip(name, 100)}' is not a secret name (A-Z, 0-9, _)`);
-    if (!Array.isArray(hosts) || hosts.some((h) => typeof h !== "string"))
-      throw configError(`${variable}: the value of ${name} must be an array of host strings`);
-    policy[name] = (hosts as string[]).map((h) => hostEntry(`${variable} (${name})`, h.trim()));
+    if (!Array.isArray(values) || values.some((v) => typeof v !== "string"))
+      throw configError(`${variable}: the value of ${name} must be an array of ${items}`);
+    map[name] = (values as string[]).map((v) => entry(name, v.trim()));
   }
-  return policy;
+  return map;
+}
+
+function secretEndpointsFromJson(raw: string | undefined): SecretEndpointPolicy {
+  const variable = "CODEFLEET_SECRET_ENDPOINTS";
+  return secretMapFromJson(
+    variable,
+    raw,
+    `expected a JSON object like {"OPENAI_API_KEY": ["api.openai.com", "llm.internal:8443"]}`,
+    "host strings",
+    (name, host) => hostEntry(`${variable} (${name})`, host),
+  );
 }
 
 const TENANT_RE = new RegExp(TENANT_NAME_PATTERN);
 
 function secretTenantsFromJson(raw: string | undefined): SecretTenantPolicy {
   const variable = "CODEFLEET_SECRET_TENANTS";
-  if (raw === undefined || raw.trim() === "") return {};
-  const shape = `expected a JSON object like {"NPM_TOKEN": ["team-a", "team-b"], "OPENAI_API_KEY": ["*"]}`;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(raw);
-  } catch {
-    throw configError(`${variable} is not valid JSON: ${shape}`);
-  }
-  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) throw configError(`${variable}: ${shape}`);
-  const policy: SecretTenantPolicy = {};
-  for (const [name, tenants] of Object.entries(parsed)) {
-    if (!SECRET_NAME.test(name)) throw configError(`${variable}: '${clip(name, 100)}' is not a secret name (A-Z, 0-9, _)`);
-    if (!Array.isArray(tenants) || tenants.some((t) => typeof t !== "string"))
-      throw configError(`${variable}: the value of ${name} must be an array of tenant names`);
-    policy[name] = (tenants as string[]).map((t) => {
-      const tenant = t.trim();
+  return secretMapFromJson(
+    variable,
+    raw,
+    `expected a JSON object like {"NPM_TOKEN": ["team-a", "team-b"], "OPENAI_API_KEY": ["*"]}`,
+    "tenant names",
+    (name, tenant) => {
       if (tenant !== "*" && !TENANT_RE.test(tenant))
         throw configError(`${variable} (${name}): '${clip(tenant, 100)}' is not a tenant name (${TENANT_NAME_PATTERN}) or *`);
       return tenant;
-    });
-  }
-  return policy;
+    },
+  );
 }

@@ -26,7 +26,7 @@ import type { TaskView } from "../domain/task-state.js";
 import type { KnownRunner } from "../fleet/runner-directory.js";
 import { installScheduleRoutes } from "../schedules/routes.js";
 import type { Db } from "../store/database.js";
-import { readTaskEvents } from "../store/event-store.js";
+import { readTaskEvents, storedEventView } from "../store/event-store.js";
 import { getTaskView, listTaskViews } from "../store/task-queries.js";
 import { type DashboardOptions, installDashboard } from "./dashboard.js";
 import { installFleetRoutes } from "./fleet.js";
@@ -242,19 +242,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       await requireTask(deps.db, id, principalOf(req));
       const rows = await readTaskEvents(deps.db, id);
       return {
-        items: rows.map((r) => ({
-          position: r.position,
-          streamVersion: r.stream_version,
-          id: r.event_id,
-          type: r.type,
-          version: r.schema_version,
-          attempt: r.attempt,
-          occurredAt: new Date(r.occurred_at).toISOString(),
-          recordedAt: new Date(r.recorded_at).toISOString(),
-          data: shownEventData(r.type, r.data),
-          metadata: r.metadata,
-          ...(r.anomaly ? { anomaly: r.anomaly } : {}),
-        })),
+        items: rows.map((r) => storedEventView(r, shownEventData(r.type, r.data))),
       };
     },
   );

@@ -6,7 +6,7 @@ import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { assertSubmissionAllowed, PRODUCER } from "../domain/submission.js";
 import type { Db } from "../store/database.js";
-import { readTaskEvents } from "../store/event-store.js";
+import { readTaskEvents, storedEventView } from "../store/event-store.js";
 import { cronProblem } from "./cron.js";
 import { decideScheduleChange, evolveSchedule, nextFireTime, type ScheduleView } from "./schedule-state.js";
 import { getSchedule, listSchedules } from "./store.js";
@@ -132,18 +132,7 @@ export function installScheduleRoutes(app: FastifyInstance, deps: ScheduleRouteD
       await requireSchedule(deps.db, id, principalOf(req));
       const rows = await readTaskEvents(deps.db, id);
       return {
-        items: rows.map((r) => ({
-          position: r.position,
-          streamVersion: r.stream_version,
-          id: r.event_id,
-          type: r.type,
-          version: r.schema_version,
-          occurredAt: new Date(r.occurred_at).toISOString(),
-          recordedAt: new Date(r.recorded_at).toISOString(),
-          data: r.data,
-          metadata: r.metadata,
-          ...(r.anomaly ? { anomaly: r.anomaly } : {}),
-        })),
+        items: rows.map((r) => storedEventView(r)),
       };
     },
   );

@@ -5,6 +5,7 @@ import type { Bus } from "@codefleet/contracts/bus";
 import { HttpProblem, type Logger } from "@codefleet/contracts/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { assertSubmissionAllowed, PRODUCER, QuotaExceededError, submitTask } from "../domain/submission.js";
+import { repeatEvery } from "../repeat.js";
 import type { Db } from "../store/database.js";
 import { dueFiring, firingKey, firingSpec, type ScheduleView } from "./schedule-state.js";
 import { activeSchedules } from "./store.js";
@@ -49,8 +50,6 @@ export function startScheduler(opts: SchedulerOptions): Scheduler {
   /** Fire times this replica recorded, until the projection has them. */
   const remembered = new Map<string, Date>();
   let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let current: Promise<number> | undefined;
 
   const fire = async (s: ScheduleView, fireTime: Date): Promise<void> => {
     const spec = firingSpec(s);
@@ -105,26 +104,13 @@ export function startScheduler(opts: SchedulerOptions): Scheduler {
     return n;
   };
 
-  const loop = () => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      current = tick()
-        .catch((err) => {
-          log.warn({ error: errorMessage(err) }, "scheduler tick failed");
-          return 0;
-        })
-        .finally(loop);
-    }, opts.tickMs);
-    timer.unref?.();
-  };
-  loop();
+  const repeating = repeatEvery(opts.tickMs, tick, log, "scheduler tick");
 
   return {
     tick,
     async stop() {
       stopped = true;
-      if (timer) clearTimeout(timer);
-      await current?.catch(() => undefined);
+      await repeating.stop();
     },
   };
 }

@@ -209,3 +209,20 @@ export async function taskStatuses(db: Db, taskIds: readonly string[]): Promise<
     .execute();
   return new Map(rows.map((r) => [r.task_id, r.status]));
 }
+
+/** A stored event as the API shows it (`GET …/events`): `data` as given (a task's view may hide parts of it). */
+export function storedEventView(r: StoredEventRow, data: unknown = r.data) {
+  return {
+    position: r.position,
+    streamVersion: r.stream_version,
+    id: r.event_id,
+    type: r.type,
+    version: r.schema_version,
+    attempt: r.attempt,
+    occurredAt: new Date(r.occurred_at).toISOString(),
+    recordedAt: new Date(r.recorded_at).toISOString(),
+    data,
+    metadata: r.metadata,
+    ...(r.anomaly ? { anomaly: r.anomaly } : {}),
+  };
+}

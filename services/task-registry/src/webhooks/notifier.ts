@@ -4,6 +4,7 @@ import type { Logger } from "@codefleet/contracts/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { sql } from "kysely";
 import { PRODUCER } from "../domain/submission.js";
+import { repeatEvery } from "../repeat.js";
 import type { Db } from "../store/database.js";
 import {
   type AttemptResult,
@@ -67,8 +68,6 @@ export function startNotifier(opts: NotifierOptions): Notifier {
   const lockMs = settings.timeoutMs * 2 + 5000;
   const attempts = opts.meter?.createCounter("codefleet_registry_webhook_attempts_total", { description: "webhook attempts, by outcome" });
   let stopped = false;
-  let timer: NodeJS.Timeout | undefined;
-  let current: Promise<void> | undefined;
 
   const expand = async () => {
     await db.transaction().execute(async (trx) => {
@@ -258,23 +257,13 @@ export function startNotifier(opts: NotifierOptions): Notifier {
     await Promise.all(claimed.map(deliver));
   };
 
-  const loop = () => {
-    if (stopped) return;
-    timer = setTimeout(() => {
-      current = tick()
-        .catch((err) => log.warn({ error: errorMessage(err) }, "notifier tick failed"))
-        .finally(loop);
-    }, settings.pollMs);
-    timer.unref?.();
-  };
-  loop();
+  const repeating = repeatEvery(settings.pollMs, tick, log, "notifier tick");
 
   return {
     tick,
     async stop() {
       stopped = true;
-      if (timer) clearTimeout(timer);
-      await current?.catch(() => undefined);
+      await repeating.stop();
     },
   };
 }
