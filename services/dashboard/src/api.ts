@@ -1,4 +1,4 @@
-import type { ArtifactLink, LogChunk, StoredEventView, TaskPage, TaskSpec, TaskStatus, TaskView } from "@codefleet/contracts";
+import type { ArtifactLink, FleetView, LogChunk, StoredEventView, TaskPage, TaskSpec, TaskStatus, TaskView } from "@codefleet/contracts";
 import { SseParser } from "@codefleet/contracts";
 
 /** An `application/problem+json` answer of the registry, or what stood in for one. */
@@ -22,36 +22,6 @@ export class ApiError extends Error {
 }
 
 export type TaskFilter = { status?: string[]; repo?: string; labels?: string[]; limit?: number; cursor?: string };
-
-/** `GET /v1/fleet` (services/task-registry/src/http/fleet.ts). */
-export type FleetView = {
-  generatedAt: string;
-  tenant: string;
-  tasks: { queued: number; running: number };
-  runners: {
-    runnerId: string;
-    running: number;
-    lastStartedAt?: string;
-    concurrency?: number;
-    active?: number;
-    warm?: { ready: number; filling: number };
-    lastSeenAt?: string;
-  }[];
-  capacity: { concurrency: number; active: number; warmReady: number } | null;
-  workQueue: { pending: number; inProgress: number; lanes: number } | null;
-  maxRunning: number | null;
-  warmPool: {
-    slots: { total: number; warm: number; leased: number; creating: number; reserved: number };
-    mirrors: number;
-    limits: { maxSlots: number; maxSlotsPerRepo: number };
-  } | null;
-  allocations: { total: number; warm: number };
-  throughput: {
-    bucketSeconds: number;
-    since: string;
-    buckets: { start: string; submitted: number; finished: Partial<Record<TaskStatus, number>> }[];
-  };
-};
 
 export type LogEvent = { kind: "log"; chunk: LogChunk } | { kind: "end"; status: TaskStatus } | { kind: "state"; state: LogState };
 export type LogState = { live: boolean; reconnects: number; reason?: string };

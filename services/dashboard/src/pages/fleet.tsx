@@ -1,5 +1,6 @@
+import type { FleetView } from "@codefleet/contracts";
 import { useEffect, useState } from "preact/hooks";
-import { type Api, ApiError, type FleetView, type Problem } from "../api.js";
+import { type Api, ApiError, type Problem } from "../api.js";
 import { ProblemView } from "../components.js";
 import { formatTime } from "../format.js";
 

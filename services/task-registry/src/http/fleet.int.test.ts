@@ -1,13 +1,13 @@
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import type { FleetView } from "@codefleet/contracts";
 import { createEvent, type TaskSpec, type TaskView } from "@codefleet/contracts";
 import { sha256Hex } from "@codefleet/contracts/access";
 import { createTestDatabase, testNamespace, waitFor } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRegistryConfig } from "../config.js";
 import { type RegistryService, startRegistry } from "../service.js";
-import type { FleetView } from "./fleet.js";
 
 /**
  * `GET /v1/fleet` on real NATS and Postgres: the numbers come from the projections and the bus,

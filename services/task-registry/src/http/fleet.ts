@@ -1,4 +1,4 @@
-import { type PoolStatus, REPO_POOL_SERVICE, type RpcReply, TASK_STATUSES, type TaskStatus } from "@codefleet/contracts";
+import { type FleetView, type PoolStatus, REPO_POOL_SERVICE, type RpcReply, TASK_STATUSES, type TaskStatus } from "@codefleet/contracts";
 import { canAccessTenant, principalOf, tenantFilter } from "@codefleet/contracts/access";
 import type { Bus } from "@codefleet/contracts/bus";
 import { HttpProblem } from "@codefleet/contracts/runtime";
@@ -36,48 +36,6 @@ export const THROUGHPUT_BUCKET_SECONDS = 60;
 export const THROUGHPUT_BUCKETS = 60;
 /** Larger artifacts are not shown in the page; their download link is. */
 export const ARTIFACT_TEXT_MAX_BYTES = 8 * 1024 * 1024;
-
-export type FleetView = {
-  generatedAt: string;
-  /** The tenant the task numbers are about; `*` for a token of every tenant. */
-  tenant: string;
-  /** The tenant's tasks waiting for a runner and running now. */
-  tasks: { queued: number; running: number };
-  /**
-   * Runners that started an attempt (of any tenant) within the last hour or run one now; `running`
-   * counts the tenant's tasks on each.
-   */
-  runners: {
-    runnerId: string;
-    running: number;
-    lastStartedAt?: string;
-    /** From the runner's heartbeat, when it is live: its capacity, attempts running now (any tenant's), warm containers. */
-    concurrency?: number;
-    active?: number;
-    warm?: { ready: number; filling: number };
-    lastSeenAt?: string;
-  }[];
-  /** Live runners' capacity and attempts running now, summed (null: no runner heartbeat heard). */
-  capacity: { concurrency: number; active: number; warmReady: number } | null;
-  /**
-   * The runners' queue (the tenant's lane, or every lane for a token of every tenant): admitted tasks
-   * no runner has taken yet, and those a runner holds (delivered, not yet acked). Null when the
-   * queue's stream does not exist yet.
-   */
-  workQueue: { pending: number; inProgress: number; lanes: number } | null;
-  /** The tenant's limit of running tasks (0: none); null for a token of every tenant. */
-  maxRunning: number | null;
-  /** repo-pool's slots and mirrors (fleet-wide); null when repo-pool does not answer. */
-  warmPool: PoolStatus | null;
-  /** The tenant's workspace allocations of the last hour, and how many got a warm slot. */
-  allocations: { total: number; warm: number };
-  /** The tenant's submissions and finished tasks per minute over the last hour, oldest first. */
-  throughput: {
-    bucketSeconds: number;
-    since: string;
-    buckets: { start: string; submitted: number; finished: Partial<Record<TaskStatus, number>> }[];
-  };
-};
 
 /**
  * The runners' queue: a subject (lane) per tenant on a work-queue stream, so a message stays there
