@@ -79,6 +79,8 @@ export type TaskView = {
   reasonCode?: string;
   cancelRequested: boolean;
   artifacts: ArtifactRef[];
+  /** The pull (merge) request the runner opened or updated for the task's branch (`spec.pullRequest`). */
+  pullRequest?: { url: string; number: number };
   /** Model calls through the runner's LLM gateway, summed over every attempt (absent: none made). */
   llmUsage?: LlmUsage;
   /** The latest attempt's trace (the submission's while queued). */

@@ -119,6 +119,7 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
             ev("run.>"),
             ev("phase.>"),
             ev("llm.>"),
+            ev("pull_request.>"),
             t.subjects.allLogs,
             t.subjects.allRunnerStatus,
             t.subjects.deadLetter("*"), // its queue consumers are one per tenant: runner-queue-<tenant>

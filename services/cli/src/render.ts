@@ -131,6 +131,7 @@ export function renderTask(
   }
   kv("branch", view.branch);
   if (view.commitSha) kv("commit", view.commitSha);
+  if (view.pullRequest) kv("pull req", `#${view.pullRequest.number}  ${view.pullRequest.url}`);
   if (opts.diffSummary) kv("diff", opts.diffSummary);
   if (view.llmUsage) {
     const u = view.llmUsage;

@@ -234,6 +234,11 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
         },
       });
     }
+    case "pull_request.opened": {
+      // the provider's pull request exists whatever else happened to the attempt: the latest one counts
+      const { url, number } = event.data;
+      return ok({ ...state, pullRequest: { url, number } });
+    }
     // the history of the task's webhooks: recorded in its stream, nothing in its view changes
     case "webhook.delivered":
     case "webhook.failed":

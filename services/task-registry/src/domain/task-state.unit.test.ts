@@ -210,6 +210,20 @@ describe("task state machine", () => {
     expect(given(submitted()).state()?.llmUsage).toBeUndefined();
   });
 
+  it("shows the pull request the runner opened, the latest one if it was opened again", () => {
+    const opened = (n: number, attempt: number) =>
+      ev(
+        "pull_request.opened",
+        { url: `https://github.com/acme/app/pull/${n}`, number: n, provider: "github", created: attempt === 1 },
+        attempt,
+      );
+    expect(given(submitted()).state()?.pullRequest).toBeUndefined();
+    const g = given(submitted(), started(1), opened(7, 1), finished("failed", 1));
+    expect(g.state()?.pullRequest).toEqual({ url: "https://github.com/acme/app/pull/7", number: 7 });
+    // a redelivered attempt that found the branch pushed updates the same pull request
+    expect(g.when(opened(7, 2)).state?.pullRequest).toEqual({ url: "https://github.com/acme/app/pull/7", number: 7 });
+  });
+
   it("remembers the stream version and the default branch", () => {
     const g = given(submitted(), started(1));
     expect(g.state()?.version).toBe(2);

@@ -5,7 +5,7 @@ import type { Db } from "../store/database.js";
  * What the registry notifies about, decided from a projection change (pure) and written to the
  * `notifications` outbox in the same transaction as the change: a crash after the commit cannot
  * lose a notification, and a redelivered event (a duplicate) changes nothing, so none is written
- * twice. Kinds are open-ended: `task.finished` today; `pr.opened` can be added beside it.
+ * twice. Kinds: `task.finished` and `pull_request.opened`.
  */
 
 export type TaskFinishedPayload = {
@@ -21,7 +21,17 @@ export type TaskFinishedPayload = {
   finishedAt?: string;
 };
 
-export type NotificationPayload = TaskFinishedPayload;
+/** The runner opened the task's pull request (sent once per task, when the view first has one). */
+export type PullRequestOpenedPayload = {
+  type: "pull_request.opened";
+  taskId: string;
+  tenant: string;
+  title: string;
+  branch: string;
+  pullRequest: { url: string; number: number };
+};
+
+export type NotificationPayload = TaskFinishedPayload | PullRequestOpenedPayload;
 export type NotificationKind = NotificationPayload["type"];
 
 export type Notification = {
@@ -35,6 +45,24 @@ export type Notification = {
 
 /** The notifications a view's change from `before` to `after` causes. */
 export function notificationsFor(before: TaskView | undefined, after: TaskView): Notification[] {
+  return [...pullRequestOpened(before, after), ...taskFinished(before, after)];
+}
+
+function pullRequestOpened(before: TaskView | undefined, after: TaskView): Notification[] {
+  if (!after.pullRequest || before?.pullRequest) return [];
+  const payload: PullRequestOpenedPayload = {
+    type: "pull_request.opened",
+    taskId: after.id,
+    tenant: after.tenant,
+    title: after.title,
+    branch: after.branch,
+    pullRequest: { url: after.pullRequest.url, number: after.pullRequest.number },
+  };
+  const notifyUrl = after.spec?.notify?.url;
+  return [{ kind: "pull_request.opened", taskId: after.id, tenant: after.tenant, ...(notifyUrl ? { notifyUrl } : {}), payload }];
+}
+
+function taskFinished(before: TaskView | undefined, after: TaskView): Notification[] {
   if (!isFinalStatus(after.status) || (before !== undefined && isFinalStatus(before.status))) return [];
   const payload: TaskFinishedPayload = {
     type: "task.finished",

@@ -277,4 +277,39 @@ describe("webhooks", () => {
     );
     await nc.drain();
   });
+
+  it("posts a signed pull_request.opened once per task, however often the runner reports it, before task.finished", async () => {
+    const r = await start();
+    const res = await submit(r, spec(`http://127.0.0.1:${port}/pr-hook`));
+    const id = (res.json() as TaskView).id;
+    await waitFor("queued", async () => (await events(r, id)).length === 1, 10_000, 50);
+    const pr = { url: "https://github.com/acme/app/pull/7", number: 7 };
+    await r.bus.publish(
+      createEvent("run.started", { taskId: id, attempt: 1, producer: "runner", data: { runnerId: "r1", agentKind: "script" } }),
+    );
+    for (const created of [true, false])
+      await r.bus.publish(
+        createEvent("pull_request.opened", { taskId: id, attempt: 1, producer: "runner", data: { ...pr, provider: "github", created } }),
+      );
+    await waitFor("the pull request notification", async () => to("/pr-hook").length >= 1, 20_000, 50);
+    const view = (await r.app.inject({ method: "GET", url: `/v1/tasks/${id}`, headers: auth })).json() as TaskView;
+    expect(view.pullRequest).toEqual(pr);
+    await finish(r, id, "succeeded");
+    await waitFor("task.finished too", async () => to("/pr-hook").length >= 2, 20_000, 50);
+    await new Promise((ok) => setTimeout(ok, 300));
+    const [opened, finished] = to("/pr-hook") as [Received, Received];
+    expect(to("/pr-hook")).toHaveLength(2);
+    expect(header(opened, "Codefleet-Event")).toBe("pull_request.opened");
+    expect(verifySignature(SECRET, opened.body, header(opened, "Codefleet-Signature"))).toBe(true);
+    expect(JSON.parse(opened.body)).toMatchObject({
+      type: "pull_request.opened",
+      taskId: id,
+      tenant: "team-a",
+      branch: `codefleet/${id}`,
+      pullRequest: pr,
+      url: `https://codefleet.example/v1/tasks/${id}`,
+    });
+    expect(header(finished, "Codefleet-Event")).toBe("task.finished");
+    expect(header(finished, "Codefleet-Delivery")).not.toBe(header(opened, "Codefleet-Delivery"));
+  });
 });

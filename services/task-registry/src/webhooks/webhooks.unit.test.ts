@@ -64,6 +64,26 @@ describe("task-finished notifications", () => {
   });
 });
 
+describe("pull-request-opened notifications", () => {
+  const pr = { url: "https://github.com/acme/app/pull/7", number: 7 };
+  it("are due once, when the view first has a pull request, before the task's end", () => {
+    const opened = view({ pullRequest: pr, spec: { notify: { url: "https://hooks.example/x" } } as TaskView["spec"] });
+    expect(notificationsFor(view(), opened)).toEqual([
+      {
+        kind: "pull_request.opened",
+        taskId: "tsk_1",
+        tenant: "team-a",
+        notifyUrl: "https://hooks.example/x",
+        payload: { type: "pull_request.opened", taskId: "tsk_1", tenant: "team-a", title: "t", branch: "codefleet/tsk_1", pullRequest: pr },
+      },
+    ]);
+    expect(notificationsFor(opened, { ...opened, version: 4 })).toEqual([]); // a redelivered push updates the same one
+    // opened and finished in one batch: both, the pull request first
+    const both = notificationsFor(view(), view({ status: "succeeded", pullRequest: pr }));
+    expect(both.map((n) => n.kind)).toEqual(["pull_request.opened", "task.finished"]);
+  });
+});
+
 describe("the webhook protocol", () => {
   it("signs the raw body with HMAC-SHA256 and verifies in constant time", () => {
     const body = webhookBody(
