@@ -2,7 +2,7 @@ import type { PlaybookStep, TestSpec } from "@codefleet/contracts";
 import { workspacePath } from "../agents/openai.js";
 import type { ContainerState, ExecResult, RunHandle } from "../execution/driver.js";
 import type { LogStream } from "../logs/log-stream.js";
-import type { AttemptPhase, PhaseReport } from "./phase.js";
+import type { AttemptPhase, PhaseContext, PhaseReport } from "./phase.js";
 import { stopWith } from "./phase.js";
 import { parseReport, type TestCounts } from "./test-report.js";
 
@@ -143,23 +143,26 @@ export function classifyTestRun(
 export const testPhase: AttemptPhase = {
   name: "test",
   appliesTo: (spec) => spec.test !== undefined,
-  async run(ctx) {
-    const test = ctx.spec.test as TestSpec;
-    const t = await runTestPhase(test, {
-      run: ctx.run,
-      env: ctx.env,
-      log: ctx.log,
-      signal: ctx.signal,
-      timeoutMs: Math.max(1000, ctx.remainingMs()),
-    });
-    ctx.record.testOutcome = t;
-    const after =
-      t.outcome === "succeeded"
-        ? { container: { running: true, oomKilled: false } }
-        : {
-            container: await ctx.run.state(),
-            ...(await ctx.workspaceFull().then((b) => (b === undefined ? {} : { workspaceFullBytes: b }))),
-          };
-    return { ...classifyTestRun(t, after, { memoryMb: ctx.spec.limits.memoryMb }), facts: t.counts ? { ...t.counts } : {} };
-  },
+  run: (ctx) => runTests(ctx),
 };
+
+/** The tests of the task as the test phase runs them (the rebase phase runs them again on a rebased tree). */
+export async function runTests(ctx: PhaseContext): Promise<PhaseReport> {
+  const test = ctx.spec.test as TestSpec;
+  const t = await runTestPhase(test, {
+    run: ctx.run,
+    env: ctx.env,
+    log: ctx.log,
+    signal: ctx.signal,
+    timeoutMs: Math.max(1000, ctx.remainingMs()),
+  });
+  ctx.record.testOutcome = t;
+  const after =
+    t.outcome === "succeeded"
+      ? { container: { running: true, oomKilled: false } }
+      : {
+          container: await ctx.run.state(),
+          ...(await ctx.workspaceFull().then((b) => (b === undefined ? {} : { workspaceFullBytes: b }))),
+        };
+  return { ...classifyTestRun(t, after, { memoryMb: ctx.spec.limits.memoryMb }), facts: t.counts ? { ...t.counts } : {} };
+}

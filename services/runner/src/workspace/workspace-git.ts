@@ -1,4 +1,6 @@
-import { chown, copyFile, lstat, mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { createWriteStream } from "node:fs";
+import { chown, copyFile, lstat, mkdir, rm } from "node:fs/promises";
 import { join } from "node:path";
 import { StringDecoder } from "node:string_decoder";
 import type { SlotLayout } from "@codefleet/contracts";
@@ -24,6 +26,7 @@ export class WorkspaceGit {
     private readonly git: GitRunner,
     private readonly layout: SlotLayout,
     private readonly scratch: string,
+    private readonly owner?: { uid: number; gid: number },
   ) {}
 
   /**
@@ -39,7 +42,7 @@ export class WorkspaceGit {
     await copyFile(layout.index, index);
     // the runner's git (never root) writes both
     if (owner && process.getuid?.() === 0) for (const p of [objects, index]) await chown(p, owner.uid, owner.gid);
-    return new WorkspaceGit(git, layout, scratchDir);
+    return new WorkspaceGit(git, layout, scratchDir, owner);
   }
 
   /** Environment of commands that read the tree. */
@@ -171,6 +174,207 @@ export class WorkspaceGit {
     });
   }
 
+  /**
+   * The tip of a branch of the remote, fetched into the attempt's object store (no ref written
+   * anywhere); undefined when the remote has no such branch. The tip is read first and then
+   * fetched: a branch that moves in between still brings it (an ancestor of the newer tip) unless
+   * it was force-pushed, and then it is read once more.
+   */
+  async baseTip(remoteUrl: string, branch: string, credentials?: GitCredentials): Promise<string | undefined> {
+    for (let round = 0; ; round++) {
+      const tip = await this.exactRemoteBranch(remoteUrl, branch, credentials);
+      if (!tip) return undefined;
+      if (!(await this.hasCommit(tip))) await this.fetchBranch(remoteUrl, branch, credentials);
+      if (await this.hasCommit(tip)) return tip;
+      if (round > 0) throw new GitError("base_unavailable", `branch ${branch} moved while it was fetched`, "", true);
+    }
+  }
+
+  private async exactRemoteBranch(remoteUrl: string, branch: string, credentials?: GitCredentials): Promise<string | undefined> {
+    const ref = `refs/heads/${branch}`;
+    const out = await this.run(["ls-remote", "--heads", "--", remoteUrl, ref], {
+      ...(credentials ? { credentials } : {}),
+      allowFile: isLocal(remoteUrl),
+    });
+    for (const line of out.split("\n")) {
+      const [sha, name] = line.split("\t");
+      if (name === ref && sha && OBJECT_ID.test(sha)) return sha;
+    }
+    return undefined;
+  }
+
+  private hasCommit(sha: string): Promise<boolean> {
+    return this.run(["cat-file", "-e", `${sha}^{commit}`]).then(
+      () => true,
+      () => false,
+    );
+  }
+
+  /** The tree of a commit. */
+  async treeOf(commit: string): Promise<string> {
+    return (await this.run(["rev-parse", "--verify", "--end-of-options", `${commit}^{tree}`])).trim();
+  }
+
+  /**
+   * Takes a pack of objects from an untrusted producer (the task's container) into the attempt's
+   * object store: written to a file of the runner's own as it comes, never more than `maxBytes`,
+   * then indexed by `index-pack --strict` (what a server runs on a push from anyone: every object
+   * is hashed and checked, every link must resolve). Nothing in it is run or checked out: its
+   * objects are data for `merge-tree` and `diff`. Throws `snapshot_too_large` past the cap and
+   * `snapshot_invalid` when git refuses the pack.
+   */
+  async importPack(produce: (write: (chunk: Buffer) => boolean) => Promise<void>, maxBytes: number): Promise<void> {
+    const dir = join(this.scratch, "objects", "pack");
+    await mkdir(dir, { recursive: true });
+    const file = join(dir, `snapshot-${randomBytes(8).toString("hex")}.pack`);
+    const out = createWriteStream(file, { flags: "wx", mode: 0o600 });
+    // the runner's git (never root) reads the pack and writes its index beside it
+    if (this.owner && process.getuid?.() === 0) {
+      await new Promise<void>((resolve, reject) => out.once("open", () => resolve()).once("error", reject));
+      for (const p of [dir, file]) await chown(p, this.owner.uid, this.owner.gid);
+    }
+    const written = new Promise<void>((resolve, reject) => {
+      out.on("finish", resolve);
+      out.on("error", reject);
+    });
+    let bytes = 0;
+    let over = false;
+    try {
+      await produce((chunk) => {
+        if (over) return false;
+        bytes += chunk.length;
+        if (bytes > maxBytes) {
+          over = true;
+          return false;
+        }
+        out.write(chunk);
+        return true;
+      });
+    } finally {
+      out.end();
+      await written.catch(() => undefined);
+    }
+    try {
+      if (over) throw new GitError("snapshot_too_large", `the workspace's snapshot is over ${maxBytes} bytes`, "");
+      if (bytes === 0) throw new GitError("snapshot_invalid", "the workspace's snapshot is empty", "");
+      await this.run(["index-pack", "--strict", file]).catch((err: unknown) => {
+        throw new GitError("snapshot_invalid", "the workspace's snapshot is not a valid pack", err instanceof GitError ? err.stderr : "");
+      });
+    } catch (err) {
+      await rm(file, { force: true });
+      await rm(file.replace(/\.pack$/, ".idx"), { force: true });
+      throw err;
+    }
+  }
+
+  /**
+   * Merges the change `head` made on `oldBase` into `newBase`, as a rebase (cherry-pick) does: a
+   * three-way merge of the trees whose base is `oldBase`, whatever the commits' ancestry (the base
+   * branch may have been force-pushed; `head` may come from the container). git 2.39 has no
+   * `merge-tree --merge-base`, so both sides are first made children of `oldBase` in the scratch
+   * store (commits of the trees of `newBase` and `head`): their one merge base is then `oldBase`.
+   * Objects only: no work tree, no index, no hook; results and synthetic commits stay in the
+   * attempt's store. Returns the merged tree, or the conflicting paths (at most `MAX_CONFLICTS_LISTED`
+   * of them; `count` says how many there were).
+   */
+  async mergeOnto(head: string, oldBase: string, newBase: string): Promise<MergeResult> {
+    const [oldCommit, newTree, headTree] = await Promise.all([
+      this.run(["rev-parse", "--verify", "--end-of-options", `${oldBase}^{commit}`]).then((s) => s.trim()),
+      this.treeOf(newBase),
+      this.treeOf(head),
+    ]);
+    const child = async (tree: string, what: string) =>
+      (await this.run(["commit-tree", tree, "-p", oldCommit, "-F", "-"], { stdin: `codefleet: ${what}\n` })).trim();
+    const [ours, theirs] = await Promise.all([child(newTree, "the new base"), child(headTree, "the task's change")]);
+    const out = new BoundedText(MAX_MERGE_OUTPUT_BYTES);
+    let failed: unknown;
+    await this.git
+      .stream(
+        ["merge-tree", "--write-tree", "--name-only", "--no-messages", "-z", ours, theirs],
+        { env: this.objectsEnv, cwd: this.scratch },
+        (c) => out.push(c),
+      )
+      .catch((err: unknown) => {
+        failed = err;
+      });
+    // exit 1 with a tree and the conflicting paths is a conflict; anything else an error
+    const [tree = "", ...rest] = out.text().split("\0");
+    if (!OBJECT_ID.test(tree)) throw failed ?? new GitError("git_failed", "git merge-tree gave no tree", "");
+    const paths = rest.filter(Boolean);
+    if (!failed && paths.length === 0) return { clean: true, tree };
+    if (!failed) throw new GitError("git_failed", "git merge-tree listed conflicts but succeeded", "");
+    // a path cut by the bound is not listed; the count is of the paths seen
+    const listed = out.truncated ? paths.slice(0, -1) : paths;
+    return {
+      clean: false,
+      files: listed.slice(0, MAX_CONFLICTS_LISTED),
+      count: out.truncated ? Math.max(listed.length, out.nulCount - 1) : listed.length,
+    };
+  }
+
+  /**
+   * Rebases `head` (the task's commit on `oldBase`) onto `newBase`: the merged tree (mergeOnto)
+   * committed with `newBase` as its parent, `head`'s message (so its `Codefleet-Task:` trailer)
+   * and author kept, the runner's committer. `changed` is false when the result is `newBase`'s tree.
+   */
+  async rebase(head: string, oldBase: string, newBase: string, committer: CommitAuthor): Promise<RebaseResult> {
+    const merged = await this.mergeOnto(head, oldBase, newBase);
+    if (!merged.clean) return { kind: "conflict", files: merged.files, count: merged.count };
+    return { kind: "rebased", ...(await this.recommit(head, merged.tree, newBase, committer)) };
+  }
+
+  /**
+   * `head`'s tree as it is, committed on `newBase` (message and author kept): for a tree that
+   * already holds the new base's changes (the container applied them and the tests ran on it).
+   */
+  async moveOnto(head: string, newBase: string, committer: CommitAuthor): Promise<{ sha: string; changed: boolean }> {
+    return this.recommit(head, await this.treeOf(head), newBase, committer);
+  }
+
+  private async recommit(head: string, tree: string, newBase: string, committer: CommitAuthor): Promise<{ sha: string; changed: boolean }> {
+    const base = (await this.run(["rev-parse", "--verify", "--end-of-options", `${newBase}^{commit}`])).trim();
+    if (tree === (await this.treeOf(base))) return { sha: base, changed: false };
+    const { message, author } = parseCommit(
+      await this.git.run(["cat-file", "commit", head], { env: this.objectsEnv, cwd: this.scratch, maxOutputBytes: MAX_COMMIT_BYTES }),
+    );
+    const sha = (
+      await this.git.run(["commit-tree", tree, "-p", base, "-F", "-"], {
+        env: {
+          ...this.objectsEnv,
+          ...(author
+            ? { GIT_AUTHOR_NAME: author.name, GIT_AUTHOR_EMAIL: author.email, GIT_AUTHOR_DATE: author.date }
+            : { GIT_AUTHOR_NAME: committer.name, GIT_AUTHOR_EMAIL: committer.email }),
+          GIT_COMMITTER_NAME: committer.name,
+          GIT_COMMITTER_EMAIL: committer.email,
+        },
+        cwd: this.scratch,
+        stdin: message,
+      })
+    ).trim();
+    return { sha, changed: true };
+  }
+
+  /**
+   * The binary patch from one tree to another (objects only), or undefined when it is over
+   * `maxBytes`: what the task's container applies to bring its tree to the rebased one.
+   */
+  async treeDiff(fromTree: string, toTree: string, maxBytes: number): Promise<Buffer | undefined> {
+    const chunks: Buffer[] = [];
+    let bytes = 0;
+    let over = false;
+    await this.git.stream(
+      ["diff", "--binary", "--full-index", "--no-renames", "--no-ext-diff", "--no-textconv", "--no-color", fromTree, toTree, "--"],
+      { env: this.objectsEnv, cwd: this.scratch },
+      (chunk) => {
+        if (over) return;
+        bytes += chunk.length;
+        if (bytes > maxBytes) over = true;
+        else chunks.push(chunk);
+      },
+    );
+    return over ? undefined : Buffer.concat(chunks);
+  }
+
   /** Pushes `sha` as a new branch: refused when the branch exists (whatever it holds, an ancestor included). */
   async push(remoteUrl: string, sha: string, branch: string, credentials?: GitCredentials): Promise<void> {
     if (!/^[0-9a-f]{40}$/.test(sha)) throw new GitError("invalid_commit", `not a commit id: ${sha.slice(0, 50)}`, "");
@@ -181,6 +385,52 @@ export class WorkspaceGit {
       allowFile: isLocal(remoteUrl),
     });
   }
+}
+
+/** What the runner's rebase methods need of a workspace (the phases find them on the driver's reader). */
+export type WorkspaceRebaser = Pick<WorkspaceGit, "baseTip" | "treeOf" | "importPack" | "mergeOnto" | "rebase" | "moveOnto" | "treeDiff">;
+
+export type MergeResult = { clean: true; tree: string } | { clean: false; files: string[]; count: number };
+export type RebaseResult = { kind: "rebased"; sha: string; changed: boolean } | { kind: "conflict"; files: string[]; count: number };
+
+/** Conflicting paths a merge reports by name (the rest are counted). */
+export const MAX_CONFLICTS_LISTED = 200;
+/** What the runner reads of merge-tree's output (the tree and the conflicting paths). */
+const MAX_MERGE_OUTPUT_BYTES = 1024 * 1024;
+/** A commit object the runner reads back (its own: the message is the spec's, at most 10,000 characters). */
+const MAX_COMMIT_BYTES = 1024 * 1024;
+const OBJECT_ID = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/;
+
+/** Text from a stream, kept up to a bound (NULs counted past it). */
+class BoundedText {
+  private readonly chunks: Buffer[] = [];
+  private bytes = 0;
+  truncated = false;
+  nulCount = 0;
+  constructor(private readonly max: number) {}
+  push(chunk: Buffer): void {
+    for (const b of chunk) if (b === 0) this.nulCount++;
+    if (this.bytes >= this.max) {
+      this.truncated = true;
+      return;
+    }
+    const part = chunk.subarray(0, this.max - this.bytes);
+    if (part.length < chunk.length) this.truncated = true;
+    this.chunks.push(part);
+    this.bytes += part.length;
+  }
+  text(): string {
+    return Buffer.concat(this.chunks).toString("utf8");
+  }
+}
+
+/** The message (exact bytes after the headers) and author of a raw commit object. */
+function parseCommit(raw: string): { message: string; author?: { name: string; email: string; date: string } } {
+  const end = raw.indexOf("\n\n");
+  const headers = end < 0 ? raw : raw.slice(0, end);
+  const message = end < 0 ? "" : raw.slice(end + 2);
+  const m = /^author (.*) <([^<>]*)> (\d+) ([+-]\d{4})$/m.exec(headers);
+  return { message, ...(m ? { author: { name: m[1] as string, email: m[2] as string, date: `@${m[3]} ${m[4]}` } } : {}) };
 }
 
 function zlist(paths: string[]): string {
