@@ -4,7 +4,7 @@ import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { ValidationError, type ValidationIssue } from "./errors.js";
 import { newEventId, TASK_ID_PATTERN, ulid } from "./ids.js";
-import { PHASES, TaskSpec } from "./task-spec.js";
+import { PHASES, PULL_REQUEST_PROVIDERS, TaskSpec } from "./task-spec.js";
 
 /**
  * The event catalogue. Every event travels in one envelope; `type` + `version` select the schema of
@@ -120,6 +120,11 @@ export const EventCatalogue = {
       runnerId: Type.String({ minLength: 1, maxLength: 200 }),
       agentKind: Type.String({ maxLength: 50 }),
       image: Type.Optional(Type.String({ maxLength: 512 })),
+      /** The container's egress as enforced (`none`, `llm`, `allow`, `open`) and its allow-list. */
+      network: Type.Optional(Type.String({ maxLength: 20 })),
+      networkAllow: Type.Optional(Type.Array(Type.String({ maxLength: 255 }), { maxItems: 64 })),
+      /** The OCI runtime the container runs under (`runc`, `runsc`). */
+      runtime: Type.Optional(Type.String({ maxLength: 50 })),
     }),
   },
   "phase.started": {
@@ -227,6 +232,22 @@ export const EventCatalogue = {
       reason: Type.Optional(Type.String({ maxLength: 2000 })),
     }),
   },
+  /**
+   * The runner opened the task's pull (merge) request after its push, or found one open for the
+   * branch and updated it (`created: false`: a redelivered push, a later turn). `url` is the
+   * provider's web page of it (http(s) only), `number` its number (GitLab: the MR's iid).
+   */
+  "pull_request.opened": {
+    1: Type.Object({
+      url: Type.String({ minLength: 1, maxLength: 2048, pattern: "^https?://[^\\s]+$" }),
+      number: Type.Integer({ minimum: 1 }),
+      provider: Type.Optional(Type.Union(PULL_REQUEST_PROVIDERS.map((p) => Type.Literal(p)))),
+      created: Type.Optional(Type.Boolean()),
+      /** The branch it merges, and into which. */
+      head: Type.Optional(Type.String({ maxLength: 250 })),
+      base: Type.Optional(Type.String({ maxLength: 250 })),
+    }),
+  },
   /** A webhook attempt the receiver answered with 2xx. On the task's stream; no body, no secret. */
   "webhook.delivered": {
     1: Type.Object({ ...WebhookDelivery, statusCode: Type.Integer({ minimum: 100, maximum: 599 }) }),
@@ -267,6 +288,7 @@ export const LatestEventSchemas = {
   "schedule.resumed": EventCatalogue["schedule.resumed"][1],
   "schedule.deleted": EventCatalogue["schedule.deleted"][1],
   "schedule.fired": EventCatalogue["schedule.fired"][1],
+  "pull_request.opened": EventCatalogue["pull_request.opened"][1],
   "webhook.delivered": EventCatalogue["webhook.delivered"][1],
   "webhook.failed": EventCatalogue["webhook.failed"][1],
 } as const satisfies Record<EventType, TSchema>;

@@ -2,6 +2,7 @@ export * from "./errors.js";
 export * from "./events.js";
 export * from "./git-names.js";
 export * from "./ids.js";
+export * from "./network-policy.js";
 export * from "./reason-codes.js";
 export * from "./rpc.js";
 export * from "./security-policy.js";

@@ -15,7 +15,9 @@ export const REASON_CODES = [
   "task_timeout",
   "canceled",
   "push_rejected",
+  "pull_request_failed",
   "secret_in_diff",
+  "rebase_conflict",
   "disk_limit",
   "budget_exceeded",
   // the attempt itself
@@ -33,6 +35,9 @@ export const REASON_CODES = [
   "secret_endpoint_not_allowed",
   "invalid_base_url",
   "secret_not_allowed_for_tenant",
+  "invalid_pull_request",
+  "network_not_allowed",
+  "runtime_unavailable",
   "secret_missing",
   // the workspace and its repository (repo-pool's codes, passed on)
   "ref_not_found",

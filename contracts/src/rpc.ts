@@ -99,6 +99,8 @@ export const RunnerStatus = Type.Object(
     sentAt: Type.String({ maxLength: 40 }),
     /** The runner is shutting down: no longer takes work. */
     stopping: Type.Optional(Type.Boolean()),
+    /** The container runtimes it can run tasks under (`runc`, `runsc`): the registry refuses a task none offers. */
+    runtimes: Type.Optional(Type.Array(Type.String({ maxLength: 50 }), { maxItems: 16 })),
   },
   { additionalProperties: false },
 );

@@ -1,7 +1,16 @@
 import { CodefleetError } from "./errors.js";
 import { DEFAULT_TENANT, TENANT_NAME_PATTERN } from "./events.js";
+import {
+  AGENTS_CALLING_MODEL_FROM_CONTAINER,
+  DEFAULT_NETWORK_SETTINGS,
+  NETWORK_MODES,
+  type NetworkMode,
+  type NetworkPolicySettings,
+  networkPolicyOf,
+  networkWithin,
+} from "./network-policy.js";
 import { csv } from "./runtime/config.js";
-import type { AgentSpec, TaskSpec } from "./task-spec.js";
+import type { AgentSpec, PullRequestProvider, TaskSpec } from "./task-spec.js";
 
 /**
  * What a task may point the platform at: which repository URLs it may make repo-pool and the
@@ -382,6 +391,83 @@ export function agentKeyProblem(agent: AgentSpec, policy: SecretEndpointPolicy):
 }
 
 // ---------------------------------------------------------------------------------------------
+// Pull requests: the runner sends the task's token to the provider's API
+// ---------------------------------------------------------------------------------------------
+
+/** The public API of each provider, used when `spec.pullRequest.apiUrl` is unset (Gitea has none). */
+export const DEFAULT_PULL_REQUEST_API_URLS: Readonly<Record<PullRequestProvider, string | undefined>> = {
+  github: "https://api.github.com",
+  gitlab: "https://gitlab.com/api/v4",
+  gitea: undefined,
+};
+
+export type PullRequestProblem = {
+  code: "invalid_pull_request" | "invalid_base_url" | "secret_endpoint_not_allowed";
+  message: string;
+  field: string;
+};
+
+/**
+ * A task's pull request against the policy: the runner sends `tokenSecret` to `apiUrl`, so a
+ * custom `apiUrl` must be http(s) and its host listed for the secret (CODEFLEET_SECRET_ENDPOINTS),
+ * like an agent's `baseUrl`; without one the token goes to the provider's public API. GitHub and
+ * Gitea repositories are `owner/name`; Gitea has no public API to default to.
+ */
+export function pullRequestProblem(
+  spec: Pick<TaskSpec, "pullRequest"> & Partial<Pick<TaskSpec, "push">>,
+  policy: SecretEndpointPolicy,
+): PullRequestProblem | undefined {
+  const pr = spec.pullRequest;
+  if (!pr) return undefined;
+  if (spec.push?.enabled === false)
+    return {
+      code: "invalid_pull_request",
+      message: "a pull request needs the branch pushed: push.enabled is false",
+      field: "/pullRequest",
+    };
+  if (pr.provider !== "gitlab" && pr.repository.split("/").length !== 2)
+    return {
+      code: "invalid_pull_request",
+      message: `a ${pr.provider} repository is owner/name, not '${clip(pr.repository, 100)}'`,
+      field: "/pullRequest/repository",
+    };
+  if (pr.apiUrl === undefined) {
+    if (DEFAULT_PULL_REQUEST_API_URLS[pr.provider] !== undefined) return undefined;
+    return {
+      code: "invalid_pull_request",
+      message: `pullRequest.apiUrl is required for ${pr.provider} (e.g. https://gitea.example/api/v1)`,
+      field: "/pullRequest/apiUrl",
+    };
+  }
+  const endpoint = parseEndpointUrl(pr.apiUrl);
+  if (!endpoint || !plainBaseUrl(pr.apiUrl))
+    return {
+      code: "invalid_base_url",
+      message: "pullRequest.apiUrl must be an http:// or https:// URL without credentials, query or fragment",
+      field: "/pullRequest/apiUrl",
+    };
+  const allowed = Object.hasOwn(policy, pr.tokenSecret) ? (policy[pr.tokenSecret] ?? []) : [];
+  if (hostListed(allowed, endpoint.host, endpoint.port)) return undefined;
+  return {
+    code: "secret_endpoint_not_allowed",
+    message:
+      `the pull request would send secret ${pr.tokenSecret} to ${endpoint.host}:${endpoint.port}, which is not an endpoint allowed ` +
+      `for it (CODEFLEET_SECRET_ENDPOINTS); leave pullRequest.apiUrl unset to use the provider's public API`,
+    field: "/pullRequest/apiUrl",
+  };
+}
+
+/** No `user:password@`, no `?query`, no `#fragment`: a base URL paths are appended to. */
+function plainBaseUrl(raw: string): boolean {
+  try {
+    const url = new URL(raw);
+    return url.username === "" && url.password === "" && url.search === "" && url.hash === "" && !raw.includes("?") && !raw.includes("#");
+  } catch {
+    return false;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
 // Which tenants may use each secret
 // ---------------------------------------------------------------------------------------------
 
@@ -399,10 +485,11 @@ export type SecretTenantProblem = {
   names: string[];
 };
 
-/** The runner secrets a task uses: the ones it names, and its agent's model key. */
-export function taskSecretNames(spec: Pick<TaskSpec, "secrets" | "agent">): string[] {
+/** The runner secrets a task uses: the ones it names, its agent's model key, and its pull request's token. */
+export function taskSecretNames(spec: Pick<TaskSpec, "secrets" | "agent"> & Partial<Pick<TaskSpec, "pullRequest">>): string[] {
   const key = agentKeySecret(spec.agent);
-  return [...new Set([...(spec.secrets ?? []), ...(key === undefined ? [] : [key])])];
+  const token = spec.pullRequest?.tokenSecret;
+  return [...new Set([...(spec.secrets ?? []), ...(key === undefined ? [] : [key]), ...(token === undefined ? [] : [token])])];
 }
 
 export function secretAllowedForTenant(name: string, tenant: string, policy: SecretTenantPolicy): boolean {
@@ -632,7 +719,35 @@ export type SecurityPolicy = {
   secretTenants: SecretTenantPolicy;
   /** Which webhook URLs a task's `notify` may name (absent: {@link DEFAULT_WEBHOOK_URL_POLICY}). */
   webhookUrls?: WebhookUrlPolicy;
+  /** What task containers may reach (absent: {@link DEFAULT_NETWORK_SETTINGS}). */
+  network?: NetworkPolicySettings;
 };
+
+/**
+ * Why a task's network policy cannot be run, or undefined: above the operator's ceiling, `none`
+ * for an agent that calls its model from its container, an allow-list naming an address the
+ * egress proxy would refuse anyway (private, loopback, link-local).
+ */
+export function networkPolicyProblem(
+  spec: Pick<TaskSpec, "network" | "agent">,
+  settings: NetworkPolicySettings = DEFAULT_NETWORK_SETTINGS,
+): { code: "network_not_allowed"; message: string } | undefined {
+  const policy = networkPolicyOf(spec.network, settings.default);
+  const refuse = (message: string) => ({ code: "network_not_allowed" as const, message });
+  if (!networkWithin(policy.mode, settings.ceiling))
+    return refuse(`network '${policy.mode}' is above what this platform allows ('${settings.ceiling}', CODEFLEET_NETWORK_CEILING)`);
+  if (policy.mode === "none" && AGENTS_CALLING_MODEL_FROM_CONTAINER.has(spec.agent.kind))
+    return refuse(`the ${spec.agent.kind} agent calls its model from its container: network 'none' leaves it no way to; use 'llm'`);
+  for (const host of policy.allow) {
+    const reason = isIpAddress(host)
+      ? nonPublicAddressReason(host)
+      : host === "localhost" || host.endsWith(".localhost")
+        ? "loopback"
+        : undefined;
+    if (reason) return refuse(`network.allow names ${host}, a ${reason} address: task containers never reach those`);
+  }
+  return undefined;
+}
 
 export const DEFAULT_SECURITY_POLICY: SecurityPolicy = { repoUrls: DEFAULT_REPO_URL_POLICY, secretEndpoints: {}, secretTenants: {} };
 
@@ -659,6 +774,8 @@ function hostEntry(variable: string, entry: string): string {
  * - CODEFLEET_WEBHOOK_HTTP_HOSTS: csv of `host`, `host:port` or `*` plain http:// webhooks may use
  * - CODEFLEET_WEBHOOK_PRIVATE_HOSTS: csv of `host`, `host:port` or `*` webhooks may reach on
  *   loopback, private or link-local addresses
+ * - CODEFLEET_NETWORK_DEFAULT, CODEFLEET_NETWORK_CEILING: `none`, `llm`, `allow` or `open`: the
+ *   network of tasks that name none (default `llm`), and the most a task may ask for (default `open`)
  * Unset, every local path, plain http and custom agent endpoint is refused, and every secret is
  * the `default` tenant's only.
  */
@@ -687,7 +804,25 @@ export function securityPolicyFromEnv(env: Record<string, string | undefined>): 
           },
         }
       : {}),
+    ...(env.CODEFLEET_NETWORK_DEFAULT || env.CODEFLEET_NETWORK_CEILING ? { network: networkSettingsFromEnv(env) } : {}),
   };
+}
+
+function networkSettingsFromEnv(env: Record<string, string | undefined>): NetworkPolicySettings {
+  const mode = (variable: string, fallback: NetworkMode): NetworkMode => {
+    const raw = env[variable]?.trim();
+    if (!raw) return fallback;
+    if (!(NETWORK_MODES as readonly string[]).includes(raw))
+      throw configError(`${variable}: '${clip(raw, 40)}' is not one of ${NETWORK_MODES.join(", ")}`);
+    return raw as NetworkMode;
+  };
+  const settings = {
+    default: mode("CODEFLEET_NETWORK_DEFAULT", DEFAULT_NETWORK_SETTINGS.default),
+    ceiling: mode("CODEFLEET_NETWORK_CEILING", DEFAULT_NETWORK_SETTINGS.ceiling),
+  };
+  if (!networkWithin(settings.default, settings.ceiling))
+    throw configError(`CODEFLEET_NETWORK_DEFAULT '${settings.default}' is above CODEFLEET_NETWORK_CEILING '${settings.ceiling}'`);
+  return settings;
 }
 
 /**

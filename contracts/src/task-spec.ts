@@ -1,5 +1,6 @@
 import { type Static, Type } from "@sinclair/typebox";
 import { GIT_REF_PATTERN } from "./git-names.js";
+import { NetworkSpec, RuntimeSpec } from "./network-policy.js";
 
 /**
  * The task spec: the body of a submission. Everything in it is stored in the event log, so it
@@ -14,8 +15,11 @@ export function isFinalStatus(status: TaskStatus): boolean {
   return FINAL_STATUSES.includes(status);
 }
 
-/** `setup` runs only for a task with `spec.setup` (its result comes from the environment cache when it can). */
-export const PHASES = ["fetch", "setup", "implement", "test", "push"] as const;
+/**
+ * `setup` runs only for a task with `spec.setup` (its result comes from the environment cache when it can);
+ * `rebase` only for a task that pushes (unless `spec.push.rebase` is false): it checks whether the base branch moved.
+ */
+export const PHASES = ["fetch", "setup", "implement", "test", "rebase", "push"] as const;
 export type Phase = (typeof PHASES)[number];
 
 export const LIMIT_DEFAULTS = { timeoutSeconds: 1800, memoryMb: 512, cpus: 0.5 } as const;
@@ -150,6 +154,12 @@ export const PushSpec = Type.Object(
     enabled: Type.Boolean({ default: true }),
     branch: Type.Optional(GitRef),
     commitMessage: Type.Optional(ShortText(10_000)),
+    rebase: Type.Optional(
+      Type.Boolean({
+        description:
+          "when the base branch moved while the task ran, rebase the change onto its new tip before pushing (tests run again when that changed the tree; a conflict ends the task with rebase_conflict). Default true",
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -217,6 +227,45 @@ export const NotifySpec = Type.Object(
 );
 export type NotifySpec = Static<typeof NotifySpec>;
 
+export const PULL_REQUEST_PROVIDERS = ["github", "gitlab", "gitea"] as const;
+export type PullRequestProvider = (typeof PULL_REQUEST_PROVIDERS)[number];
+/** `owner/name` (GitLab: `group/subgroup/name`): no empty, `.` or `..` segment. */
+export const PULL_REQUEST_REPOSITORY_PATTERN = "^(?!(.*/)?\\.\\.?(/|$))[A-Za-z0-9_.-]{1,100}(/[A-Za-z0-9_.-]{1,100}){1,20}$";
+
+/**
+ * The pull (merge) request the runner opens, or updates when one is already open for the task's
+ * branch, after a successful push (docs/operations.md, "Pull requests"). The token is a secret
+ * NAME, resolved by the runner and used only by the runner: it never reaches the task's container.
+ * With `apiUrl`, its host must be allowed for `tokenSecret` (CODEFLEET_SECRET_ENDPOINTS).
+ */
+export const PullRequestSpec = Type.Object(
+  {
+    provider: Type.Union(PULL_REQUEST_PROVIDERS.map((p) => Type.Literal(p))),
+    apiUrl: Type.Optional(
+      ShortText(2048, {
+        description:
+          "the API's base URL (default: https://api.github.com, https://gitlab.com/api/v4; required for gitea: https://gitea.example/api/v1)",
+      }),
+    ),
+    repository: Type.String({
+      pattern: PULL_REQUEST_REPOSITORY_PATTERN,
+      maxLength: 500,
+      description: "owner/name of the repository the branch is pushed to (GitLab: the project's full path)",
+    }),
+    base: Type.Optional(
+      Type.String({
+        pattern: GIT_REF_PATTERN,
+        maxLength: 200,
+        description: "the branch to merge into (default: repo.ref when it names a branch, else the repository's default branch)",
+      }),
+    ),
+    draft: Type.Optional(Type.Boolean({ description: "open it as a draft (GitLab, Gitea: a `Draft:` / `WIP:` title prefix)" })),
+    tokenSecret: SecretName,
+  },
+  { additionalProperties: false },
+);
+export type PullRequestSpec = Static<typeof PullRequestSpec>;
+
 /**
  * What a task may spend on its model through the runner's LLM gateway; the operator's defaults fill
  * what it leaves out and its ceiling caps it. Exceeded: the attempt stops with `budget_exceeded`.
@@ -258,6 +307,9 @@ export const TaskSpec = Type.Object(
     labels: Type.Optional(Labels),
     notify: Type.Optional(NotifySpec),
     budget: Type.Optional(BudgetSpec),
+    pullRequest: Type.Optional(PullRequestSpec),
+    network: Type.Optional(NetworkSpec),
+    runtime: Type.Optional(RuntimeSpec),
   },
   { additionalProperties: false, title: "TaskSpec" },
 );
@@ -284,6 +336,7 @@ export function resolveTaskSpec(spec: TaskSpec, taskId: string): ResolvedTaskSpe
       enabled: spec.push?.enabled ?? true,
       branch: spec.push?.branch ?? defaultBranchFor(taskId),
       ...(spec.push?.commitMessage === undefined ? {} : { commitMessage: spec.push.commitMessage }),
+      ...(spec.push?.rebase === undefined ? {} : { rebase: spec.push.rebase }),
     },
     limits: {
       timeoutSeconds: spec.limits?.timeoutSeconds ?? LIMIT_DEFAULTS.timeoutSeconds,

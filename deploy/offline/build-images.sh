@@ -13,7 +13,7 @@
 #   DEBIAN_MIRROR              default http://deb.debian.org/debian
 #   DEBIAN_SUITE               default bookworm
 #   CODEFLEET_FORCE_REBUILD=1  rebuild even when inputs did not change
-#   CODEFLEET_IMAGES           space-separated subset: base node nats postgres trace-sink services agents
+#   CODEFLEET_IMAGES           space-separated subset: base node nats postgres trace-sink services agents egress
 #
 # It writes deploy/offline/offline.env: the image names that make docker-compose.yml and the tests
 # use these stand-ins (deploy/stack.sh and the test harness load it automatically).
@@ -25,7 +25,7 @@ MIRROR=${DEBIAN_MIRROR:-http://deb.debian.org/debian}
 SUITE=${DEBIAN_SUITE:-bookworm}
 BASE_IMAGE=codefleet/debian:${SUITE}
 NODE_IMAGE=codefleet/node:offline
-WANT=${CODEFLEET_IMAGES:-base node nats postgres trace-sink services agents}
+WANT=${CODEFLEET_IMAGES:-base node nats postgres trace-sink services agents egress}
 ENV_FILE=deploy/offline/offline.env
 
 log() { printf '[images] %s\n' "$*" >&2; }
@@ -125,6 +125,8 @@ wants trace-sink && build codefleet/trace-sink:offline "$(input_hash "$node_hash
 wants services && build codefleet/services:latest \
   "$(input_hash "$node_hash $(ca_hash)" package.json package-lock.json tsconfig.base.json tsconfig.json contracts services images/service images/ca)" \
   . images/service/Dockerfile --build-arg "NODE_IMAGE=$NODE_IMAGE"
+# the task containers' egress proxy (Debian's squid) is codefleet's own image: built from the same base
+wants egress && build codefleet/egress-proxy:latest "$(input_hash "$base_hash" images/egress-proxy)" images/egress-proxy images/egress-proxy/Dockerfile --build-arg "BASE_IMAGE=$BASE_IMAGE"
 if wants agents && [ -f images/agent/build.sh ]; then
   NODE_IMAGE=$NODE_IMAGE BASE_IMAGE=$BASE_IMAGE bash images/agent/build.sh
 fi

@@ -131,6 +131,7 @@ describe("the compose stack", () => {
       ["fetch", "succeeded"],
       ["implement", "succeeded"],
       ["test", "succeeded"],
+      ["rebase", "skipped"],
       ["push", "succeeded"],
     ]);
     expect(await gitServer("rev-parse", `refs/heads/${task.branch}`)).toBe(task.commitSha);

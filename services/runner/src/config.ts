@@ -1,9 +1,10 @@
 import { hostname } from "node:os";
-import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
+import { CodefleetError, DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
 import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type CredentialRule, loadCredentialRules } from "@codefleet/repo-pool/git";
 import { type Static, Type } from "@sinclair/typebox";
+import { type KubernetesSettings, kubernetesSettingsFrom } from "./execution/kubernetes/settings.js";
 
 export const RunnerEnv = Type.Object({
   PORT: Type.Integer({ default: 8083, minimum: 0, maximum: 65535, description: "health and metrics" }),
@@ -33,16 +34,40 @@ export const RunnerEnv = Type.Object({
   ARTIFACT_STORE_URL: Type.String({ default: "http://127.0.0.1:8081" }),
   CODEFLEET_API_TOKEN: Type.String({ minLength: 1, description: "bearer token for the artifact-store" }),
   DOCKER_SOCKET: Type.String({ default: "/var/run/docker.sock" }),
+  EXECUTION_DRIVER: Type.Union([Type.Literal("docker"), Type.Literal("kubernetes"), Type.Literal("local")], {
+    default: "docker",
+    description:
+      "where tasks run: 'docker' (hardened containers), 'kubernetes' (hardened pods: K8S_* settings, deploy/k8s) or 'local' (plain processes on this host with NO isolation, for single-user development; needs LOCAL_DRIVER_ALLOW_UNISOLATED=true)",
+  }),
+  LOCAL_DRIVER_ALLOW_UNISOLATED: Type.Boolean({
+    default: false,
+    description: "true: the operator accepts that EXECUTION_DRIVER=local runs agents unconfined, as the runner's user, on this host",
+  }),
   AGENT_IMAGE: Type.String({ default: "codefleet/agent:latest" }),
   AGENT_IMAGE_OPENCODE: Type.String({ default: "codefleet/agent-opencode:latest" }),
   AGENT_IMAGE_CLAUDE_CODE: Type.String({ default: "codefleet/agent-claude-code:latest" }),
-  AGENT_NETWORK: Type.Union([Type.Literal("bridge"), Type.Literal("none")], {
-    default: "bridge",
-    description: "'none' forbids network to every agent container",
+  EGRESS_PROXY_IMAGE: Type.String({
+    default: "codefleet/egress-proxy:latest",
+    description: "the per-attempt egress proxy of task containers with a network (images/egress-proxy: Debian's squid)",
   }),
-  AGENT_EXTRA_HOSTS: Type.String({
+  EGRESS_NETWORK: Type.String({
+    default: "codefleet-egress",
+    pattern: "^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$",
+    description: "the Docker bridge the egress proxies' outer side is on (made when missing)",
+  }),
+  EGRESS_PROXY_EXTRA_HOSTS: Type.String({
     default: "host.docker.internal:host-gateway",
-    description: "comma-separated host:ip entries for agent containers with a network",
+    description:
+      "comma-separated host:ip entries of the egress proxies (how they reach LLM_GATEWAY_ADVERTISE_URL's host); task containers get none",
+  }),
+  RUNTIME_NO_NETWORK: Type.Optional(
+    Type.Union([Type.Literal("runc"), Type.Literal("runsc")], {
+      description: "the runtime of tasks without network that name none (runsc: gVisor, when the engine has it)",
+    }),
+  ),
+  RUNSC_WITH_NETWORK: Type.Boolean({
+    default: false,
+    description: "true when this engine's runsc runs containers with a network (Debian's, registered with --network=none, does not)",
   }),
   AGENT_PIDS_LIMIT: Type.Integer({ default: 512, minimum: 16 }),
   AGENT_IDLE_TIMEOUT_MS: Type.Integer({ default: 600_000, minimum: 1000, description: "no-output watchdog of the implement phase" }),
@@ -119,7 +144,7 @@ export const RunnerEnv = Type.Object({
   LLM_GATEWAY_PORT: Type.Integer({ default: 0, minimum: 0, maximum: 65535, description: "0: a free port" }),
   LLM_GATEWAY_ADVERTISE_URL: Type.String({
     default: "http://host.docker.internal:{port}",
-    description: "the gateway as agent containers reach it ({port}: the port it listens on)",
+    description: "the gateway as the egress proxies of task containers reach it ({port}: the port it listens on)",
   }),
   LLM_PRICES: Type.Optional(
     Type.String({ description: 'JSON price table: {"<model or prefix*>": {"inputPerMTok": 3, "outputPerMTok": 15}}' }),
@@ -135,6 +160,21 @@ export const RunnerEnv = Type.Object({
     description: "calls at once per provider key, shared by every attempt (0: no limit)",
   }),
   LLM_KEY_RPM: Type.Integer({ default: 0, minimum: 0, description: "calls per minute per provider key (0: no limit)" }),
+  REGISTRY_PUBLIC_URL: Type.Optional(
+    Type.String({
+      description: "the registry as people reach it: pull requests link the task (<url>/tasks/<id>, <url>/v1/tasks/<id>); unset: no link",
+    }),
+  ),
+  JAEGER_URL: Type.Optional(
+    Type.String({ description: "Jaeger's UI: pull requests link the attempt's trace (<url>/trace/<id>); unset: no link" }),
+  ),
+  PULL_REQUEST_TIMEOUT_MS: Type.Integer({ default: 15_000, minimum: 1000, description: "per request to a pull request provider's API" }),
+  PULL_REQUEST_RETRIES: Type.Integer({
+    default: 3,
+    minimum: 0,
+    maximum: 10,
+    description: "tries after the first of a provider call that timed out or got 429/5xx (Retry-After honoured up to 60 s)",
+  }),
   OPENAI_BASE_URL: Type.String({ default: "https://api.openai.com/v1" }),
   ANTHROPIC_BASE_URL: Type.Optional(Type.String()),
   LOG_LEVEL: Type.String({ default: "info" }),
@@ -148,6 +188,8 @@ export type RunnerConfig = Omit<Static<typeof RunnerEnv>, "RUNNER_HEARTBEAT_MS">
   security: SecurityPolicy;
   /** Git credentials per host (GIT_CREDENTIALS_FILE, or GIT_PASSWORD / GIT_SSH_KEY_FILE with GIT_CREDENTIAL_HOSTS). */
   gitCredentials: CredentialRule[];
+  /** With EXECUTION_DRIVER=kubernetes: the K8S_* settings. */
+  kubernetes?: KubernetesSettings;
 };
 
 export function loadRunnerConfig(env: Record<string, string | undefined> = process.env): RunnerConfig {
@@ -160,13 +202,36 @@ export function loadRunnerConfig(env: Record<string, string | undefined> = proce
       `invalid configuration: RUNNER_HEARTBEAT_MS (${heartbeat}) must be at most half of RUNNER_ACK_WAIT_MS (${c.RUNNER_ACK_WAIT_MS}), or running tasks get redelivered; leave it unset for a third`,
     );
   }
+  if (c.EXECUTION_DRIVER === "local" && !c.LOCAL_DRIVER_ALLOW_UNISOLATED) {
+    throw new CodefleetError(
+      "invalid_config",
+      "invalid configuration: EXECUTION_DRIVER=local runs agents as plain processes on this host with NO isolation (no network policy, no resource limits beyond timeouts, the agent can read this host's files); set LOCAL_DRIVER_ALLOW_UNISOLATED=true to accept that, or use EXECUTION_DRIVER=docker",
+      { retry: { kind: "never" } },
+    );
+  }
   return {
     ...c,
+    ...(c.EXECUTION_DRIVER === "local" ? localDriverSettings(env) : {}),
+    // the environment cache keeps volumes of a Docker engine: none on Kubernetes
+    ...(c.EXECUTION_DRIVER === "kubernetes" ? { ENV_CACHE_MAX_BYTES: 0, kubernetes: kubernetesSettingsFrom(env) } : {}),
     RUNNER_ID: c.RUNNER_ID || hostname(),
     RUNNER_HEARTBEAT_MS: heartbeat,
     natsServers: csv(c.NATS_URL),
     nats: natsConnectOptions(c),
     security: securityPolicyFromEnv(env),
     gitCredentials: loadCredentialRules(env),
+  };
+}
+
+/**
+ * What the local driver changes: warm containers and the environment cache are Docker's (off),
+ * and agents reach the LLM gateway on this host (unless the operator says otherwise).
+ */
+function localDriverSettings(env: Record<string, string | undefined>) {
+  return {
+    WARM_CONTAINERS_MAX: 0,
+    ENV_CACHE_MAX_BYTES: 0,
+    LLM_GATEWAY_HOST: env.LLM_GATEWAY_HOST || "127.0.0.1",
+    LLM_GATEWAY_ADVERTISE_URL: env.LLM_GATEWAY_ADVERTISE_URL || "http://127.0.0.1:{port}",
   };
 }

@@ -1,4 +1,4 @@
-import { execFile } from "node:child_process";
+import { execFile, execFileSync } from "node:child_process";
 import { chmodSync, mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -29,6 +29,14 @@ import { loadRunnerConfig } from "./config.js";
 import { type RunnerService, startRunner } from "./service.js";
 
 const execFileP = promisify(execFile);
+/** Is runsc registered with this Docker engine? (CI registers it: .ci/run.) */
+function runscInstalled(): boolean {
+  try {
+    return execFileSync("docker", ["info", "--format", "{{json .Runtimes}}"], { encoding: "utf8" }).includes('"runsc"');
+  } catch {
+    return false;
+  }
+}
 const TOKEN = "runner-test-token";
 const SECRET = "sk-live-TOPSECRET-0123456789abcdef";
 const ANTHROPIC_KEY = "sk-ant-scripted-5f4e3d2c1b0a";
@@ -239,6 +247,7 @@ describe("runner: hardened containers through fetch → implement → test → p
       ["fetch", "succeeded"],
       ["implement", "succeeded"],
       ["test", "succeeded"],
+      ["rebase", "skipped"],
       ["push", "succeeded"],
     ]);
     expect(events.map((e) => e.type)).toContain("slot.allocated");
@@ -376,6 +385,23 @@ describe("runner: hardened containers through fetch → implement → test → p
       await llm.stop();
     }
   }, 240_000);
+
+  it.skipIf(!runscInstalled())("runs a script task under gVisor (runsc) when the task asks for it", async () => {
+    const taskId = await submit(spec({ runtime: "runsc" }));
+    const done = await finished(taskId);
+    expect(done.data, done.data.status === "succeeded" ? "" : `${done.data.reason}\n${await readLogs(taskId)}`).toMatchObject({
+      status: "succeeded",
+    });
+    const started = (await eventsOf(taskId)).find((e) => e.type === "run.started");
+    expect(started?.type === "run.started" && started.data).toMatchObject({ runtime: "runsc", network: "none" });
+    expect(await git(repo.bare, "show", `refs/heads/codefleet/${taskId}:HELLO.txt`)).toBe("hello from codefleet");
+  });
+
+  it("refuses a task that asks for runsc with a network: runsc runs only containers without one here", async () => {
+    const taskId = await submit(spec({ runtime: "runsc", network: "open" }));
+    const done = await finished(taskId);
+    expect(done.data).toMatchObject({ status: "failed", reasonCode: "runtime_unavailable" });
+  });
 
   it("runs a command agent: argv as is, the prompt in a file and in the environment", async () => {
     const taskId = await submit(
@@ -580,9 +606,16 @@ describe("runner: warm containers", () => {
     await waitFor(
       "no container outside the pool",
       async () => {
-        const { stdout } = await execFileP("docker", ["ps", "-q", "--filter", "label=codefleet.runner-id=runner-a"]);
+        // (a warm container with a network has its egress proxy beside it)
+        const { stdout } = await execFileP("docker", [
+          "ps",
+          "--filter",
+          "label=codefleet.runner-id=runner-a",
+          "--format",
+          'role={{.Label "codefleet.role"}}',
+        ]);
         const size = runner.warmPool?.size ?? { ready: 0, filling: 0 };
-        return size.filling === 0 && stdout.split("\n").filter(Boolean).length === size.ready;
+        return size.filling === 0 && stdout.split("\n").filter((line) => line === "role=").length === size.ready;
       },
       30_000,
       200,

@@ -22,8 +22,8 @@ import type { RunnerSettings } from "./attempt/attempt.js";
 import { ClaimStore } from "./attempt/claims.js";
 import { Worker } from "./attempt/worker.js";
 import type { RunnerConfig } from "./config.js";
-import { DockerDriver } from "./execution/docker-driver.js";
 import type { ExecutionDriver } from "./execution/driver.js";
+import { createExecutionDriver } from "./execution/select-driver.js";
 import { WarmPool } from "./execution/warm-pool.js";
 import { type Budget, LlmGateway, otelGatewayMetrics, parsePriceTable } from "./gateway/index.js";
 import { SecretResolver } from "./secrets.js";
@@ -72,22 +72,8 @@ export async function startRunner(
   const globalConfigPath = join(gitHome, "gitconfig");
   await writeFile(globalConfigPath, GLOBAL_GIT_CONFIG, { mode: 0o644 });
   const git = createGitRunner({ askPassPath, masker, globalConfigPath, runAs: gitOwner });
-  const driver = new DockerDriver({
-    socketPath: config.DOCKER_SOCKET,
-    git: { runner: git, owner: gitOwner },
-    ...(config.ENV_CACHE_MAX_BYTES > 0
-      ? {
-          environmentCache: {
-            helperImage: config.AGENT_IMAGE,
-            runnerId: config.RUNNER_ID,
-            deployment: config.CODEFLEET_DEPLOYMENT ?? config.CODEFLEET_NAMESPACE,
-            maxBytes: config.ENV_CACHE_MAX_BYTES,
-            ttlMs: config.ENV_CACHE_TTL_MS,
-            log,
-          },
-        }
-      : {}),
-  });
+  // docker, or local (plain processes, no isolation, only when the operator allowed it: see config)
+  const driver = createExecutionDriver(config, { git, gitOwner, log, path: (opts.env ?? process.env).PATH });
   await driver.ping();
   // Containers of this runner that no attempt owns (a runner that died leaves them): gone before work starts.
   const swept = await driver.sweep(config.RUNNER_ID);
@@ -96,8 +82,11 @@ export async function startRunner(
   const settings: RunnerSettings = {
     runnerId: config.RUNNER_ID,
     images: { default: config.AGENT_IMAGE, opencode: config.AGENT_IMAGE_OPENCODE, claudeCode: config.AGENT_IMAGE_CLAUDE_CODE },
-    network: config.AGENT_NETWORK,
-    extraHosts: csv(config.AGENT_EXTRA_HOSTS),
+    runtimes: {
+      available: (await driver.runtimes?.()) ?? ["runc"],
+      ...(config.RUNTIME_NO_NETWORK ? { noNetwork: config.RUNTIME_NO_NETWORK } : {}),
+      runscWithNetwork: config.RUNSC_WITH_NETWORK,
+    },
     pidsLimit: config.AGENT_PIDS_LIMIT,
     leaseTtlMs: config.SLOT_LEASE_TTL_MS,
     heartbeatMs: config.RUNNER_HEARTBEAT_MS,
@@ -113,6 +102,12 @@ export async function startRunner(
     defaults: {
       openaiBaseUrl: config.OPENAI_BASE_URL,
       ...(config.ANTHROPIC_BASE_URL ? { anthropicBaseUrl: config.ANTHROPIC_BASE_URL } : {}),
+    },
+    pullRequests: {
+      ...(config.REGISTRY_PUBLIC_URL ? { publicUrl: config.REGISTRY_PUBLIC_URL } : {}),
+      ...(config.JAEGER_URL ? { jaegerUrl: config.JAEGER_URL } : {}),
+      timeoutMs: config.PULL_REQUEST_TIMEOUT_MS,
+      retries: config.PULL_REQUEST_RETRIES,
     },
   };
   // Agents call their model through the gateway: a per-attempt token, never the provider key.
@@ -141,7 +136,6 @@ export async function startRunner(
           runnerId: settings.runnerId,
           ...(settings.deployment ? { deployment: settings.deployment } : {}),
           pidsLimit: settings.pidsLimit,
-          extraHosts: settings.extraHosts,
           leaseTtlMs: settings.leaseTtlMs,
           heartbeatMs: settings.heartbeatMs,
           perClass: config.WARM_CONTAINERS_PER_CLASS,
@@ -202,6 +196,7 @@ export async function startRunner(
       warm: warmPool?.size ?? { ready: 0, filling: 0 },
       intervalMs: config.RUNNER_STATUS_INTERVAL_MS,
       sentAt: new Date().toISOString(),
+      runtimes: [...settings.runtimes.available],
       ...(stopping ? { stopping: true } : {}),
     };
     try {
@@ -236,7 +231,7 @@ export async function startRunner(
     ready: async () => {
       const checks = {
         nats: nc.isClosed() ? "closed" : "ok",
-        docker: await driver.ping().then(
+        [driver.name]: await driver.ping().then(
           () => "ok",
           (e: Error) => e.message,
         ),

@@ -53,6 +53,8 @@ export type AgentNeeds = {
   image: string;
   /** "none" when the model is called from the runner (script, openai); "bridge" when the agent calls it itself. */
   network: "bridge" | "none";
+  /** Ports of a server in the container the runner talks to (forwarded by the egress proxy). */
+  serverPorts?: number[];
   /** The secret holding the model key the agent uses, resolved when the runner has it. */
   modelKeySecret?: string;
   /** The provider API the agent speaks, for the gateway: OpenAI-compatible or Anthropic Messages. */

@@ -63,6 +63,7 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
   needs: (agent, images) => ({
     image: images.opencode,
     network: "bridge",
+    serverPorts: [PORT],
     modelKeySecret: agent.apiKeySecret ?? "OPENAI_API_KEY",
     modelApi: "openai",
   }),
@@ -92,7 +93,7 @@ export const opencodeAgent: AgentDriver<"opencode"> = {
       onOutput: (s, c) => ctx.log.write(s, c),
     });
     const address = await ctx.run.address();
-    if (!address) return { exitCode: 1, summary: "the container has no network address (opencode needs AGENT_NETWORK=bridge)" };
+    if (!address) return { exitCode: 1, summary: "the container has no network address (opencode needs the network policy llm or more)" };
     const base = `http://${address}:${PORT}`;
     const headers = { "content-type": "application/json", "x-opencode-directory": "/workspace" };
     const deadline = Date.now() + ctx.timeoutMs;

@@ -23,13 +23,7 @@ export function agentDriverFor<K extends AgentKind>(registry: AgentRegistry, age
   return registry[agent.kind] as unknown as AgentDriver<K>;
 }
 
-/** What the task's agent needs of its container, under the operator's network ceiling. */
-export function agentNeedsFor(
-  registry: AgentRegistry,
-  agent: AgentSpecOf<AgentKind>,
-  images: AgentImages,
-  networkCeiling: "bridge" | "none",
-): AgentNeeds {
-  const needs = agentDriverFor(registry, agent).needs(agent as never, images);
-  return networkCeiling === "none" ? { ...needs, network: "none" } : needs;
+/** What the task's agent needs of its container (the task's network policy decides what it gets: attempt/container-plan.ts). */
+export function agentNeedsFor(registry: AgentRegistry, agent: AgentSpecOf<AgentKind>, images: AgentImages): AgentNeeds {
+  return agentDriverFor(registry, agent).needs(agent as never, images);
 }

@@ -11,6 +11,8 @@ import {
   DEFAULT_TENANT,
   errorMessage,
   isCodefleetError,
+  networkPolicyProblem,
+  pullRequestProblem,
   resolveTaskSpec,
   secretTenantProblem,
   specKeyProblem,
@@ -35,11 +37,14 @@ import type { AttemptEnd, AttemptPhase, AttemptRecord, ModelKey, PhaseContext } 
 import { Superseded } from "../phases/phase.js";
 import { runPipeline } from "../phases/pipeline.js";
 import { pushPhase } from "../phases/push.js";
+import { rebasePhase } from "../phases/rebase.js";
 import { setupPhase } from "../phases/setup.js";
 import { testPhase } from "../phases/test.js";
+import { type PullRequestSettings, pullRequestServices } from "../pull-requests/open.js";
 import type { SecretResolver } from "../secrets.js";
 import { uploadArtifacts } from "./artifacts.js";
 import type { ClaimStore } from "./claims.js";
+import { type ContainerPlan, containerPlan, isPlanProblem, type RuntimeSettings } from "./container-plan.js";
 import { AttemptLifecycle, type AttemptOutcome, claimAttempt, previousRunStarted } from "./lifecycle.js";
 import { platformRetry } from "./platform-retry.js";
 
@@ -48,15 +53,14 @@ export type { AttemptOutcome } from "./lifecycle.js";
 const tracer = trace.getTracer("@codefleet/runner");
 const PRODUCER = "runner";
 
-/** fetch → setup (only with spec.setup) → implement → test → push. */
-export const PHASES: readonly AttemptPhase[] = [fetchPhase, setupPhase, implementPhase, testPhase, pushPhase];
+/** fetch → setup (only with spec.setup) → implement → test → rebase (when the base branch moved) → push. */
+export const PHASES: readonly AttemptPhase[] = [fetchPhase, setupPhase, implementPhase, testPhase, rebasePhase, pushPhase];
 
 export type RunnerSettings = {
   runnerId: string;
   images: AgentImages;
-  /** The operator's ceiling: "none" forbids network to every agent container. */
-  network: "bridge" | "none";
-  extraHosts: string[];
+  /** The container runtimes this runner has and the operator's choice for tasks without network. */
+  runtimes: RuntimeSettings;
   pidsLimit: number;
   leaseTtlMs: number;
   heartbeatMs: number;
@@ -75,6 +79,8 @@ export type RunnerSettings = {
   /** How long a running attempt rides out the platform being away (bus publishes, fencing, uploads). */
   platformRetryMs: number;
   defaults: { openaiBaseUrl: string; anthropicBaseUrl?: string };
+  /** Links and limits of the pull requests tasks ask for (`spec.pullRequest`). */
+  pullRequests?: PullRequestSettings;
 };
 
 export type AttemptDeps = {
@@ -134,12 +140,18 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   const spec = resolveTaskSpec(input.event.data.spec, taskId);
   // events from before tenancy carry none
   const tenant = input.event.data.tenant ?? DEFAULT_TENANT;
-  const needs = agentNeedsFor(deps.agents, spec.agent, settings.images, settings.network);
+  const needs = agentNeedsFor(deps.agents, spec.agent, settings.images);
+  // the container's network (behind its egress proxy) and runtime, from the task's policy and what its agent needs
+  const plan = containerPlan(spec, needs, {
+    ...(settings.security.network ? { network: settings.security.network } : {}),
+    ...(deps.gateway ? { gatewayUrl: deps.gateway.url } : {}),
+    runtimes: settings.runtimes,
+  });
   // A warm container is asked for while the attempt is claimed: both are on the way to the first
   // command. Nothing runs in it before the claim is ours; a skipped delivery gives it back.
   const warmTake =
-    deps.warmPool && policyRefusal(spec, tenant, settings.security) === undefined
-      ? deps.warmPool.take(warmClassOf(spec, needs), { taskId, attempt }, input.traceContext).catch(() => undefined)
+    deps.warmPool && !isPlanProblem(plan) && policyRefusal(spec, tenant, settings.security) === undefined
+      ? deps.warmPool.take(warmClassOf(spec, needs, plan), { taskId, attempt }, input.traceContext).catch(() => undefined)
       : undefined;
   const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId });
   mark("claimed");
@@ -216,7 +228,17 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   // overlaps the container's start. Not retried: with the bus away at the very start, the delivery
   // is simply tried again later.
   const announced = bus
-    .publish(event("run.started", { runnerId: settings.runnerId, agentKind: spec.agent.kind, image: needs.image }), { ctx })
+    .publish(
+      event("run.started", {
+        runnerId: settings.runnerId,
+        agentKind: spec.agent.kind,
+        image: needs.image,
+        ...(isPlanProblem(plan)
+          ? {}
+          : { network: plan.mode, ...(plan.allow.length ? { networkAllow: plan.allow } : {}), runtime: plan.runtime }),
+      }),
+      { ctx },
+    )
     .then(() => mark("started"));
   announced.catch(() => undefined); // awaited on every path below
   try {
@@ -224,6 +246,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     let modelKey: ModelKey | undefined;
     try {
       refuseByPolicy(spec, tenant, settings.security);
+      if (isPlanProblem(plan)) throw fail(plan.code, plan.message);
       ({ secrets, modelKey } = await resolveSecrets(deps.secrets, spec, needs, tenant));
       if (modelKey && !deps.gateway) secrets = { ...secrets, [modelKey.name]: modelKey.value }; // no gateway: the agent holds the key
     } catch (err) {
@@ -234,7 +257,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     logStream.masker = masker;
     logStream.system(`runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}`);
     const starting = context.with(ctx, () =>
-      startContainer(deps, spec, needs, { taskId, attempt }, { life, ctx, working: input.working, warmTake }),
+      startContainer(deps, spec, needs, plan as ContainerPlan, { taskId, attempt }, { life, ctx, working: input.working, warmTake }),
     );
     const [start] = await Promise.all([
       starting,
@@ -278,10 +301,11 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
         GIT_COMMITTER_EMAIL: settings.commitAuthor.email,
       },
       secrets,
-      ...(modelKey && deps.gateway
+      // the gateway is the only way a container reaches a model, with the runner's key or without one (a keyless endpoint)
+      ...(deps.gateway && needs.modelApi
         ? {
             model: {
-              key: modelKey,
+              ...(modelKey ? { key: modelKey } : {}),
               gateway: deps.gateway,
               tenant,
               // each call is an event (usage and cost, no content), summed in the task's view
@@ -304,6 +328,12 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
       openWorkspace: () => deps.driver.openWorkspace(slot as AllocateResult, workDir),
       credentialsFor: (remoteUrl) => deps.repoAccess.credentialsFor(parseRemoteUrl(remoteUrl)),
       fenceForPush: () => life.advance("pushing"),
+      pullRequests: pullRequestServices({
+        secrets: deps.secrets,
+        tenant,
+        publish: (data) => publish("pull_request.opened", data),
+        ...(settings.pullRequests ? { settings: settings.pullRequests } : {}),
+      }),
       ...(deps.driver.environmentCache
         ? {
             environmentCache: boundEnvironmentCache(deps, spec, input.event.data, slot, needs.image),
@@ -418,12 +448,14 @@ async function startAttemptSpan(deps: AttemptDeps, input: AttemptInput, spec: Re
  * The attempt's container and slot: a warm one when the pool has one of the task's class (its
  * first command is then an exec), else a slot from repo-pool and a container made now.
  */
-function warmClassOf(spec: ResolvedTaskSpec, needs: AgentNeeds): WarmClass {
+function warmClassOf(spec: ResolvedTaskSpec, needs: AgentNeeds, plan: ContainerPlan): WarmClass {
   return {
     repoUrl: spec.repo.url,
     ...(spec.repo.ref ? { ref: spec.repo.ref } : {}),
     image: needs.image,
-    network: needs.network,
+    network: plan.network,
+    ...(plan.egress ? { egress: plan.egress } : {}),
+    ...(plan.runtime !== "runc" ? { runtime: plan.runtime } : {}),
     memoryMb: spec.limits.memoryMb,
     cpus: spec.limits.cpus,
   };
@@ -433,6 +465,7 @@ async function startContainer(
   deps: AttemptDeps,
   spec: ResolvedTaskSpec,
   needs: AgentNeeds,
+  plan: ContainerPlan,
   owner: { taskId: string; attempt: number },
   o: { life: AttemptLifecycle; ctx: Context; working: () => void; warmTake: Promise<WarmStart | undefined> | undefined },
 ): Promise<{ slot: AllocateResult; run: RunHandle; warm: boolean }> {
@@ -453,8 +486,9 @@ async function startContainer(
       memoryMb: spec.limits.memoryMb,
       cpus: spec.limits.cpus,
       pidsLimit: deps.settings.pidsLimit,
-      network: needs.network,
-      extraHosts: deps.settings.extraHosts,
+      network: plan.network,
+      ...(plan.egress ? { egress: plan.egress } : {}),
+      ...(plan.runtime !== "runc" ? { runtime: plan.runtime } : {}),
       env: {},
     });
     return { slot, run, warm: false };
@@ -501,6 +535,10 @@ function policyRefusal(spec: ResolvedTaskSpec, tenant: string, policy: SecurityP
   if (!url.ok) return fail(url.code, url.message);
   const key = agentKeyProblem(spec.agent, policy.secretEndpoints);
   if (key) return fail(key.code, key.message);
+  const pr = pullRequestProblem(spec, policy.secretEndpoints);
+  if (pr) return fail(pr.code, pr.message);
+  const network = networkPolicyProblem(spec, policy.network);
+  if (network) return fail(network.code, network.message);
   // checked before a container is taken or made; a refusal never depends on whether the secret exists
   const secrets = secretTenantProblem(taskSecretNames(spec), tenant, policy.secretTenants);
   if (secrets) return fail(secrets.code, secrets.message);

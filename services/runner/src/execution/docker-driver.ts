@@ -1,3 +1,4 @@
+import { connect } from "node:net";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { PassThrough } from "node:stream";
@@ -25,6 +26,17 @@ import {
   type SlotMount,
   type WorkspaceReader,
 } from "./driver.js";
+import {
+  AGENT_ALIAS,
+  DEFAULT_EGRESS_NETWORK,
+  EGRESS_ALIAS,
+  EGRESS_GATEWAY_URL,
+  EGRESS_PROXY_PORT,
+  type EgressProxySettings,
+  type EgressSpec,
+  proxyEnvironment,
+  squidConfig,
+} from "./egress.js";
 import { DockerEnvironmentCache, type DockerEnvironmentCacheOptions, type EnvironmentCache } from "./env-cache.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
@@ -69,6 +81,8 @@ export class DockerDriver implements ExecutionDriver {
       git?: { runner: GitRunner; owner?: { uid: number; gid: number } };
       /** Keep setups' results in named volumes of this engine. */
       environmentCache?: Omit<DockerEnvironmentCacheOptions, "docker">;
+      /** The egress proxies of containers with a network (see ./egress.ts). */
+      egress?: EgressProxySettings;
     } = {},
   ) {
     this.docker = opts.host
@@ -117,6 +131,11 @@ export class DockerDriver implements ExecutionDriver {
         retry: { kind: "backoff" },
       });
     }
+  }
+
+  async runtimes(): Promise<string[]> {
+    const info = (await this.docker.info()) as { Runtimes?: Record<string, unknown> };
+    return [...new Set(["runc", ...Object.keys(info.Runtimes ?? {})])];
   }
 
   async imageExists(image: string): Promise<boolean> {
@@ -208,15 +227,16 @@ export class DockerDriver implements ExecutionDriver {
         },
       );
     }
-    let networkName: string | undefined;
-    if (spec.network === "bridge") {
-      networkName = containerName(spec.taskId, spec.attempt).slice(0, 60);
+    const egress = spec.network === "bridge" ? spec.egress : undefined;
+    if (spec.network === "bridge" && !egress)
+      throw new DriverError("no_egress", "a container with a network needs its egress (see execution/egress.ts)");
+    const runtime = spec.runtime && spec.runtime !== "runc" ? spec.runtime : undefined;
+    const name = containerName(spec.taskId, spec.attempt);
+    const networkName = egress ? name.slice(0, 60) : undefined;
+    let proxy: Docker.Container | undefined;
+    if (egress && networkName) {
       this.live.networks.add(networkName);
-      await traced("docker network create", { "codefleet.task_id": spec.taskId }, () =>
-        this.docker.createNetwork({ Name: networkName as string, Driver: "bridge", Labels: labels, CheckDuplicate: true }),
-      ).catch(async (err) => {
-        if (!errorMessage(err).includes("already exists")) throw err;
-      });
+      proxy = await this.startEgressProxy(name, networkName, egress, labels);
     }
     const host = slotLayout(spec.slot.hostPath);
     const container = await traced(
@@ -224,14 +244,17 @@ export class DockerDriver implements ExecutionDriver {
       { "codefleet.task_id": spec.taskId, "codefleet.attempt": spec.attempt, "container.image.name": spec.image },
       () =>
         this.docker.createContainer({
-          name: containerName(spec.taskId, spec.attempt),
+          name,
           Image: spec.image,
           Cmd: spec.command ?? ["sleep", "infinity"],
           User: "1000:1000",
           WorkingDir: "/workspace",
-          Env: Object.entries({ HOME: "/home/agent", ...spec.env }).map(([k, v]) => `${k}=${v}`),
+          Env: Object.entries({ HOME: "/home/agent", ...(egress ? proxyEnvironment(egress) : {}), ...spec.env }).map(
+            ([k, v]) => `${k}=${v}`,
+          ),
           Labels: labels,
           ExposedPorts: Object.fromEntries((spec.exposedPorts ?? []).map((p) => [`${p}/tcp`, {}])),
+          ...(networkName ? { NetworkingConfig: { EndpointsConfig: { [networkName]: { Aliases: [AGENT_ALIAS] } } } } : {}),
           HostConfig: {
             Binds: [
               `${host.tree}:${CONTAINER_WORKSPACE}:rw`,
@@ -247,21 +270,27 @@ export class DockerDriver implements ExecutionDriver {
             ReadonlyRootfs: true,
             Tmpfs: { "/tmp": "rw,nosuid,nodev,size=512m", "/home/agent": "rw,nosuid,nodev,size=512m,uid=1000,gid=1000,mode=0700" },
             NetworkMode: networkName ?? "none",
-            ...(networkName && spec.extraHosts?.length ? { ExtraHosts: spec.extraHosts } : {}),
+            // names outside the internal network never resolve: fail in a second, not in Docker's ten
+            ...(networkName ? { DnsOptions: ["timeout:1", "attempts:1"] } : {}),
+            ...(runtime ? { Runtime: runtime } : {}),
             Init: true,
             AutoRemove: false,
             LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "1" } },
           },
         }),
-    );
+    ).catch(async (err) => {
+      await this.removeEgress(proxy, networkName);
+      throw err;
+    });
     this.live.containers.add(container.id);
     const run = new DockerRun(
       this.docker,
       container,
-      networkName,
-      () => this.selfContainer(),
+      proxy ? { container: proxy, network: networkName as string, outer: this.egressNetwork } : undefined,
+      () => this.joinEgressNetwork(),
       () => {
         this.live.containers.delete(container.id);
+        if (proxy) this.live.containers.delete(proxy.id);
         if (networkName) this.live.networks.delete(networkName);
       },
     );
@@ -272,6 +301,140 @@ export class DockerDriver implements ExecutionDriver {
       throw err;
     }
     return run;
+  }
+
+  private get egressNetwork(): string {
+    return this.opts.egress?.network ?? DEFAULT_EGRESS_NETWORK;
+  }
+
+  private egressNetworkReady: Promise<void> | undefined;
+
+  /** The bridge every egress proxy of this engine's runners has its outer side on: made once, kept. */
+  private ensureEgressNetwork(): Promise<void> {
+    this.egressNetworkReady ??= (async () => {
+      const name = this.egressNetwork;
+      const found = await this.docker.listNetworks({ filters: { name: [name] } });
+      if (found.some((n) => n.Name === name)) return;
+      await this.docker
+        .createNetwork({
+          Name: name,
+          Driver: "bridge",
+          CheckDuplicate: true,
+          Labels: {
+            [LABELS.managed]: "true",
+            ...(this.opts.egress?.deployment ? { [LABELS.deployment]: this.opts.egress.deployment } : {}),
+          },
+        })
+        .catch((err) => {
+          if (!errorMessage(err).includes("already exists")) throw err;
+        });
+    })().catch((err) => {
+      this.egressNetworkReady = undefined;
+      throw err;
+    });
+    return this.egressNetworkReady;
+  }
+
+  /**
+   * The attempt's internal network and its egress proxy on it (alias `egress`), with its outer
+   * side on the egress bridge. The internal network has no address of the host (inhibit_ipv4):
+   * without it, Docker's internal networks still reach every port the host listens on.
+   */
+  private async startEgressProxy(
+    name: string,
+    networkName: string,
+    egress: EgressSpec,
+    labels: Record<string, string>,
+  ): Promise<Docker.Container> {
+    const settings = this.opts.egress;
+    if (!settings) throw new DriverError("no_egress", "this driver was made without an egress proxy image: containers can have no network");
+    if (!(await this.imageExists(settings.image)))
+      throw new DriverError(
+        "image_missing",
+        `egress proxy image '${settings.image}' is not present on the Docker engine (build it with npm run images:offline)`,
+        { retry: { kind: "never" } },
+      );
+    await Promise.all([
+      this.ensureEgressNetwork(),
+      traced("docker network create", { "codefleet.task_id": labels[LABELS.taskId] ?? "" }, () =>
+        this.docker.createNetwork({
+          Name: networkName,
+          Driver: "bridge",
+          Internal: true,
+          CheckDuplicate: true,
+          Options: { "com.docker.network.bridge.inhibit_ipv4": "true" },
+          Labels: labels,
+        }),
+      ).catch((err) => {
+        if (!errorMessage(err).includes("already exists")) throw err;
+      }),
+    ]);
+    const proxy = await traced("docker container create", { "container.image.name": settings.image, "codefleet.role": "egress" }, () =>
+      this.docker.createContainer({
+        name: `${name}-egress`.slice(0, 128),
+        Image: settings.image,
+        Env: [`SQUID_CONF=${squidConfig(egress)}`],
+        Labels: { ...labels, [LABELS.role]: "egress" },
+        HostConfig: {
+          NetworkMode: this.egressNetwork,
+          ...(settings.extraHosts?.length ? { ExtraHosts: [...settings.extraHosts] } : {}),
+          Memory: 256 * 1024 * 1024,
+          MemorySwap: 256 * 1024 * 1024,
+          NanoCpus: 500_000_000,
+          PidsLimit: 64,
+          CapDrop: ["ALL"],
+          SecurityOpt: ["no-new-privileges:true"],
+          ReadonlyRootfs: true,
+          Tmpfs: { "/tmp": "rw,nosuid,nodev,noexec,size=64m" },
+          Init: true,
+          LogConfig: { Type: "json-file", Config: { "max-size": "5m", "max-file": "1" } },
+        },
+      }),
+    );
+    this.live.containers.add(proxy.id);
+    try {
+      await this.docker.getNetwork(networkName).connect({ Container: proxy.id, EndpointConfig: { Aliases: [EGRESS_ALIAS] } });
+      await traced("docker container start", { "container.id": proxy.id, "codefleet.role": "egress" }, () => proxy.start());
+    } catch (err) {
+      await this.removeEgress(proxy, networkName);
+      throw err;
+    }
+    return proxy;
+  }
+
+  private async removeEgress(proxy: Docker.Container | undefined, networkName: string | undefined): Promise<void> {
+    if (proxy) {
+      this.live.containers.delete(proxy.id);
+      await proxy.remove({ force: true }).catch(() => undefined);
+    }
+    if (networkName) {
+      this.live.networks.delete(networkName);
+      await this.docker
+        .getNetwork(networkName)
+        .remove()
+        .catch(() => undefined);
+    }
+  }
+
+  private joinedEgress: Promise<void> | undefined;
+
+  /** A runner in a container (compose) reaches the proxies' outer side by joining the egress bridge, once. */
+  private joinEgressNetwork(): Promise<void> {
+    this.joinedEgress ??= (async () => {
+      const self = await this.selfContainer();
+      if (!self) return;
+      await this.ensureEgressNetwork();
+      await this.docker
+        .getNetwork(this.egressNetwork)
+        .connect({ Container: self })
+        .catch((err) => {
+          if (!/already exists|already attached/.test(errorMessage(err))) throw err;
+        });
+    })().catch((err) => {
+      this.joinedEgress = undefined;
+      throw err;
+    });
+    return this.joinedEgress;
   }
 
   private self: Promise<string | undefined> | undefined;
@@ -300,18 +463,22 @@ function containerName(taskId: string, attempt: number | string): string {
 
 class DockerRun implements RunHandle {
   private removed = false;
-  private joined: string | undefined;
+  private proxyReady: Promise<void> | undefined;
 
   constructor(
     private readonly docker: Docker,
     private readonly container: Docker.Container,
-    private readonly networkName: string | undefined,
-    private readonly runnerContainer: () => Promise<string | undefined>,
+    private readonly egress: { container: Docker.Container; network: string; outer: string } | undefined,
+    private readonly joinEgressNetwork: () => Promise<void>,
     private readonly forget: () => void,
   ) {}
 
   get id(): string {
     return this.container.id;
+  }
+
+  get gatewayUrl(): string | undefined {
+    return this.egress ? EGRESS_GATEWAY_URL : undefined;
   }
 
   async adopt(owner: { taskId: string; attempt: number }): Promise<void> {
@@ -412,22 +579,20 @@ class DockerRun implements RunHandle {
     }
   }
 
+  /**
+   * The egress proxy's address on its outer side: it forwards the agent's server ports to the
+   * container (the runner never joins the task's internal network). Waits until the proxy answers.
+   */
   async address(): Promise<string | undefined> {
-    // A runner in a container reaches the task's container only on the attempt's network.
-    const self = this.networkName ? await this.runnerContainer() : undefined;
-    if (self && !this.joined) {
-      await this.docker
-        .getNetwork(this.networkName as string)
-        .connect({ Container: self })
-        .catch((err) => {
-          if (!errorMessage(err).includes("already exists")) throw err;
-        });
-      this.joined = self;
+    if (!this.egress) return undefined;
+    await this.joinEgressNetwork();
+    const info = await this.egress.container.inspect();
+    const ip = info.NetworkSettings.Networks?.[this.egress.outer]?.IPAddress || undefined;
+    if (ip) {
+      this.proxyReady ??= waitForPort(ip, EGRESS_PROXY_PORT, 15_000);
+      await this.proxyReady;
     }
-    const info = await this.container.inspect();
-    const nets = info.NetworkSettings.Networks ?? {};
-    const net = (this.networkName && nets[this.networkName]) || Object.values(nets)[0];
-    return net?.IPAddress || undefined;
+    return ip;
   }
 
   async remove(): Promise<void> {
@@ -438,16 +603,34 @@ class DockerRun implements RunHandle {
     await traced("docker container remove", { "container.id": this.container.id }, () =>
       this.container.remove({ force: true, v: true }),
     ).catch(() => undefined);
-    if (this.networkName) {
-      if (this.joined)
-        await this.docker
-          .getNetwork(this.networkName)
-          .disconnect({ Container: this.joined, Force: true })
-          .catch(() => undefined);
+    if (this.egress) {
+      await this.egress.container.remove({ force: true }).catch(() => undefined);
       await this.docker
-        .getNetwork(this.networkName)
+        .getNetwork(this.egress.network)
         .remove()
         .catch(() => undefined);
     }
+  }
+}
+
+/** Resolves once something accepts TCP connections at host:port (or rejects after `withinMs`). */
+async function waitForPort(host: string, port: number, withinMs: number): Promise<void> {
+  const deadline = Date.now() + withinMs;
+  for (;;) {
+    const ok = await new Promise<boolean>((resolve) => {
+      const socket = connect({ host, port, timeout: 1000 });
+      socket.once("connect", () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once("error", () => resolve(false));
+      socket.once("timeout", () => {
+        socket.destroy();
+        resolve(false);
+      });
+    });
+    if (ok) return;
+    if (Date.now() > deadline) throw new DriverError("egress_unready", `the task's egress proxy did not answer at ${host}:${port}`);
+    await delay(50);
   }
 }

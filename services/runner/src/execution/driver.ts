@@ -1,5 +1,6 @@
 import type { AllocateResult } from "@codefleet/contracts";
 import type { WorkspaceGit } from "../workspace/workspace-git.js";
+import type { EgressSpec } from "./egress.js";
 import type { EnvironmentCache } from "./env-cache.js";
 
 /**
@@ -31,8 +32,12 @@ export type RunContainerSpec = {
   memoryMb: number;
   cpus: number;
   pidsLimit: number;
-  /** "bridge": a dedicated network for this run; "none": no network at all. */
+  /** "bridge": a network of its own, behind the attempt's egress proxy (`egress`); "none": no network at all. */
   network: "bridge" | "none";
+  /** What leaves the container when it has a network: see ./egress.ts. */
+  egress?: EgressSpec;
+  /** The OCI runtime (`runc` when absent; `runsc` for gVisor, where the engine has it). */
+  runtime?: string;
   /** Plain environment of the container (no secrets: those go to individual execs). */
   env: Record<string, string>;
   /** The deployment label value (see LABELS.deployment). */
@@ -43,8 +48,6 @@ export type RunContainerSpec = {
   command?: string[];
   /** Ports of the command a runner needs to reach over the run's network (e.g. an agent server). */
   exposedPorts?: number[];
-  /** Extra /etc/hosts entries, e.g. host.docker.internal:host-gateway for a model server on the host. */
-  extraHosts?: string[];
 };
 
 export type ExecOptions = {
@@ -75,8 +78,10 @@ export interface RunHandle {
   adopt(owner: { taskId: string; attempt: number }): Promise<void>;
   exec(cmd: string[], opts: ExecOptions): Promise<ExecResult>;
   state(): Promise<ContainerState>;
-  /** Address of the container on the run's network, for reaching a server inside it. */
+  /** Where the runner reaches a server inside the container (its ports are forwarded by the egress proxy). */
   address(): Promise<string | undefined>;
+  /** The runner's LLM gateway as the container reaches it, when it has a way to. */
+  readonly gatewayUrl?: string;
   /** Stops and removes the container and the run's network. Idempotent. */
   remove(): Promise<void>;
 }
@@ -110,6 +115,8 @@ export interface ExecutionDriver {
   sweep(runnerId: string): Promise<number>;
   ping(): Promise<void>;
   imageExists(image: string): Promise<boolean>;
+  /** The container runtimes the driver can run (absent: only the default, `runc`). */
+  runtimes?(): Promise<string[]>;
 }
 
 export const LABELS = {
@@ -119,4 +126,6 @@ export const LABELS = {
   runnerId: "codefleet.runner-id",
   /** The deployment (compose project or namespace) that made it: `stack:down` removes by it. */
   deployment: "codefleet.deployment",
+  /** `egress` on an attempt's egress proxy. */
+  role: "codefleet.role",
 } as const;

@@ -5,6 +5,7 @@ import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { setUpAgentGit } from "../workspace/agent-git.js";
 import type { ExecutionDriver, RunHandle } from "./driver.js";
+import type { EgressSpec } from "./egress.js";
 
 /** What a warm container is made for: a repository and ref, an image, a network, limits. */
 export type WarmClass = {
@@ -12,11 +13,15 @@ export type WarmClass = {
   ref?: string;
   image: string;
   network: "bridge" | "none";
+  /** The egress of a container with a network (its proxy is made with it). */
+  egress?: EgressSpec;
+  runtime?: string;
   memoryMb: number;
   cpus: number;
 };
 
-export const warmClassKey = (c: WarmClass): string => JSON.stringify([c.repoUrl, c.ref ?? "", c.image, c.network, c.memoryMb, c.cpus]);
+export const warmClassKey = (c: WarmClass): string =>
+  JSON.stringify([c.repoUrl, c.ref ?? "", c.image, c.network, c.egress ?? null, c.runtime ?? "", c.memoryMb, c.cpus]);
 
 /** A container made for no task yet, bound to a slot its runner reserved, with the agent's git already in it. */
 type WarmEntry = {
@@ -35,7 +40,6 @@ export type WarmPoolOptions = {
   runnerId: string;
   deployment?: string;
   pidsLimit: number;
-  extraHosts: string[];
   leaseTtlMs: number;
   heartbeatMs: number;
   /** Warm containers kept per class. */
@@ -176,7 +180,8 @@ export class WarmPool {
         cpus: cls.cpus,
         pidsLimit: this.o.pidsLimit,
         network: cls.network,
-        extraHosts: this.o.extraHosts,
+        ...(cls.egress ? { egress: cls.egress } : {}),
+        ...(cls.runtime ? { runtime: cls.runtime } : {}),
         env: {},
         labels: { "codefleet.warm": "true" },
       });

@@ -49,9 +49,11 @@ export function upstreamHeaders(kind: UpstreamKind, incoming: IncomingHttpHeader
     if (typeof v === "string") out[name] = v;
     else if (Array.isArray(v)) out[name] = v.join(", ");
   }
-  if (kind === "openai") out.authorization = `Bearer ${apiKey}`;
-  else {
-    out["x-api-key"] = apiKey;
+  // no key: a keyless endpoint (a local model) gets no credentials at all, never the agent's token
+  if (kind === "openai") {
+    if (apiKey) out.authorization = `Bearer ${apiKey}`;
+  } else {
+    if (apiKey) out["x-api-key"] = apiKey;
     out["anthropic-version"] ??= "2023-06-01";
   }
   return out;

@@ -119,7 +119,7 @@ function openModelSession(ctx: PhaseContext, api: "openai" | "anthropic") {
   const session = gateway.openSession({
     sessionId: `${ctx.taskId}.${ctx.attempt}`,
     tenant,
-    upstream: { kind: api, baseUrl: upstreamBaseUrl, apiKey: key.value },
+    upstream: { kind: api, baseUrl: upstreamBaseUrl, apiKey: key?.value ?? "" },
     ...(ctx.spec.budget ? { budget: ctx.spec.budget } : {}),
     secrets: Object.values(ctx.secrets),
     onBudgetExceeded: () => stop.abort(),
@@ -138,7 +138,8 @@ function openModelSession(ctx: PhaseContext, api: "openai" | "anthropic") {
       }),
   });
   const endpoint = {
-    baseUrl: session.baseUrl,
+    // behind its egress proxy, the container reaches the gateway through the proxy
+    baseUrl: ctx.run.gatewayUrl ? session.baseUrl.replace(gateway.url, ctx.run.gatewayUrl) : session.baseUrl,
     localBaseUrl: session.baseUrl.replace(gateway.url, gateway.localUrl),
     token: session.token,
   };

@@ -6,6 +6,7 @@ import type { AgentRegistry } from "../agents/registry.js";
 import type { RunHandle, WorkspaceReader } from "../execution/driver.js";
 import type { LlmGateway } from "../gateway/index.js";
 import type { LogStream } from "../logs/log-stream.js";
+import type { PullRequestServices } from "../pull-requests/open.js";
 import type { TestOutcome } from "./test.js";
 
 export type PhaseOutcome = EventData<"phase.finished">["outcome"];
@@ -46,6 +47,12 @@ export type AttemptRecord = {
   /** The attempt's commit (pushed or not) and the reader that made it: the diff comes from them. */
   head?: { sha: string; workspace: WorkspaceReader };
   pushedSha?: string;
+  /**
+   * The base branch moved while the task ran (the rebase phase found it, and ran the tests again
+   * on the rebased tree when the task has tests): push takes the change from `from` onto `onto`,
+   * as it is when the workspace already holds `onto`'s changes (`applied`), else merged onto it.
+   */
+  rebase?: { from: string; onto: string; branch: string; applied: boolean };
   /** The model calls of the attempt through the gateway, masked (the llm-exchanges.jsonl artifact). */
   llmExchanges?: string;
 };
@@ -63,7 +70,7 @@ export type PhaseContext = {
   env: Record<string, string>;
   secrets: Record<string, string>;
   /** The agent's model key and the gateway that holds it for the agent: present when the runner has a key for the agent. */
-  model?: { key: ModelKey; gateway: LlmGateway; tenant: string; recordCall(data: EventData<"llm.called">): void };
+  model?: { key?: ModelKey; gateway: LlmGateway; tenant: string; recordCall(data: EventData<"llm.called">): void };
   log: LogStream;
   masker: SecretMasker;
   /** Aborted on cancel, timeout, lost lease or full disk. */
@@ -94,9 +101,11 @@ export type PhaseContext = {
   };
   /** Advances the attempt's fencing claim to `pushing`; false when a newer attempt owns the task. */
   fenceForPush(): Promise<boolean>;
+  /** Opens the task's pull request after its push (`spec.pullRequest`): the token and the event. Absent: none is opened. */
+  pullRequests?: PullRequestServices;
 };
 
-/** One step of fetch → setup → implement → test → push, with its own failure classification. */
+/** One step of fetch → setup → implement → test → rebase → push, with its own failure classification. */
 export interface AttemptPhase {
   readonly name: Phase;
   /** Whether the phase runs for this task at all (no test phase without a test command). */

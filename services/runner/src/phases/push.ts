@@ -1,8 +1,10 @@
 import { errorMessage } from "@codefleet/contracts";
 import { findSecret, secretVariants } from "@codefleet/contracts/runtime";
 import type { WorkspaceReader } from "../execution/driver.js";
+import { openPullRequestFor } from "../pull-requests/open.js";
 import type { AttemptPhase, PhaseReport } from "./phase.js";
 import { Superseded, stopWith } from "./phase.js";
+import { onMovedBase } from "./rebase.js";
 
 /** The commit message, always carrying the task's trailer (how a later attempt recognises its own push). */
 export function commitMessageFor(spec: { title: string; push: { commitMessage?: string } }, taskId: string, attempt: number): string {
@@ -47,10 +49,13 @@ export const pushPhase: AttemptPhase = {
     const ws = await ctx.openWorkspace();
     const staged = await ws.stage();
     for (const s of staged.skipped.slice(0, 20)) ctx.log.system(`not committed: ${s.path} (${s.why})`);
-    const commit = await ws.commit(commitMessageFor(ctx.spec, ctx.taskId, ctx.attempt), ctx.settings.commitAuthor, baseSha);
-    if (!commit.changed) return { outcome: "skipped", detail: "nothing changed" };
-    ctx.record.head = { sha: commit.sha, workspace: ws };
-    const leaked = await findSecretInCommit(ws, baseSha, commit.sha, ctx.secrets);
+    const onBase = await ws.commit(commitMessageFor(ctx.spec, ctx.taskId, ctx.attempt), ctx.settings.commitAuthor, baseSha);
+    if (!onBase.changed) return { outcome: "skipped", detail: "nothing changed" };
+    ctx.record.head = { sha: onBase.sha, workspace: ws };
+    // the base branch moved while the task ran: the change goes onto its new tip (rebase.ts)
+    const commit = await onMovedBase(ctx, ws, onBase.sha);
+    if (commit.report) return commit.report;
+    const leaked = await findSecretInCommit(ws, commit.baseSha, commit.sha, ctx.secrets);
     if (leaked) {
       const reason = `the change contains the value of secret ${leaked}: not pushed`;
       return { outcome: "failed", detail: reason, end: stopWith("secret_in_diff", reason) };
@@ -76,11 +81,11 @@ export const pushPhase: AttemptPhase = {
         const message = await ws.commitMessage(remote).catch(() => "");
         if (message.includes(`Codefleet-Task: ${ctx.taskId}`)) {
           ctx.record.pushedSha = remote;
-          return {
+          return openPullRequestFor(ctx, {
             outcome: "skipped",
             detail: `already pushed by an earlier attempt (${remote.slice(0, 12)})`,
             facts: { commitSha: remote, branch, alreadyPushed: true },
-          };
+          });
         }
         const reason = `branch ${branch} already exists on the remote with other work`;
         return { outcome: "failed", detail: reason, end: stopWith("push_rejected", reason) };
@@ -89,6 +94,11 @@ export const pushPhase: AttemptPhase = {
       return { outcome: "failed", detail: reason, end: stopWith("push_rejected", reason) };
     }
     ctx.record.pushedSha = commit.sha;
-    return { outcome: "succeeded", detail: `pushed ${commit.sha.slice(0, 12)} to ${branch}`, facts: { commitSha: commit.sha, branch } };
+    // with spec.pullRequest: opened (or the open one updated) now; a failure ends the attempt, the push stands
+    return openPullRequestFor(ctx, {
+      outcome: "succeeded",
+      detail: `pushed ${commit.sha.slice(0, 12)} to ${branch}`,
+      facts: { commitSha: commit.sha, branch, ...commit.facts },
+    });
   },
 };

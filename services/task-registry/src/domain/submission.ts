@@ -6,8 +6,10 @@ import {
   checkWebhookUrl,
   createEvent,
   DEFAULT_TENANT,
+  networkPolicyProblem,
   newEventId,
   newTaskId,
+  pullRequestProblem,
   type SecurityPolicy,
   secretTenantProblem,
   specKeyProblem,
@@ -76,10 +78,17 @@ export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy, 
   if (!repo.ok) throw new HttpProblem(422, repo.code, repo.message, { field: "/repo/url" });
   const agent = agentKeyProblem(spec.agent, policy.secretEndpoints);
   if (agent) throw new HttpProblem(422, agent.code, agent.message, { field: "/agent/baseUrl" });
+  const pr = pullRequestProblem(spec, policy.secretEndpoints);
+  if (pr) throw new HttpProblem(422, pr.code, pr.message, { field: pr.field });
+  const network = networkPolicyProblem(spec, policy.network);
+  if (network) throw new HttpProblem(422, network.code, network.message, { field: "/network" });
   const secrets = secretTenantProblem(taskSecretNames(spec), tenant, policy.secretTenants);
   if (secrets) {
     const named = secrets.names.some((name) => spec.secrets?.includes(name));
-    throw new HttpProblem(422, secrets.code, secrets.message, { field: named ? "/secrets" : "/agent/apiKeySecret" });
+    const token = secrets.names.includes(spec.pullRequest?.tokenSecret ?? "");
+    throw new HttpProblem(422, secrets.code, secrets.message, {
+      field: named ? "/secrets" : token ? "/pullRequest/tokenSecret" : "/agent/apiKeySecret",
+    });
   }
   if (spec.notify) {
     const hook = checkWebhookUrl(spec.notify.url, policy.webhookUrls);
@@ -94,6 +103,24 @@ export function assertSubmissionAllowed(spec: TaskSpec, policy: SecurityPolicy, 
       "repository URLs must not carry credentials (user:password@ or a token); the operator configures credentials per host",
       { field: "/repo/url" },
     );
+}
+
+/**
+ * A task asking for a container runtime no live runner offers (`runsc` where gVisor is not
+ * installed) is refused at submission with `runtime_unavailable`. With no runner heard of yet (a
+ * registry that just started, runners still coming up), the task is taken: a runner without the
+ * runtime ends it with the same code.
+ */
+export function assertRuntimeOffered(spec: Pick<TaskSpec, "runtime">, runners: readonly { runtimes?: string[] }[]): void {
+  const runtime = spec.runtime;
+  if (!runtime || runtime === "runc" || runners.length === 0) return;
+  if (runners.some((r) => r.runtimes?.includes(runtime))) return;
+  throw new HttpProblem(
+    422,
+    "runtime_unavailable",
+    `no runner offers the container runtime '${runtime}' (the runners have: ${[...new Set(runners.flatMap((r) => r.runtimes ?? ["runc"]))].join(", ")})`,
+    { field: "/runtime" },
+  );
 }
 
 /**

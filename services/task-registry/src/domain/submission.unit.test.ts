@@ -1,7 +1,7 @@
 import { DEFAULT_SECURITY_POLICY, type SecurityPolicy, type TaskSpec } from "@codefleet/contracts";
 import { HttpProblem } from "@codefleet/contracts/runtime";
 import { describe, expect, it } from "vitest";
-import { assertSubmissionAllowed } from "./submission.js";
+import { assertRuntimeOffered, assertSubmissionAllowed } from "./submission.js";
 
 const spec: TaskSpec = {
   repo: { url: "https://git.example.com/acme/app.git", ref: "main" },
@@ -58,5 +58,69 @@ describe("assertSubmissionAllowed: secrets per tenant", () => {
     const listed = problemOf({ ...spec, secrets: ["TEAM_A_ANTHROPIC"] }, "team-b");
     const unknown = problemOf({ ...spec, secrets: ["TEAM_A_ANTHROPIX"] }, "team-b");
     expect(listed?.message.replace("TEAM_A_ANTHROPIC", "X")).toBe(unknown?.message.replace("TEAM_A_ANTHROPIX", "X"));
+  });
+});
+
+describe("assertSubmissionAllowed: pull requests", () => {
+  const pr = (over: Partial<NonNullable<TaskSpec["pullRequest"]>> = {}): TaskSpec => ({
+    ...spec,
+    pullRequest: { provider: "github", repository: "acme/app", tokenSecret: "GH_PR_TOKEN", ...over },
+  });
+  it("counts the token for the tenant's secret policy, and names its field", () => {
+    expect(problemOf(pr(), "default")).toBeUndefined();
+    expect(problemOf(pr(), "team-a")).toMatchObject({
+      status: 422,
+      code: "secret_not_allowed_for_tenant",
+      extra: { field: "/pullRequest/tokenSecret" },
+    });
+  });
+  it("sends the token to a custom API only when its host is allowed for it", () => {
+    const ghe = pr({ apiUrl: "https://ghe.example/api/v3" });
+    expect(problemOf(ghe, "default")).toMatchObject({ code: "secret_endpoint_not_allowed", extra: { field: "/pullRequest/apiUrl" } });
+    expect(problemOf(ghe, "default", { ...policy, secretEndpoints: { GH_PR_TOKEN: ["ghe.example"] } })).toBeUndefined();
+    expect(problemOf(pr({ provider: "gitea" }), "default")).toMatchObject({ code: "invalid_pull_request" });
+  });
+});
+
+describe("assertSubmissionAllowed: network policy", () => {
+  const problemOf = (spec: TaskSpec, policy: SecurityPolicy = DEFAULT_SECURITY_POLICY) => {
+    try {
+      assertSubmissionAllowed(spec, policy, "default");
+      return undefined;
+    } catch (err) {
+      return err as HttpProblem;
+    }
+  };
+  const base: TaskSpec = {
+    repo: { url: "https://git.example/r.git" },
+    title: "t",
+    prompt: "p",
+    agent: { kind: "script", steps: ["true"] },
+  } as TaskSpec;
+
+  it("takes what is within the operator's ceiling and refuses what is above it, with the field", () => {
+    expect(problemOf({ ...base, network: { allow: ["registry.npmjs.org"] } })).toBeUndefined();
+    const p = problemOf({ ...base, network: "open" }, { ...DEFAULT_SECURITY_POLICY, network: { default: "llm", ceiling: "allow" } });
+    expect(p).toMatchObject({ status: 422, code: "network_not_allowed", extra: { field: "/network" } });
+    expect(p?.message).toContain("CODEFLEET_NETWORK_CEILING");
+  });
+
+  it("refuses none for an agent that calls its model from its container, and a private allow-list address", () => {
+    expect(problemOf({ ...base, agent: { kind: "opencode", model: "a/b" }, network: "none" } as TaskSpec)).toMatchObject({
+      code: "network_not_allowed",
+    });
+    expect(problemOf({ ...base, network: { allow: ["169.254.169.254"] } })).toMatchObject({ code: "network_not_allowed" });
+  });
+});
+
+describe("assertRuntimeOffered", () => {
+  it("refuses a runtime no live runner offers, takes it when one does or when no runner is known yet", () => {
+    expect(() => assertRuntimeOffered({ runtime: "runsc" }, [{ runtimes: ["runc"] }, {}])).toThrow(
+      /no runner offers the container runtime 'runsc'/,
+    );
+    expect(() => assertRuntimeOffered({ runtime: "runsc" }, [{ runtimes: ["runc"] }, { runtimes: ["runc", "runsc"] }])).not.toThrow();
+    expect(() => assertRuntimeOffered({ runtime: "runsc" }, [])).not.toThrow();
+    expect(() => assertRuntimeOffered({ runtime: "runc" }, [{ runtimes: [] }])).not.toThrow();
+    expect(() => assertRuntimeOffered({}, [{ runtimes: ["runc"] }])).not.toThrow();
   });
 });

@@ -21,7 +21,7 @@ import { type Context, context, trace } from "@opentelemetry/api";
 import { Type } from "@sinclair/typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { assertSubmissionAllowed, QuotaExceededError, requestCancel, submitTask } from "../domain/submission.js";
+import { assertRuntimeOffered, assertSubmissionAllowed, QuotaExceededError, requestCancel, submitTask } from "../domain/submission.js";
 import type { TaskView } from "../domain/task-state.js";
 import type { KnownRunner } from "../fleet/runner-directory.js";
 import { installScheduleRoutes } from "../schedules/routes.js";
@@ -155,6 +155,7 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
       const principal = principalOf(req);
       const tenant = submissionTenant(principal);
       assertSubmissionAllowed(spec, deps.securityPolicy, tenant);
+      assertRuntimeOffered(spec, deps.runnerDirectory?.live() ?? []);
       let result: Awaited<ReturnType<typeof submitTask>>;
       try {
         result = await submitTask(deps, spec, {
