@@ -26,6 +26,7 @@ import {
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRunnerConfig } from "./config.js";
+import { startGitHubServer } from "./pull-requests/forge-servers.test.js";
 import { type RunnerService, startRunner } from "./service.js";
 
 const execFileP = promisify(execFile);
@@ -46,6 +47,7 @@ const OPENAI_KEY = "sk-openai-scripted-9a8b7c6d5e4f";
 const keyNowhere = (key: string) =>
   `! grep -rqsF -- "$(printf '%s%s' '${key.slice(0, 8)}' '${key.slice(8)}')" /proc/[0-9]*/environ /home /tmp /workspace`;
 const METRICS_TOKEN = "runner-metrics-token-0123456789";
+const GH_TOKEN = "ghp_scriptedForgeToken0123456789abcdef";
 const CLAUDE_CODE_IMAGE = process.env.CODEFLEET_AGENT_IMAGE_CLAUDE_CODE ?? "codefleet/agent-claude-code:latest";
 const AGENT_IMAGE = process.env.CODEFLEET_AGENT_IMAGE ?? "codefleet/agent:latest";
 
@@ -89,7 +91,10 @@ beforeAll(async () => {
     CODEFLEET_SECRET_ENDPOINTS: JSON.stringify({
       OPENAI_API_KEY: ["127.0.0.1", "host.docker.internal"],
       ANTHROPIC_API_KEY: ["127.0.0.1"],
+      GH_TOKEN: ["127.0.0.1"],
     }),
+    CODEFLEET_SECRET_GH_TOKEN: GH_TOKEN,
+    PULL_REQUEST_TIMEOUT_MS: "3000",
     // API_TOKEN is also tenant acme's; every other secret is tenant default's only
     CODEFLEET_SECRET_TENANTS: JSON.stringify({ API_TOKEN: ["default", "acme"] }),
     METRICS_TOKEN,
@@ -669,6 +674,68 @@ describe("runner: the environment cache", () => {
   }, 120_000);
 });
 
+describe("runner: rebase before push", () => {
+  /** A repository of its own: these tests move its main branch while a task runs. */
+  async function movingRepo(): Promise<TestRepo> {
+    const r = await createTestRepo({ "README.md": "line 1\nline 2\nline 3\n" }, `rebase-${Date.now()}.git`);
+    cleanups.push(() => r.cleanup());
+    return r;
+  }
+  const implementStarted = (taskId: string) =>
+    waitFor(
+      "implement to start",
+      async () => (await eventsOf(taskId)).some((e) => e.type === "phase.started" && e.data.phase === "implement"),
+      30_000,
+      100,
+    );
+  const rebaseFacts = async (taskId: string) => {
+    const e = (await eventsOf(taskId)).find((x) => x.type === "phase.finished" && x.data.phase === "rebase");
+    return e?.type === "phase.finished" ? e.data : undefined;
+  };
+
+  it("rebases a task whose base moved while it ran onto the new base, tests it again and pushes on top", async () => {
+    const r = await movingRepo();
+    const taskId = await submit({
+      repo: { url: r.fileUrl, ref: "main" },
+      title: "append a line",
+      prompt: "p",
+      agent: { kind: "script", steps: [{ run: "sleep 3; echo 'line 4 by the agent' >> README.md && echo agent > AGENT.txt" }] },
+      test: { command: "echo TEST-RAN; grep -q 'line 4 by the agent' README.md" },
+    });
+    await implementStarted(taskId);
+    const moved = await commitFile(r, "UPSTREAM.txt", "upstream\n", "upstream moves on");
+    const done = await finished(taskId);
+    expect(done.data, done.data.status === "succeeded" ? "" : `${done.data.reason}\n${await readLogs(taskId)}`).toMatchObject({
+      status: "succeeded",
+    });
+    const sha = await git(r.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
+    expect(await git(r.bare, "rev-parse", `${sha}^`)).toBe(moved);
+    expect(await git(r.bare, "show", `${sha}:UPSTREAM.txt`)).toBe("upstream");
+    expect(await git(r.bare, "show", `${sha}:AGENT.txt`)).toBe("agent");
+    expect(await git(r.bare, "log", "-1", "--format=%B", sha)).toContain(`Codefleet-Task: ${taskId}`);
+    expect(await rebaseFacts(taskId)).toMatchObject({ outcome: "succeeded", facts: { moved: true, retested: true, newBaseSha: moved } });
+    expect((await readLogs(taskId)).match(/^TEST-RAN$/gm)?.length).toBe(2);
+  });
+
+  it("ends a task whose change conflicts with the moved base with rebase_conflict and the files, and pushes nothing", async () => {
+    const r = await movingRepo();
+    const taskId = await submit({
+      repo: { url: r.fileUrl, ref: "main" },
+      title: "rewrite line 2",
+      prompt: "p",
+      agent: { kind: "script", steps: [{ run: "sleep 3; sed -i 's/line 2/line 2 by the agent/' README.md" }] },
+      test: { command: "grep -q 'by the agent' README.md" },
+    });
+    await implementStarted(taskId);
+    await commitFile(r, "README.md", "line 1\nline 2 upstream\nline 3\n", "upstream rewrites line 2");
+    const done = await finished(taskId);
+    expect(done.data).toMatchObject({ status: "failed", reasonCode: "rebase_conflict" });
+    expect(done.data.reason).toContain("README.md");
+    expect(await rebaseFacts(taskId)).toMatchObject({ facts: { conflictingFiles: expect.stringContaining("README.md") } });
+    expect(await git(r.bare, "branch", "--list", `codefleet/${taskId}`)).toBe("");
+  });
+});
+
 describe("runner crash safety", () => {
   it("completes a task on redelivery after kill -9 of its runner, with exactly one push and the orphan container removed", async () => {
     // Only the child runner may take this task: stop the in-process one first.
@@ -698,6 +765,40 @@ describe("runner crash safety", () => {
       expect(starts).toEqual([1, 2]);
     } finally {
       await proc.kill("SIGTERM");
+    }
+  }, 180_000);
+
+  it("opens one pull request when the push is redelivered after the runner died with the create's answer on the way", async () => {
+    await runner.stop(); // only the child runners may take this task (stopping twice is harmless)
+    const gh = await startGitHubServer({ token: GH_TOKEN });
+    // the server makes the pull request, and its answer never comes back before the runner dies
+    gh.inject({ method: "POST", path: "/pulls" }, { status: 201, delayMs: 60_000, applied: true });
+    const procEnv = { ...env, RUNNER_ID: "runner-pr-victim", PORT: "0" };
+    let proc = spawnService("services/runner/src/main.ts", procEnv);
+    try {
+      const taskId = await submit(
+        spec({ pullRequest: { provider: "github", apiUrl: gh.apiUrl, repository: "acme/app", tokenSecret: "GH_TOKEN" } }),
+      );
+      await waitFor("the pull request to be made", async () => gh.pulls.length === 1, 60_000, 100);
+      await proc.kill("SIGKILL");
+      proc = spawnService("services/runner/src/main.ts", { ...procEnv, RUNNER_ID: "runner-pr-rescuer" });
+      const done = await finished(taskId, 90_000);
+      expect(done.data, `${done.data.reason}`).toMatchObject({ status: "succeeded" });
+      expect(done.attempt).toBe(2);
+      expect(gh.pulls).toHaveLength(1);
+      expect(gh.problems).toEqual([]);
+      const ops = gh.requests.map((q) => q.operation);
+      expect(ops.filter((o) => o === "pulls/create")).toHaveLength(1);
+      expect(ops).toContain("pulls/update");
+      const opened = (await eventsOf(taskId)).filter((e) => e.type === "pull_request.opened");
+      expect(opened.map((e) => (e.type === "pull_request.opened" ? [e.attempt, e.data.number] : []))).toEqual([[2, 1]]);
+      const reflog = await git(repo.bare, "reflog", "show", "--format=%H", `refs/heads/codefleet/${taskId}`);
+      expect(reflog.split("\n").filter(Boolean)).toHaveLength(1);
+      const everything = JSON.stringify(await eventsOf(taskId)) + (await readLogs(taskId));
+      expect(everything).not.toContain(GH_TOKEN);
+    } finally {
+      await proc.kill("SIGTERM");
+      await gh.close();
     }
   }, 180_000);
 });

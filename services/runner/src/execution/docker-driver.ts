@@ -233,10 +233,9 @@ export class DockerDriver implements ExecutionDriver {
     const runtime = spec.runtime && spec.runtime !== "runc" ? spec.runtime : undefined;
     const name = containerName(spec.taskId, spec.attempt);
     const networkName = egress ? name.slice(0, 60) : undefined;
-    let proxy: Docker.Container | undefined;
     if (egress && networkName) {
       this.live.networks.add(networkName);
-      proxy = await this.startEgressProxy(name, networkName, egress, labels);
+      await this.createInternalNetwork(networkName, labels);
     }
     const host = slotLayout(spec.slot.hostPath);
     const container = await traced(
@@ -279,23 +278,26 @@ export class DockerDriver implements ExecutionDriver {
           },
         }),
     ).catch(async (err) => {
-      await this.removeEgress(proxy, networkName);
+      await this.removeInternalNetwork(networkName);
       throw err;
     });
     this.live.containers.add(container.id);
+    const egressOf: { proxy?: Docker.Container } = {};
     const run = new DockerRun(
       this.docker,
       container,
-      proxy ? { container: proxy, network: networkName as string, outer: this.egressNetwork } : undefined,
+      networkName ? { network: networkName, outer: this.egressNetwork, of: egressOf } : undefined,
       () => this.joinEgressNetwork(),
       () => {
         this.live.containers.delete(container.id);
-        if (proxy) this.live.containers.delete(proxy.id);
+        if (egressOf.proxy) this.live.containers.delete(egressOf.proxy.id);
         if (networkName) this.live.networks.delete(networkName);
       },
     );
     try {
       await traced("docker container start", { "container.id": container.id }, () => container.start());
+      // the proxy after the container: squid resolves its peers (`agent`) when it starts
+      if (egress && networkName) egressOf.proxy = await this.startEgressProxy(name, networkName, egress, labels);
     } catch (err) {
       await run.remove();
       throw err;
@@ -336,16 +338,11 @@ export class DockerDriver implements ExecutionDriver {
   }
 
   /**
-   * The attempt's internal network and its egress proxy on it (alias `egress`), with its outer
-   * side on the egress bridge. The internal network has no address of the host (inhibit_ipv4):
-   * without it, Docker's internal networks still reach every port the host listens on.
+   * The attempt's internal network: no address of the host on it (inhibit_ipv4), since Docker's
+   * internal networks otherwise still reach every port the host listens on. The egress bridge is
+   * made too when missing, and the proxy's image checked, before anything of the attempt exists.
    */
-  private async startEgressProxy(
-    name: string,
-    networkName: string,
-    egress: EgressSpec,
-    labels: Record<string, string>,
-  ): Promise<Docker.Container> {
+  private async createInternalNetwork(networkName: string, labels: Record<string, string>): Promise<void> {
     const settings = this.opts.egress;
     if (!settings) throw new DriverError("no_egress", "this driver was made without an egress proxy image: containers can have no network");
     if (!(await this.imageExists(settings.image)))
@@ -369,6 +366,16 @@ export class DockerDriver implements ExecutionDriver {
         if (!errorMessage(err).includes("already exists")) throw err;
       }),
     ]);
+  }
+
+  /** The attempt's egress proxy on its internal network (alias `egress`), its outer side on the egress bridge. */
+  private async startEgressProxy(
+    name: string,
+    networkName: string,
+    egress: EgressSpec,
+    labels: Record<string, string>,
+  ): Promise<Docker.Container> {
+    const settings = this.opts.egress as EgressProxySettings;
     const proxy = await traced("docker container create", { "container.image.name": settings.image, "codefleet.role": "egress" }, () =>
       this.docker.createContainer({
         name: `${name}-egress`.slice(0, 128),
@@ -396,24 +403,20 @@ export class DockerDriver implements ExecutionDriver {
       await this.docker.getNetwork(networkName).connect({ Container: proxy.id, EndpointConfig: { Aliases: [EGRESS_ALIAS] } });
       await traced("docker container start", { "container.id": proxy.id, "codefleet.role": "egress" }, () => proxy.start());
     } catch (err) {
-      await this.removeEgress(proxy, networkName);
+      this.live.containers.delete(proxy.id);
+      await proxy.remove({ force: true }).catch(() => undefined);
       throw err;
     }
     return proxy;
   }
 
-  private async removeEgress(proxy: Docker.Container | undefined, networkName: string | undefined): Promise<void> {
-    if (proxy) {
-      this.live.containers.delete(proxy.id);
-      await proxy.remove({ force: true }).catch(() => undefined);
-    }
-    if (networkName) {
-      this.live.networks.delete(networkName);
-      await this.docker
-        .getNetwork(networkName)
-        .remove()
-        .catch(() => undefined);
-    }
+  private async removeInternalNetwork(networkName: string | undefined): Promise<void> {
+    if (!networkName) return;
+    this.live.networks.delete(networkName);
+    await this.docker
+      .getNetwork(networkName)
+      .remove()
+      .catch(() => undefined);
   }
 
   private joinedEgress: Promise<void> | undefined;
@@ -468,7 +471,8 @@ class DockerRun implements RunHandle {
   constructor(
     private readonly docker: Docker,
     private readonly container: Docker.Container,
-    private readonly egress: { container: Docker.Container; network: string; outer: string } | undefined,
+    /** The internal network and, once it started, the egress proxy (`of.proxy`). */
+    private readonly egress: { network: string; outer: string; of: { proxy?: Docker.Container } } | undefined,
     private readonly joinEgressNetwork: () => Promise<void>,
     private readonly forget: () => void,
   ) {}
@@ -584,9 +588,10 @@ class DockerRun implements RunHandle {
    * container (the runner never joins the task's internal network). Waits until the proxy answers.
    */
   async address(): Promise<string | undefined> {
-    if (!this.egress) return undefined;
+    const proxy = this.egress?.of.proxy;
+    if (!this.egress || !proxy) return undefined;
     await this.joinEgressNetwork();
-    const info = await this.egress.container.inspect();
+    const info = await proxy.inspect();
     const ip = info.NetworkSettings.Networks?.[this.egress.outer]?.IPAddress || undefined;
     if (ip) {
       this.proxyReady ??= waitForPort(ip, EGRESS_PROXY_PORT, 15_000);
@@ -604,7 +609,7 @@ class DockerRun implements RunHandle {
       this.container.remove({ force: true, v: true }),
     ).catch(() => undefined);
     if (this.egress) {
-      await this.egress.container.remove({ force: true }).catch(() => undefined);
+      await this.egress.of.proxy?.remove({ force: true }).catch(() => undefined);
       await this.docker
         .getNetwork(this.egress.network)
         .remove()
