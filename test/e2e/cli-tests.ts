@@ -130,7 +130,7 @@ export function describeCli(getStack: () => Stack): void {
       const show = await cli(["show", taskId, "--json"]);
       const view = JSON.parse(show.stdout) as { status: string; labels: Record<string, string>; phases: unknown[] };
       expect(view).toMatchObject({ status: "succeeded", labels: { via: "cli", run: "e2e" } });
-      expect(view.phases).toHaveLength(4);
+      expect(view.phases).toHaveLength(5); // fetch, implement, test, rebase (skipped: main did not move), push
 
       const events = await cli(["events", taskId, "--json"]);
       const types = (JSON.parse(events.stdout) as { items: { type: string }[] }).items.map((e) => e.type);

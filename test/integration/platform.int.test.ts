@@ -153,7 +153,10 @@ describe("one trace per task attempt across the four services", () => {
       "the whole trace to arrive",
       async () => {
         const t = inTrace(traceId);
+        // a parent ends (and is exported) after its children: the slot's release may still be on its way
+        const known = new Set(t.map((s) => s.spanId));
         return (
+          t.every((s) => !s.parentSpanId || known.has(s.parentSpanId)) &&
           byName(t, "ingest run.finished").length > 0 &&
           byName(t, "run task.submitted").length > 0 &&
           byName(t, "upload artifact changes.diff").length > 0 &&
