@@ -180,22 +180,34 @@ describe("dependency rules", () => {
     expect(offenders).toEqual([]);
   });
 
-  // NATS is reached through the bus (contracts/src/bus). The adapters below talk to it directly
-  // today; issue 19 moves them behind bus methods. A new file here fails this test: add a bus
-  // method instead (or, if you really must, add the file to this list in the same change).
-  const NATS_ADAPTERS_TODAY = [
-    "services/repo-pool/src/client.ts",
-    "services/repo-pool/src/rpc/server.ts",
-    "services/runner/src/attempt/claims.ts",
-    "services/runner/src/attempt/worker.ts",
-    "services/task-registry/src/http/logs.ts",
-    "services/task-registry/src/schedules/leader.ts",
-  ];
-
-  it("imports @nats-io/* only in the bus and the adapters that do so today (tests may use NATS directly)", () => {
+  // NATS is reached through the bus (contracts/src/bus): its methods are what services do with it
+  // (publish, consume, a task's last event or its log, request/reply, notices, compare-and-set KV).
+  // A service that needs something else from NATS adds a bus method for it. Tests may use NATS directly.
+  it("imports @nats-io/* only in the bus (tests may use NATS directly)", () => {
     const importers = SOURCE_FILES.filter((f) => !isTest(f) && importsOf(f).some((i) => i.specifier.startsWith("@nats-io/")));
-    const outsideBus = importers.filter((f) => !f.startsWith("contracts/src/bus/"));
-    expect(outsideBus.sort()).toEqual([...NATS_ADAPTERS_TODAY].sort());
+    expect(importers.filter((f) => !f.startsWith("contracts/src/bus/"))).toEqual([]);
+  });
+
+  it("uses the bus's methods, not its connection and JetStream clients (nc, js, jsm are for tests and tooling)", () => {
+    const offenders: string[] = [];
+    for (const file of SOURCE_FILES.filter((f) => (f.startsWith("contracts/") || f.startsWith("services/")) && !isTest(f))) {
+      if (file.startsWith("contracts/src/bus/")) continue;
+      const source = ts.createSourceFile(file, readFileSync(join(ROOT, file), "utf8"), ts.ScriptTarget.Latest, true);
+      const visit = (node: ts.Node) => {
+        // `bus.nc`, `this.bus.jsm`, `deps.bus.js`: a property of something named bus
+        if (ts.isPropertyAccessExpression(node) && ["nc", "js", "jsm"].includes(node.name.text)) {
+          const target = node.expression;
+          const name = ts.isPropertyAccessExpression(target) ? target.name.text : ts.isIdentifier(target) ? target.text : "";
+          if (/bus$/i.test(name)) {
+            const { line } = source.getLineAndCharacterOfPosition(node.getStart(source));
+            offenders.push(`${file}:${line + 1}: ${node.getText(source)}`);
+          }
+        }
+        ts.forEachChild(node, visit);
+      };
+      visit(source);
+    }
+    expect(offenders).toEqual([]);
   });
 });
 

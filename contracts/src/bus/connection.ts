@@ -1,9 +1,12 @@
 import { readFileSync } from "node:fs";
-import { setTimeout as delay } from "node:timers/promises";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { Type } from "@sinclair/typebox";
 import { CodefleetError, errorMessage } from "../errors.js";
+import { retry } from "../runtime/retry.js";
 import { inboxPrefixFor } from "./permissions.js";
+
+/** The connection type, for code that holds one and hands it to the bus (no import of NATS of its own). */
+export type { NatsConnection };
 
 /** The NATS settings every service's config schema includes (environment variables). */
 export const NatsSettings = {
@@ -62,42 +65,45 @@ export type ConnectOptions = {
  * instead of crashing, and once connected it reconnects forever.
  */
 export async function connectNats(opts: ConnectOptions): Promise<NatsConnection> {
-  const deadline = Date.now() + (opts.connectTimeoutMs ?? 60_000);
-  let attempt = 0;
-  let lastError: unknown;
-  while (Date.now() < deadline) {
-    attempt++;
-    try {
-      const nc = await connect({
-        servers: opts.servers,
-        name: opts.name,
-        maxReconnectAttempts: -1,
-        reconnectTimeWait: 1000,
-        timeout: 5000,
-        ...(opts.token ? { token: opts.token } : {}),
-        ...(opts.user ? { user: opts.user, pass: opts.pass ?? "", inboxPrefix: inboxPrefixFor(opts.user) } : {}),
-        ...(opts.tlsCaFile ? { tls: { caFile: opts.tlsCaFile } } : {}),
-      });
-      warnOnOldServer(nc, opts.log);
-      if (opts.log) {
-        const log = opts.log;
-        void (async () => {
-          for await (const s of nc.status()) {
-            if (s.type === "disconnect" || s.type === "reconnect") log("warn", `nats ${s.type}`, { server: s.server });
-          }
-        })().catch(() => undefined);
-      }
-      return nc;
-    } catch (err) {
-      lastError = err;
-      opts.log?.("warn", "nats not reachable yet, retrying", { attempt, error: errorMessage(err) });
-      await delay(Math.min(500 * attempt, 3000));
-    }
+  let nc: NatsConnection;
+  try {
+    nc = await retry(
+      () =>
+        connect({
+          servers: opts.servers,
+          name: opts.name,
+          maxReconnectAttempts: -1,
+          reconnectTimeWait: 1000,
+          timeout: 5000,
+          ...(opts.token ? { token: opts.token } : {}),
+          ...(opts.user ? { user: opts.user, pass: opts.pass ?? "", inboxPrefix: inboxPrefixFor(opts.user) } : {}),
+          ...(opts.tlsCaFile ? { tls: { caFile: opts.tlsCaFile } } : {}),
+        }),
+      {
+        attempts: Number.POSITIVE_INFINITY,
+        withinMs: opts.connectTimeoutMs ?? 60_000,
+        baseDelayMs: 500,
+        maxDelayMs: 3000,
+        retryable: () => true,
+        onRetry: (err, { attempt }) => opts.log?.("warn", "nats not reachable yet, retrying", { attempt, error: errorMessage(err) }),
+      },
+    );
+  } catch (err) {
+    throw new CodefleetError("nats_unreachable", `could not connect to NATS at ${String(opts.servers)}: ${errorMessage(err)}`, {
+      cause: err,
+      retry: { kind: "never" },
+    });
   }
-  throw new CodefleetError("nats_unreachable", `could not connect to NATS at ${String(opts.servers)}: ${errorMessage(lastError)}`, {
-    cause: lastError,
-    retry: { kind: "never" },
-  });
+  warnOnOldServer(nc, opts.log);
+  if (opts.log) {
+    const log = opts.log;
+    void (async () => {
+      for await (const s of nc.status()) {
+        if (s.type === "disconnect" || s.type === "reconnect") log("warn", `nats ${s.type}`, { server: s.server });
+      }
+    })().catch(() => undefined);
+  }
+  return nc;
 }
 
 /** NATS before 2.10 cannot be told to fsync every write (`sync_interval: always`). */

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
-import { setTimeout as delay } from "node:timers/promises";
 import type { ArtifactKind } from "@codefleet/contracts";
 import { CodefleetError, errorMessage } from "@codefleet/contracts";
+import { retry } from "@codefleet/contracts/runtime";
 import { Agent, type Dispatcher, request } from "undici";
 
 export type Artifact = {
@@ -136,19 +136,17 @@ export class ArtifactStoreClient {
     return JSON.parse(text) as T;
   }
 
+  /** Network errors and 5xx are tried again (200 ms, 400 ms, … with jitter); the last failure is an ArtifactStoreError. */
   private async withRetry<T>(what: string, f: () => Promise<T>): Promise<T> {
-    let lastErr: unknown;
-    for (let attempt = 0; attempt <= this.retries; attempt++) {
-      try {
-        return await f();
-      } catch (err) {
-        lastErr = err;
-        const retryable = !(err instanceof ArtifactStoreError) || err.retry.kind !== "never";
-        if (!retryable || attempt === this.retries) break;
-        await delay(200 * 2 ** attempt);
-      }
+    try {
+      return await retry(() => f(), {
+        attempts: this.retries + 1,
+        baseDelayMs: 200,
+        retryable: (err) => !(err instanceof ArtifactStoreError) || err.retry.kind !== "never",
+      });
+    } catch (err) {
+      if (err instanceof ArtifactStoreError) throw err;
+      throw new ArtifactStoreError(0, "artifact_store_unreachable", `artifact-store ${what} failed: ${errorMessage(err)}`);
     }
-    if (lastErr instanceof ArtifactStoreError) throw lastErr;
-    throw new ArtifactStoreError(0, "artifact_store_unreachable", `artifact-store ${what} failed: ${errorMessage(lastErr)}`);
   }
 }

@@ -10,11 +10,9 @@ import {
   type ReleaseRequest,
   type ReleaseResult,
   type RpcReply,
-  topology,
 } from "@codefleet/contracts";
-import { injectIntoHeaders } from "@codefleet/contracts/bus";
-import { headers, type NatsConnection } from "@nats-io/transport-node";
-import { type Context, context } from "@opentelemetry/api";
+import { type NatsConnection, RpcClient } from "@codefleet/contracts/bus";
+import type { Context } from "@opentelemetry/api";
 
 export class RepoPoolError extends CodefleetError {
   override readonly name = "RepoPoolError";
@@ -22,26 +20,10 @@ export class RepoPoolError extends CodefleetError {
 
 /** Typed client of the repo-pool request/reply API. Errors keep the server's code and retry meaning. */
 export class RepoPoolClient {
-  private readonly subject: (verb: string) => string;
+  private readonly rpc: RpcClient;
 
-  /** Requests in flight: a lost connection loses them, so they fail at once rather than at their timeout. */
-  private readonly pending = new Set<(err: Error) => void>();
-
-  constructor(
-    private readonly nc: NatsConnection,
-    opts: { namespace?: string } = {},
-  ) {
-    const t = topology(opts.namespace);
-    this.subject = (verb) => t.subjects.rpc(REPO_POOL_SERVICE, verb);
-    void this.failPendingOnDisconnect();
-  }
-
-  private async failPendingOnDisconnect(): Promise<void> {
-    for await (const s of this.nc.status()) {
-      if (s.type !== "disconnect") continue;
-      for (const fail of this.pending) fail(new Error("the connection to NATS was lost"));
-      this.pending.clear();
-    }
+  constructor(nc: NatsConnection, opts: { namespace?: string } = {}) {
+    this.rpc = new RpcClient(nc, { namespace: opts.namespace, service: REPO_POOL_SERVICE });
   }
 
   allocate(req: AllocateRequest, opts: { timeoutMs?: number; ctx?: Context } = {}): Promise<AllocateResult> {
@@ -69,31 +51,19 @@ export class RepoPoolClient {
   }
 
   private async call<T>(verb: string, body: unknown, timeout: number, ctx?: Context): Promise<T> {
-    const h = headers();
-    injectIntoHeaders(ctx ?? context.active(), h);
-    let msg: Awaited<ReturnType<NatsConnection["request"]>>;
-    let fail: ((err: Error) => void) | undefined;
+    let reply: RpcReply<T>;
     try {
       // An allocate may take minutes (a first clone), so its timeout is long; a request lost with the
       // connection must not wait that long: it fails at the disconnect and the caller tries again
       // (allocate is idempotent per task attempt).
-      const lost = new Promise<never>((_, reject) => {
-        fail = reject;
-        this.pending.add(reject);
-      });
-      msg = await Promise.race([
-        this.nc.request(this.subject(verb), new TextEncoder().encode(JSON.stringify(body)), { timeout, headers: h }),
-        lost,
-      ]);
+      reply = await this.rpc.request<T>(verb, body, { timeoutMs: timeout, ...(ctx ? { ctx } : {}) });
     } catch (err) {
+      if (err instanceof SyntaxError) throw err; // an answer that is not JSON: not a lost request
       throw new RepoPoolError("repo_pool_unavailable", `repo-pool ${verb} got no answer: ${(err as Error).message}`, {
         cause: err,
         retry: { kind: "backoff" },
       });
-    } finally {
-      if (fail) this.pending.delete(fail);
     }
-    const reply = JSON.parse(new TextDecoder().decode(msg.data)) as RpcReply<T>;
     if (reply.ok) return reply.result;
     throw new RepoPoolError(reply.error.code, reply.error.message, {
       retry: reply.error.retryable ? { kind: "backoff" } : { kind: "never" },

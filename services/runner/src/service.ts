@@ -62,7 +62,7 @@ export async function startRunner(
   });
   const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log });
   await bus.ensureStreams();
-  const claims = await ClaimStore.open(nc, config.CODEFLEET_NAMESPACE);
+  const claims = await ClaimStore.open(bus);
 
   const gitOwner = { uid: config.GIT_UID, gid: config.GIT_GID };
   const gitHome = await mkdtemp(join(tmpdir(), "codefleet-runner-git-"));
@@ -200,7 +200,7 @@ export async function startRunner(
       ...(stopping ? { stopping: true } : {}),
     };
     try {
-      nc.publish(statusSubject, JSON.stringify(status));
+      bus.announce(statusSubject, status);
     } catch (err) {
       log.debug({ error: (err as Error).message }, "runner status not published");
     }

@@ -143,15 +143,13 @@ function observeConsumerBacklog(bus: Bus, telemetry: Telemetry): void {
   telemetry.meter.addBatchObservableCallback(
     async (result) => {
       for (const c of [topology.consumers.registryIngest, topology.consumers.registryAdmission]) {
-        const info = await bus.jsm.consumers.info(c.stream, c.durable).catch(() => undefined);
-        if (!info) continue;
-        result.observe(pending, info.num_pending, { consumer: c.durable });
-        result.observe(unacked, info.num_ack_pending, { consumer: c.durable });
+        const counts = await bus.consumerCounts(c.stream, c.durable).catch(() => undefined);
+        if (!counts) continue;
+        result.observe(pending, counts.pending, { consumer: c.durable });
+        result.observe(unacked, counts.ackPending, { consumer: c.durable });
       }
-      const q = await bus.jsm.streams
-        .info(topology.streams.queue.name, { subjects_filter: topology.subjects.allQueues })
-        .catch(() => undefined);
-      for (const [subject, n] of Object.entries(q?.state.subjects ?? {})) {
+      const q = await bus.messagesPerSubject(topology.streams.queue.name, topology.subjects.allQueues).catch(() => undefined);
+      for (const [subject, n] of Object.entries(q ?? {})) {
         const tenant = topology.subjects.queueTenant(subject);
         if (tenant) result.observe(queued, n, { tenant });
       }

@@ -18,15 +18,12 @@ export class TaskTenants {
   async tenantOf(taskId: string): Promise<string | undefined> {
     const cached = this.cache.get(taskId);
     if (cached) return cached;
-    const { topology } = this.bus;
-    // null when there is no such message; a NATS failure is a 503, never a guess
-    const msg = await this.bus.jsm.streams
-      .getMessage(topology.streams.events.name, { last_by_subj: topology.subjects.event(taskId, "task.submitted") })
-      .catch((err: unknown) => {
-        throw new CodefleetError("unavailable", `cannot read the task's tenant from the event stream: ${errorMessage(err)}`, {
-          cause: err,
-        });
+    // undefined when there is no such message; a NATS failure is a 503, never a guess
+    const msg = await this.bus.lastEvent(taskId, "task.submitted").catch((err: unknown) => {
+      throw new CodefleetError("unavailable", `cannot read the task's tenant from the event stream: ${errorMessage(err)}`, {
+        cause: err,
       });
+    });
     if (!msg) return undefined;
     let raw: unknown;
     try {

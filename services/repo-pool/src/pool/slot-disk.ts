@@ -1,9 +1,9 @@
 import { execFile } from "node:child_process";
 import { mkdir, rm, rmdir, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
-import { setTimeout as delay } from "node:timers/promises";
 import { promisify } from "node:util";
 import { errorMessage } from "@codefleet/contracts";
+import { retry } from "@codefleet/contracts/runtime";
 
 const execFileP = promisify(execFile);
 
@@ -133,13 +133,10 @@ export async function chooseSlotDisk(
  * them fail ("device or resource busy"): asked again a few times, a little later each time.
  */
 async function loopMount(image: string, tree: string): Promise<void> {
-  for (let i = 0; ; i++) {
-    try {
-      await execFileP("mount", ["-o", "loop,nosuid,nodev,noatime", "--", image, tree]);
-      return;
-    } catch (err) {
-      if (i >= 4 || !/busy|loop device/i.test(errorMessage(err))) throw err;
-      await delay(50 * (i + 1) + Math.floor(Math.random() * 50));
-    }
-  }
+  await retry(() => execFileP("mount", ["-o", "loop,nosuid,nodev,noatime", "--", image, tree]), {
+    attempts: 5,
+    baseDelayMs: 100,
+    maxDelayMs: 400,
+    retryable: (err) => /busy|loop device/i.test(errorMessage(err)),
+  });
 }

@@ -1,6 +1,4 @@
-import { errorMessage } from "@codefleet/contracts";
-import { type KV, Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
+import { type Bus, claimsBucket, type RevisionedKv } from "@codefleet/contracts/bus";
 
 export type Claim = { attempt: number; runnerId: string; state: "running" | "pushing" | "finished"; at: string };
 
@@ -12,10 +10,11 @@ export type Claim = { attempt: number; runnerId: string; state: "running" | "pus
  * push or finish an attempt it no longer owns.
  */
 export class ClaimStore {
-  private constructor(private readonly kv: KV) {}
+  private constructor(private readonly kv: RevisionedKv) {}
 
-  static async open(nc: NatsConnection, namespace: string): Promise<ClaimStore> {
-    const kv = await new Kvm(nc).create(`${namespace.replace(/-/g, "_")}_claims`, {
+  /** Opens the claims bucket of the bus's namespace (`<ns>_claims`), creating it when missing. */
+  static async open(bus: Bus): Promise<ClaimStore> {
+    const kv = await bus.openKv(claimsBucket(bus.topology.namespace), {
       history: 1,
       description: "codefleet task attempt claims (fencing)",
     });
@@ -24,42 +23,34 @@ export class ClaimStore {
 
   async current(taskId: string): Promise<{ claim: Claim; revision: number } | undefined> {
     const e = await this.kv.get(taskId);
-    if (e?.operation !== "PUT" || e.length === 0) return undefined;
-    return { claim: e.json<Claim>(), revision: e.revision };
+    return e && { claim: JSON.parse(e.value) as Claim, revision: e.revision };
   }
 
   /** Claims `attempt`; undefined when this or a newer attempt is already claimed. */
   async claim(taskId: string, attempt: number, runnerId: string): Promise<number | undefined> {
-    const value = (state: Claim["state"]) => JSON.stringify({ attempt, runnerId, state, at: new Date().toISOString() } satisfies Claim);
+    const value = JSON.stringify({ attempt, runnerId, state: "running", at: new Date().toISOString() } satisfies Claim);
     for (let i = 0; i < 5; i++) {
       // a first attempt most likely finds no claim: try to create it without reading first
       const cur = i === 0 && attempt === 1 ? undefined : await this.current(taskId);
-      try {
-        if (!cur) return await this.kv.create(taskId, value("running"));
-        if (cur.claim.attempt >= attempt) return undefined;
-        return await this.kv.update(taskId, value("running"), cur.revision);
-      } catch (err) {
-        if (!/wrong last sequence|key exists|already exists/i.test(errorMessage(err))) throw err;
-        // lost a race: read again
-      }
+      if (cur && cur.claim.attempt >= attempt) return undefined;
+      const revision = cur ? await this.kv.update(taskId, value, cur.revision) : await this.kv.create(taskId, value);
+      if (revision !== undefined) return revision;
+      // lost a race: read again
     }
     return undefined;
   }
 
   /** Advances the claim if it is still ours; returns the new revision, or undefined when superseded. */
   async advance(taskId: string, attempt: number, runnerId: string, revision: number, state: Claim["state"]): Promise<number | undefined> {
-    try {
-      return await this.kv.update(
-        taskId,
-        JSON.stringify({ attempt, runnerId, state, at: new Date().toISOString() } satisfies Claim),
-        revision,
-      );
-    } catch (err) {
-      if (!/wrong last sequence/i.test(errorMessage(err))) throw err;
-      // A retry after a lost answer (NATS restarting) finds its own update already there: ours.
-      const cur = await this.current(taskId);
-      const mine = cur && cur.claim.attempt === attempt && cur.claim.runnerId === runnerId && cur.claim.state === state;
-      return mine ? cur.revision : undefined;
-    }
+    const next = await this.kv.update(
+      taskId,
+      JSON.stringify({ attempt, runnerId, state, at: new Date().toISOString() } satisfies Claim),
+      revision,
+    );
+    if (next !== undefined) return next;
+    // A retry after a lost answer (NATS restarting) finds its own update already there: ours.
+    const cur = await this.current(taskId);
+    const mine = cur && cur.claim.attempt === attempt && cur.claim.runnerId === runnerId && cur.claim.state === state;
+    return mine ? cur.revision : undefined;
   }
 }

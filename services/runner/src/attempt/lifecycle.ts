@@ -13,10 +13,7 @@ export type AttemptOutcome = "ran" | "skipped_finished" | "skipped_canceled" | "
 
 async function lastEventOf(bus: Bus, taskId: string, type: "run.finished" | "run.started" | "task.cancel_requested"): Promise<unknown> {
   try {
-    const m = await bus.jsm.streams.getMessage(bus.topology.streams.events.name, {
-      last_by_subj: bus.topology.subjects.event(taskId, type),
-    });
-    return m ? m.json() : undefined;
+    return (await bus.lastEvent(taskId, type))?.json();
   } catch {
     return undefined;
   }

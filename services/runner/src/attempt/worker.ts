@@ -1,7 +1,6 @@
 import { type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/contracts";
-import type { Bus, Subscription } from "@codefleet/contracts/bus";
+import type { Bus, Listener, Subscription } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
-import type { Subscription as CoreSubscription } from "@nats-io/transport-node";
 import { type AttemptDeps, runAttempt } from "./attempt.js";
 
 export type WorkerOptions = {
@@ -23,7 +22,7 @@ export type WorkerOptions = {
 export class Worker {
   private readonly running = new Map<string, { ctl: AbortController; attempt: number }>();
   private sub: Subscription | undefined;
-  private cancelSub: CoreSubscription | undefined;
+  private cancelSub: Listener | undefined;
 
   constructor(
     private readonly deps: AttemptDeps,
@@ -37,20 +36,13 @@ export class Worker {
 
   async start(): Promise<void> {
     const bus: Bus = this.deps.bus;
-    this.cancelSub = bus.nc.subscribe(bus.topology.subjects.eventsOfType("task.cancel_requested"), {
-      callback: (err, msg) => {
-        if (err) return;
-        try {
-          const e = parseEvent(msg.json());
-          const running = this.running.get(e.taskId);
-          if (running) {
-            this.log.info({ taskId: e.taskId }, "cancel requested: stopping the attempt");
-            running.ctl.abort();
-          }
-        } catch {
-          /* not ours to judge: the registry records invalid events */
-        }
-      },
+    // invalid events are not ours to judge (the registry records them): the watch ignores them
+    this.cancelSub = bus.watchEvents("task.cancel_requested", (e) => {
+      const running = this.running.get(e.taskId);
+      if (running) {
+        this.log.info({ taskId: e.taskId }, "cancel requested: stopping the attempt");
+        running.ctl.abort();
+      }
     });
     const { topology } = bus;
     // a lane per tenant, taken in turns: one tenant's backlog does not hold back another's tasks

@@ -1,3 +1,5 @@
+import { backoffDelay as jitteredBackoff } from "@codefleet/contracts/runtime";
+
 /**
  * When to try a provider call again, and after how long. Pure: the clock and the random source
  * are arguments.
@@ -66,8 +68,7 @@ export function parseRetryAfter(
 
 /** Exponential backoff with equal jitter: between half and all of `base·2^(failures-1)`, capped. */
 export function backoffDelay(policy: RetryPolicy, failures: number, random: () => number): number {
-  const exp = Math.min(policy.maxDelayMs, policy.baseDelayMs * 2 ** Math.max(0, failures - 1));
-  return Math.round(exp / 2 + random() * (exp / 2));
+  return jitteredBackoff(failures, { baseDelayMs: policy.baseDelayMs, maxDelayMs: policy.maxDelayMs, jitter: 0.5 }, random);
 }
 
 export type RetryDecision = { readonly retry: true; readonly delayMs: number } | { readonly retry: false; readonly reason: string };

@@ -1,4 +1,5 @@
 import { CodefleetError, errorMessage, type Retry } from "@codefleet/contracts";
+import { retry } from "@codefleet/contracts/runtime";
 import { fetch as undiciFetch } from "undici";
 
 /**
@@ -193,41 +194,33 @@ export const DEFAULT_RETRY: Omit<RetryPolicy, "signal" | "sleep" | "onRetry"> = 
   maxRetryAfterMs: 60_000,
 };
 
-const sleepFor = (ms: number, signal?: AbortSignal) =>
-  new Promise<void>((resolve) => {
-    const t = setTimeout(done, ms);
-    function done() {
-      clearTimeout(t);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    }
-    signal?.addEventListener("abort", done, { once: true });
-  });
+/** A wait the provider asks for that is longer than the policy allows: not waited for. */
+const tooLong = (err: unknown, policy: RetryPolicy): err is PullRequestError & { retry: { kind: "after"; delayMs: number } } =>
+  err instanceof PullRequestError && err.retry.kind === "after" && err.retry.delayMs > policy.maxRetryAfterMs;
 
 /**
  * `f` until it succeeds, a bounded number of times: only errors whose retry meaning allows it are
  * tried again, after Retry-After when the server named a time (up to `maxRetryAfterMs`), else
- * with exponential backoff.
+ * with exponential backoff (no jitter: one task's calls, one after another).
  */
 export async function withRetries<T>(f: () => Promise<T>, policy: RetryPolicy): Promise<T> {
-  const sleep = policy.sleep ?? sleepFor;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await f();
-    } catch (err) {
-      if (!(err instanceof PullRequestError) || err.retry.kind === "never" || attempt >= policy.retries || policy.signal?.aborted)
-        throw err;
-      let delay: number;
-      if (err.retry.kind === "after") {
-        if (err.retry.delayMs > policy.maxRetryAfterMs)
-          throw new PullRequestError(`${err.message} (the provider asks to wait ${Math.ceil(err.retry.delayMs / 1000)} s)`, {
-            ...(err.status === undefined ? {} : { status: err.status }),
-            retry: err.retry,
-          });
-        delay = err.retry.delayMs;
-      } else delay = Math.min(policy.baseDelayMs * 2 ** attempt, policy.maxDelayMs);
-      policy.onRetry?.(err, delay, attempt + 1);
-      await sleep(delay, policy.signal);
-    }
+  try {
+    return await retry(() => f(), {
+      attempts: policy.retries + 1,
+      baseDelayMs: policy.baseDelayMs,
+      maxDelayMs: policy.maxDelayMs,
+      jitter: 0,
+      // a PullRequestError's `after` is its wait (the default reading of a CodefleetError's retry)
+      retryable: (err) => err instanceof PullRequestError && err.retry.kind !== "never" && !tooLong(err, policy),
+      onRetry: (err, { attempt, delayMs }) => policy.onRetry?.(err as PullRequestError, delayMs, attempt),
+      ...(policy.signal ? { signal: policy.signal } : {}),
+      ...(policy.sleep ? { sleep: policy.sleep } : {}),
+    });
+  } catch (err) {
+    if (!tooLong(err, policy)) throw err;
+    throw new PullRequestError(`${err.message} (the provider asks to wait ${Math.ceil(err.retry.delayMs / 1000)} s)`, {
+      ...(err.status === undefined ? {} : { status: err.status }),
+      retry: err.retry,
+    });
   }
 }

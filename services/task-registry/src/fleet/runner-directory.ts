@@ -1,5 +1,5 @@
 import { RunnerStatus } from "@codefleet/contracts";
-import type { Bus } from "@codefleet/contracts/bus";
+import type { Bus, Listener } from "@codefleet/contracts/bus";
 import { Value } from "@sinclair/typebox/value";
 
 /** A runner as last heard of: its status and when it arrived. */
@@ -13,22 +13,14 @@ export type KnownRunner = RunnerStatus & { lastSeenAt: string };
  */
 export class RunnerDirectory {
   private readonly runners = new Map<string, { status: RunnerStatus; at: number }>();
-  private readonly sub: ReturnType<Bus["nc"]["subscribe"]>;
+  private readonly sub: Listener;
 
   constructor(
     bus: Bus,
     private readonly now: () => number = Date.now,
   ) {
-    this.sub = bus.nc.subscribe(bus.topology.subjects.allRunnerStatus, {
-      callback: (err, msg) => {
-        if (err || msg.data.length > 16 * 1024) return;
-        try {
-          this.record(JSON.parse(new TextDecoder().decode(msg.data)));
-        } catch {
-          /* not JSON: ignored */
-        }
-      },
-    });
+    // larger than 16 KiB or not JSON: dropped by the listener
+    this.sub = bus.listen(bus.topology.subjects.allRunnerStatus, (value) => this.record(value), { maxBytes: 16 * 1024 });
   }
 
   /** Takes one heartbeat (exposed for the subscription and tests). */

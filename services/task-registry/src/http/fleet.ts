@@ -1,4 +1,4 @@
-import { type FleetView, type PoolStatus, REPO_POOL_SERVICE, type RpcReply, TASK_STATUSES, type TaskStatus } from "@codefleet/contracts";
+import { type FleetView, type PoolStatus, REPO_POOL_SERVICE, TASK_STATUSES, type TaskStatus } from "@codefleet/contracts";
 import { canAccessTenant, principalOf, tenantFilter } from "@codefleet/contracts/access";
 import type { Bus } from "@codefleet/contracts/bus";
 import { HttpProblem } from "@codefleet/contracts/runtime";
@@ -46,28 +46,25 @@ export const ARTIFACT_TEXT_MAX_BYTES = 8 * 1024 * 1024;
 async function workQueue(bus: Bus, tenant: string | undefined): Promise<FleetView["workQueue"]> {
   const t = bus.topology;
   const subject = tenant === undefined ? t.subjects.allQueues : t.subjects.queue(tenant);
-  const info = await bus.jsm.streams.info(t.streams.queue.name, { subjects_filter: subject }).catch(() => undefined);
-  if (!info) return null;
+  const counts = await bus.messagesPerSubject(t.streams.queue.name, subject).catch(() => undefined);
+  if (!counts) return null;
   let messages = 0;
   let inProgress = 0;
-  const lanes = Object.entries(info.state.subjects ?? {});
+  const lanes = Object.entries(counts);
   for (const [laneSubject, count] of lanes) {
     const lane = t.subjects.queueTenant(laneSubject);
     if (lane === undefined) continue;
     messages += count;
     const c = t.consumers.runnerQueue(lane);
-    const ci = await bus.jsm.consumers.info(c.stream, c.durable).catch(() => undefined);
-    inProgress += Math.min(ci?.num_ack_pending ?? 0, count);
+    const ci = await bus.consumerCounts(c.stream, c.durable).catch(() => undefined);
+    inProgress += Math.min(ci?.ackPending ?? 0, count);
   }
   return { pending: messages - inProgress, inProgress, lanes: lanes.length };
 }
 
 async function poolStatus(bus: Bus, timeoutMs: number): Promise<PoolStatus | null> {
   try {
-    const msg = await bus.nc.request(bus.topology.subjects.rpc(REPO_POOL_SERVICE, "status"), new TextEncoder().encode("{}"), {
-      timeout: timeoutMs,
-    });
-    const reply = JSON.parse(new TextDecoder().decode(msg.data)) as RpcReply<PoolStatus>;
+    const reply = await bus.request<PoolStatus>(REPO_POOL_SERVICE, "status", {}, { timeoutMs });
     return reply.ok ? reply.result : null;
   } catch {
     return null; // no responders or no answer in time: shown as unknown

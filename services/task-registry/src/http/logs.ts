@@ -1,6 +1,5 @@
-import { isFinalStatus, type LogChunk, parseLogChunk } from "@codefleet/contracts";
+import { isFinalStatus, type LogChunk } from "@codefleet/contracts";
 import type { Bus } from "@codefleet/contracts/bus";
-import { DeliverPolicy } from "@nats-io/jetstream";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Db } from "../store/database.js";
 import { getTaskView } from "../store/task-queries.js";
@@ -18,16 +17,8 @@ export type LogTailDeps = {
   finishCheckMs: number;
 };
 
-const decoder = new TextDecoder();
-
-async function lastSeqOf(bus: Bus, subject: string): Promise<number> {
-  try {
-    const m = await bus.jsm.streams.getMessage(bus.topology.streams.logs.name, { last_by_subj: subject });
-    return m?.seq ?? 0;
-  } catch {
-    return 0; // no message on the subject yet
-  }
-}
+/** The sequence of the task's last chunk on the live stream; 0 when there is none (or NATS cannot say). */
+const lastSeqOf = (bus: Bus, taskId: string): Promise<number> => bus.lastLogSeq(taskId).catch(() => 0);
 
 /**
  * Serves a task's log from the live log stream. With `Accept: text/event-stream` it tails: every
@@ -43,33 +34,21 @@ export async function streamTaskLogs(
   attempt?: number,
 ): Promise<void> {
   const { bus } = deps;
-  const subject = bus.topology.subjects.logs(taskId);
-  if (deps.storedLog && (await lastSeqOf(bus, subject)) === 0 && (await serveStoredLog(deps, deps.storedLog, req, reply, taskId, attempt)))
+  if (deps.storedLog && (await lastSeqOf(bus, taskId)) === 0 && (await serveStoredLog(deps, deps.storedLog, req, reply, taskId, attempt)))
     return;
   const lastEventId = Number.parseInt(String(req.headers["last-event-id"] ?? "0"), 10);
   const startSeq = Number.isFinite(lastEventId) && lastEventId > 0 ? lastEventId + 1 : undefined;
-  const consumer = await bus.js.consumers.get(bus.topology.streams.logs.name, {
-    filter_subjects: subject,
-    ...(startSeq ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: startSeq } : {}),
-  });
+  const from = startSeq ? { fromSeq: startSeq } : {};
   const wanted = (c: LogChunk) => attempt === undefined || c.attempt === attempt;
 
   if (!(req.headers.accept ?? "").includes("text/event-stream")) {
-    const end = await lastSeqOf(bus, subject);
     let text = "";
-    let seq = startSeq ? startSeq - 1 : 0;
-    while (seq < end) {
-      const m = await consumer.next({ expires: 2000 });
-      if (!m) break;
-      seq = m.seq;
-      const chunk = parseLogChunk(JSON.parse(decoder.decode(m.data)));
-      if (wanted(chunk)) text += chunk.text;
-    }
-    await consumer.delete().catch(() => undefined);
+    for await (const { chunk } of bus.readLog(taskId, from)) if (wanted(chunk)) text += chunk.text;
     reply.type("text/plain; charset=utf-8").send(text);
     return;
   }
 
+  const messages = await bus.followLog(taskId, from); // before the hijack: a NATS failure is still an error answer
   reply.hijack();
   const res = reply.raw;
   res.writeHead(200, {
@@ -81,31 +60,29 @@ export async function streamTaskLogs(
   res.write("retry: 2000\n\n");
   let delivered = startSeq ? startSeq - 1 : 0;
   let closed = false;
-  const messages = await consumer.consume({ max_messages: 256 });
   const finish = (status: string) => {
     if (closed) return;
     closed = true;
     res.write(`event: end\ndata: ${JSON.stringify({ status })}\n\n`);
     res.end();
-    void messages.close();
+    messages.close();
   };
   const heartbeat = setInterval(() => res.write(": keepalive\n\n"), deps.heartbeatMs);
   const finishCheck = setInterval(() => {
     void (async () => {
       const view = await getTaskView(deps.db, taskId);
-      if (view && isFinalStatus(view.status) && delivered >= (await lastSeqOf(bus, subject))) finish(view.status);
+      if (view && isFinalStatus(view.status) && delivered >= (await lastSeqOf(bus, taskId))) finish(view.status);
     })().catch(() => undefined);
   }, deps.finishCheckMs);
   req.raw.on("close", () => {
     closed = true;
-    void messages.close();
+    messages.close();
   });
   try {
-    for await (const m of messages) {
+    for await (const { seq, chunk } of messages) {
       if (closed) break;
-      delivered = m.seq;
-      const chunk = parseLogChunk(JSON.parse(decoder.decode(m.data)));
-      if (wanted(chunk)) res.write(`id: ${m.seq}\nevent: log\ndata: ${JSON.stringify(chunk)}\n\n`);
+      delivered = seq;
+      if (wanted(chunk)) res.write(`id: ${seq}\nevent: log\ndata: ${JSON.stringify(chunk)}\n\n`);
     }
   } finally {
     clearInterval(heartbeat);

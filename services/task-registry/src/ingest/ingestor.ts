@@ -1,7 +1,6 @@
-import { setTimeout as delay } from "node:timers/promises";
 import { type CodefleetEvent, type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/contracts";
 import type { Bus, Delivery, Subscription } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import { type Logger, retry } from "@codefleet/contracts/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { rejectionFor } from "../domain/rejection.js";
 import { PRODUCER } from "../domain/submission.js";
@@ -101,9 +100,10 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
       }
       if (events.length === 0) return;
       const incoming = events.map((d) => ({ event: d.value, natsStream: c.stream, natsSeq: d.ctx.streamSequence }));
-      let attempt = 0;
-      for (;;) {
-        try {
+      const signal = batch[0]?.ctx.signal;
+      // a database away holds the batch (its messages kept alive) until it is back or the consumer stops
+      await retry(
+        async () => {
           const result = await appendEvents(db, incoming);
           ingested.add(result.appended);
           duplicates.add(result.duplicates);
@@ -114,16 +114,18 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
             log.warn({ taskId: a.taskId, eventId: a.eventId, anomaly: a.reason }, "event stored as anomaly");
           opts.onCommitted?.(result);
           await enqueueAdmitted(events);
-          return;
-        } catch (err) {
-          const signal = batch[0]?.ctx.signal;
-          if (!isTransientDbError(err) || signal?.aborted) throw err;
-          attempt++;
-          log.warn({ attempt, error: errorMessage(err) }, "database unavailable; holding the batch and retrying");
-          for (const d of batch) d.ctx.working();
-          await delay(Math.min(250 * 2 ** Math.min(attempt, 5), 5000));
-        }
-      }
+        },
+        {
+          attempts: Number.POSITIVE_INFINITY,
+          baseDelayMs: 500,
+          maxDelayMs: 5000,
+          retryable: (err) => isTransientDbError(err) && !signal?.aborted,
+          onRetry: (err, { attempt }) => {
+            log.warn({ attempt, error: errorMessage(err) }, "database unavailable; holding the batch and retrying");
+            for (const d of batch) d.ctx.working();
+          },
+        },
+      );
     },
   });
 }

@@ -1,7 +1,6 @@
 import { errorMessage } from "@codefleet/contracts";
+import type { Bus, RevisionedKv } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
-import { type KV, Kvm } from "@nats-io/kv";
-import type { NatsConnection } from "@nats-io/transport-node";
 
 /**
  * One leader among the registry's replicas, by a lease in a NATS KV bucket: the key holds the
@@ -44,11 +43,11 @@ export class LeaderLease {
   private running: Promise<void> | undefined;
   private stopped = false;
 
-  private kv: KV | undefined;
+  private kv: RevisionedKv | undefined;
   private lastWarnMs: number | undefined;
 
   private constructor(
-    private readonly open: () => Promise<KV>,
+    private readonly open: () => Promise<RevisionedKv>,
     readonly id: string,
     private readonly leaseMs: number,
     private readonly log: Logger,
@@ -57,7 +56,7 @@ export class LeaderLease {
 
   /** Opens (or creates) the lease bucket and starts contending for the lease. */
   static async start(opts: {
-    nc: NatsConnection;
+    bus: Bus;
     bucket: string;
     id: string;
     leaseMs: number;
@@ -69,10 +68,10 @@ export class LeaderLease {
     // opened lazily and retried every round: a registry whose NATS user may not use the bucket
     // still starts (it serves everything else) and says why it does not schedule
     const open = () =>
-      new Kvm(opts.nc).create(opts.bucket, {
+      opts.bus.openKv(opts.bucket, {
         history: 1,
-        ttl: opts.leaseMs,
-        ...(opts.storage ? { storage: opts.storage as never } : {}),
+        ttlMs: opts.leaseMs,
+        ...(opts.storage ? { storage: opts.storage } : {}),
         description: "codefleet registry leases (the scheduler's leader)",
       });
     const lease = new LeaderLease(open, opts.id, opts.leaseMs, opts.log, opts.clock ?? (() => performance.now()));
@@ -102,35 +101,31 @@ export class LeaderLease {
     try {
       this.kv ??= await this.open();
       const e = await this.kv.get(KEY);
-      const entry = e && e.operation === "PUT" && e.length > 0 ? { holder: e.string(), revision: e.revision } : undefined;
-      const decision = decideLease(this.id, entry);
+      const decision = decideLease(this.id, e && { holder: e.value, revision: e.revision });
       const wasLeader = this.isLeader();
+      let written: number | undefined;
       switch (decision.kind) {
         case "acquire":
-          this.revision = await this.kv.create(KEY, this.id);
-          this.lastWriteMs = started;
-          this.log.info({ leader: this.id }, "scheduler: took the leader lease");
-          return;
+          written = await this.kv.create(KEY, this.id);
+          if (written !== undefined) this.log.info({ leader: this.id }, "scheduler: took the leader lease");
+          break;
         case "renew":
-          this.revision = await this.kv.update(KEY, this.id, decision.revision);
-          this.lastWriteMs = started;
-          return;
+          written = await this.kv.update(KEY, this.id, decision.revision);
+          break;
         case "follow":
           this.lastWriteMs = undefined;
           this.revision = undefined;
           if (wasLeader) this.log.warn({ leader: decision.holder }, "scheduler: lost the leader lease");
           return;
       }
+      // undefined: a lost compare-and-set (another replica wrote first): not leader until a round succeeds
+      this.revision = written;
+      this.lastWriteMs = written === undefined ? undefined : started;
     } catch (err) {
-      // a lost compare-and-set (another replica won) or NATS unavailable: not leader until a round succeeds
-      const lostRace = /wrong last sequence|key exists|already exists/i.test(errorMessage(err));
-      if (!lostRace && (this.lastWarnMs === undefined || started - this.lastWarnMs > 60_000)) {
+      // NATS unavailable: not leader once the last write is too old (isLeader), until a round succeeds
+      if (this.lastWarnMs === undefined || started - this.lastWarnMs > 60_000) {
         this.lastWarnMs = started;
         this.log.warn({ error: errorMessage(err) }, "scheduler: lease round failed (schedules do not fire from this replica meanwhile)");
-      }
-      if (lostRace) {
-        this.lastWriteMs = undefined;
-        this.revision = undefined;
       }
     }
   }
@@ -143,6 +138,6 @@ export class LeaderLease {
     const revision = this.revision;
     this.lastWriteMs = undefined;
     this.revision = undefined;
-    if (revision !== undefined) await this.kv?.delete(KEY, { previousSeq: revision }).catch(() => undefined);
+    if (revision !== undefined) await this.kv?.delete(KEY, revision).catch(() => undefined);
   }
 }

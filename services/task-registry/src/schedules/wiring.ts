@@ -20,7 +20,7 @@ export async function startScheduling(deps: {
 }): Promise<{ isLeader(): boolean; tick(): Promise<number>; stop(): Promise<void> }> {
   const { config, bus, db, log } = deps;
   const lease = await LeaderLease.start({
-    nc: bus.nc,
+    bus,
     bucket: bus.topology.buckets.registryLeases,
     id: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`,
     leaseMs: config.SCHEDULER_LEASE_MS,
