@@ -14,7 +14,6 @@ import {
 import type { GitRunner } from "@codefleet/repo-pool/git";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import Docker from "dockerode";
-import { WorkspaceGit } from "../workspace/workspace-git.js";
 import {
   type ContainerState,
   type ExecOptions,
@@ -38,6 +37,8 @@ import {
   squidConfig,
 } from "./egress.js";
 import { DockerEnvironmentCache, type DockerEnvironmentCacheOptions, type EnvironmentCache } from "./env-cache.js";
+import { watchExec } from "./exec-watch.js";
+import { openSlotWorkspace, slotBlobIds } from "./slot-git.js";
 
 const tracer = trace.getTracer("@codefleet/runner");
 
@@ -93,16 +94,8 @@ export class DockerDriver implements ExecutionDriver {
 
   readonly environmentCache?: EnvironmentCache;
 
-  async blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>> {
-    if (!this.opts.git) throw new DriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
-    if (paths.length === 0) return {};
-    const out = await this.opts.git.runner.run(["--git-dir", slotLayout(slot.path).gitDir, "ls-tree", "-z", sha, "--", ...paths]);
-    const ids: Record<string, string> = {};
-    for (const entry of out.split("\0")) {
-      const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/s.exec(entry);
-      if (m) ids[m[2] as string] = m[1] as string;
-    }
-    return ids;
+  blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>> {
+    return slotBlobIds(this.opts.git, slot, sha, paths);
   }
 
   private readonly imageIds = new Map<string, { id: string; at: number }>();
@@ -117,9 +110,8 @@ export class DockerDriver implements ExecutionDriver {
   }
 
   /** Runner and repo-pool share the slot directory: the tree is read where repo-pool keeps it. */
-  async openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader> {
-    if (!this.opts.git) throw new DriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
-    return WorkspaceGit.open(this.opts.git.runner, slotLayout(slot.path), scratchDir, this.opts.git.owner);
+  openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader> {
+    return openSlotWorkspace(this.opts.git, slot, scratchDir);
   }
 
   async ping(): Promise<void> {
@@ -521,9 +513,6 @@ class DockerRun implements RunHandle {
       stream.write(opts.stdin);
       (stream as unknown as { end(): void }).end();
     }
-    let timedOut = false;
-    let idleTimedOut = false;
-    let canceled = false;
     const ended = new Promise<void>((resolve) => {
       stream.on("end", resolve);
       stream.on("close", resolve);
@@ -536,29 +525,12 @@ class DockerRun implements RunHandle {
       forceClose ??= setTimeout(() => (stream as unknown as { destroy(): void }).destroy(), 2000);
       await this.container.kill({ signal: "SIGKILL" }).catch(() => undefined);
     };
-    const watchdog = setInterval(() => {
-      const now = Date.now();
-      if (!timedOut && now - started > opts.timeoutMs + 10_000) {
-        timedOut = true;
-        void kill();
-      }
-      if (!idleTimedOut && opts.idleTimeoutMs && now - lastOutput > opts.idleTimeoutMs) {
-        idleTimedOut = true;
-        void kill();
-      }
-    }, 500);
-    const onAbort = () => {
-      canceled = true;
-      void kill();
-    };
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    if (opts.signal?.aborted) onAbort();
+    const watch = watchExec(opts, { startedAt: started, lastOutputAt: () => lastOutput, kill });
     try {
       await ended;
     } finally {
-      clearInterval(watchdog);
+      watch.stop();
       if (forceClose) clearTimeout(forceClose);
-      opts.signal?.removeEventListener("abort", onAbort);
     }
     let exitCode = -1;
     for (let i = 0; i < 20; i++) {
@@ -570,8 +542,8 @@ class DockerRun implements RunHandle {
       await delay(50);
     }
     // coreutils timeout exits 137 when it had to KILL
-    if (exitCode === 137 && Date.now() - started >= opts.timeoutMs - 100) timedOut = true;
-    return { exitCode, timedOut, idleTimedOut, canceled, durationMs: Date.now() - started };
+    if (exitCode === 137 && Date.now() - started >= opts.timeoutMs - 100) watch.stops.timedOut = true;
+    return { exitCode, ...watch.stops, durationMs: Date.now() - started };
   }
 
   async state(): Promise<ContainerState> {

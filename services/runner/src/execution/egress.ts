@@ -34,8 +34,8 @@ export const EGRESS_LLM_PORT = 8089;
 /** The LLM gateway as a task container behind its egress proxy reaches it. */
 export const EGRESS_GATEWAY_URL = `http://${EGRESS_ALIAS}:${EGRESS_LLM_PORT}`;
 
-/** Non-public IPv4 and IPv6 ranges: never reached through the proxy, whatever a name resolves to. */
-const NON_PUBLIC = [
+/** Non-public IPv4 ranges: never reached from a task, whatever a name resolves to (the Kubernetes driver's NetworkPolicy uses them too). */
+export const NON_PUBLIC_V4 = [
   "0.0.0.0/8",
   "10.0.0.0/8",
   "100.64.0.0/10",
@@ -46,15 +46,10 @@ const NON_PUBLIC = [
   "192.168.0.0/16",
   "198.18.0.0/15",
   "224.0.0.0/3",
-  "::/128",
-  "::1/128",
-  "::ffff:0:0/96",
-  "64:ff9b::/96",
-  "2002::/16",
-  "fc00::/7",
-  "fe80::/10",
-  "ff00::/8",
 ];
+/** Non-public IPv6 ranges (IPv4-mapped, NAT64 and 6to4 among them: they carry IPv4 addresses). */
+export const NON_PUBLIC_V6 = ["::1/128", "::ffff:0:0/96", "64:ff9b::/96", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8"];
+const NON_PUBLIC = [...NON_PUBLIC_V4, "::/128", ...NON_PUBLIC_V6];
 
 const IPV4 = /^(\d{1,3})(\.\d{1,3}){3}$/;
 const HOST = /^(\*\.)?[a-z0-9]([a-z0-9.-]{0,251}[a-z0-9])?$/;

@@ -6,7 +6,6 @@ import { constants, tmpdir } from "node:os";
 import { join } from "node:path";
 import { CONTAINER_BASE_INDEX, CONTAINER_BASE_OBJECTS, CONTAINER_WORKSPACE, CodefleetError, slotLayout } from "@codefleet/contracts";
 import type { GitRunner } from "@codefleet/repo-pool/git";
-import { WorkspaceGit } from "../workspace/workspace-git.js";
 import type {
   ContainerState,
   ExecOptions,
@@ -17,6 +16,7 @@ import type {
   SlotMount,
   WorkspaceReader,
 } from "./driver.js";
+import { openSlotWorkspace, slotBlobIds } from "./slot-git.js";
 
 /**
  * The local-process driver: every phase of a task runs as an ordinary process on the runner's
@@ -233,21 +233,12 @@ export class LocalProcessDriver implements ExecutionDriver {
     return LOCAL_IMAGE_ID;
   }
 
-  async openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader> {
-    if (!this.opts.git) throw new LocalDriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
-    return WorkspaceGit.open(this.opts.git.runner, slotLayout(slot.path), scratchDir, this.opts.git.owner);
+  openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader> {
+    return openSlotWorkspace(this.opts.git, slot, scratchDir);
   }
 
-  async blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>> {
-    if (!this.opts.git) throw new LocalDriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
-    if (paths.length === 0) return {};
-    const out = await this.opts.git.runner.run(["--git-dir", slotLayout(slot.path).gitDir, "ls-tree", "-z", sha, "--", ...paths]);
-    const ids: Record<string, string> = {};
-    for (const entry of out.split("\0")) {
-      const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/s.exec(entry);
-      if (m) ids[m[2] as string] = m[1] as string;
-    }
-    return ids;
+  blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>> {
+    return slotBlobIds(this.opts.git, slot, sha, paths);
   }
 
   async running(runnerId: string): Promise<number> {

@@ -1,6 +1,6 @@
 import { PassThrough, Writable } from "node:stream";
 import { setTimeout as delay } from "node:timers/promises";
-import { CodefleetError, errorMessage, slotLayout } from "@codefleet/contracts";
+import { CodefleetError, errorMessage } from "@codefleet/contracts";
 import type { GitRunner } from "@codefleet/repo-pool/git";
 import {
   CoreV1Api,
@@ -16,7 +16,6 @@ import {
 // not re-exported by the package's index; its default streams are the process's own (see inertStreams)
 import { WebSocketHandler } from "@kubernetes/client-node/dist/web-socket-handler.js";
 import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
-import { WorkspaceGit } from "../../workspace/workspace-git.js";
 import {
   type ContainerState,
   type ExecOptions,
@@ -28,6 +27,8 @@ import {
   type SlotMount,
   type WorkspaceReader,
 } from "../driver.js";
+import { watchExec } from "../exec-watch.js";
+import { openSlotWorkspace, slotBlobIds } from "../slot-git.js";
 import { execInvocation, exitCodeOf } from "./exec.js";
 import { AGENT_CONTAINER, ANNOTATIONS, labelValue, ownerLabels, selector } from "./names.js";
 import { containerStateOf, networkPolicyFor, podSpecFor, type StartProblem, startProblem } from "./pod-spec.js";
@@ -154,16 +155,8 @@ export class KubernetesDriver implements ExecutionDriver {
     return this.opts.pollMs ?? 500;
   }
 
-  async blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>> {
-    if (!this.opts.git) throw new KubernetesDriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
-    if (paths.length === 0) return {};
-    const out = await this.opts.git.runner.run(["--git-dir", slotLayout(slot.path).gitDir, "ls-tree", "-z", sha, "--", ...paths]);
-    const ids: Record<string, string> = {};
-    for (const entry of out.split("\0")) {
-      const m = /^\d+ blob ([0-9a-f]+)\t(.+)$/s.exec(entry);
-      if (m) ids[m[2] as string] = m[1] as string;
-    }
-    return ids;
+  blobIds(slot: SlotMount, sha: string, paths: readonly string[]): Promise<Record<string, string>> {
+    return slotBlobIds(this.opts.git, slot, sha, paths);
   }
 
   /**
@@ -181,9 +174,8 @@ export class KubernetesDriver implements ExecutionDriver {
   }
 
   /** Runner and repo-pool share the slots claim, mounted at the same path: the tree is read where repo-pool keeps it. */
-  async openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader> {
-    if (!this.opts.git) throw new KubernetesDriverError("no_git", "this driver was made without a git runner: it cannot read workspaces");
-    return WorkspaceGit.open(this.opts.git.runner, slotLayout(slot.path), scratchDir, this.opts.git.owner);
+  openWorkspace(slot: SlotMount, scratchDir: string): Promise<WorkspaceReader> {
+    return openSlotWorkspace(this.opts.git, slot, scratchDir);
   }
 
   /** The API server answers, and lets this runner list pods in its namespace. */
@@ -446,9 +438,6 @@ class KubernetesRun implements RunHandle {
     // the environment block and the command's stdin, whose length the prelude knows: stdin is never
     // closed (the v4 protocol would close the whole exec), the websocket ends with the command
     stdin.write(invocation.stdin);
-    let timedOut = false;
-    let idleTimedOut = false;
-    let canceled = false;
     const ended = new Promise<void>((resolve) => {
       ws.on("close", () => resolve());
       ws.on("error", () => resolve());
@@ -461,35 +450,18 @@ class KubernetesRun implements RunHandle {
       this.killed = true;
       await this.driver.deletePod(this.id).catch(() => undefined);
     };
-    const watchdog = setInterval(() => {
-      const now = Date.now();
-      if (!timedOut && now - started > opts.timeoutMs + 10_000) {
-        timedOut = true;
-        void kill();
-      }
-      if (!idleTimedOut && opts.idleTimeoutMs && now - lastOutput > opts.idleTimeoutMs) {
-        idleTimedOut = true;
-        void kill();
-      }
-    }, 500);
-    const onAbort = () => {
-      canceled = true;
-      void kill();
-    };
-    opts.signal?.addEventListener("abort", onAbort, { once: true });
-    if (opts.signal?.aborted) onAbort();
+    const watch = watchExec(opts, { startedAt: started, lastOutputAt: () => lastOutput, kill });
     try {
       await ended;
     } finally {
-      clearInterval(watchdog);
+      watch.stop();
       if (forceClose) clearTimeout(forceClose);
-      opts.signal?.removeEventListener("abort", onAbort);
       stdin.destroy();
     }
     const exitCode = exitCodeOf(status);
     // coreutils timeout exits 137 when it had to KILL
-    if (exitCode === 137 && Date.now() - started >= opts.timeoutMs - 100) timedOut = true;
-    return { exitCode, timedOut, idleTimedOut, canceled, durationMs: Date.now() - started };
+    if (exitCode === 137 && Date.now() - started >= opts.timeoutMs - 100) watch.stops.timedOut = true;
+    return { exitCode, ...watch.stops, durationMs: Date.now() - started };
   }
 
   async state(): Promise<ContainerState> {

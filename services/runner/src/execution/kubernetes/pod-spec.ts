@@ -10,6 +10,7 @@ import type {
   V1Pod,
 } from "@kubernetes/client-node";
 import { type ContainerState, LABELS, type RunContainerSpec } from "../driver.js";
+import { NON_PUBLIC_V4, NON_PUBLIC_V6 } from "../egress.js";
 import { AGENT_CONTAINER, ANNOTATIONS, K8S_LABELS, labelValue, podName } from "./names.js";
 import { isLabelKey, isLabelValue, type KubernetesSettings } from "./settings.js";
 
@@ -199,19 +200,7 @@ function agentPorts(spec: RunContainerSpec): number[] {
  * link-local (a cloud's metadata endpoint), shared, multicast and reserved ranges, which hold the
  * cluster's nodes, pods and services.
  */
-export const NON_PUBLIC_V4 = [
-  "0.0.0.0/8",
-  "10.0.0.0/8",
-  "100.64.0.0/10",
-  "127.0.0.0/8",
-  "169.254.0.0/16",
-  "172.16.0.0/12",
-  "192.0.0.0/24",
-  "192.168.0.0/16",
-  "198.18.0.0/15",
-  "224.0.0.0/3",
-];
-export const NON_PUBLIC_V6 = ["::1/128", "::ffff:0:0/96", "64:ff9b::/96", "2002::/16", "fc00::/7", "fe80::/10", "ff00::/8"];
+export { NON_PUBLIC_V4, NON_PUBLIC_V6 };
 
 const WEB_PORTS = [
   { port: 80, protocol: "TCP" },
