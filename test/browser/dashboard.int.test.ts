@@ -314,6 +314,7 @@ describe("dashboard: a task", () => {
       body: diff,
     });
     expect(up.status).toBeLessThan(300);
+    await publish("pull_request.opened", { url: "https://github.example/acme/app/pull/7", number: 7, provider: "github", created: true });
     await publish("run.finished", { status: "succeeded", durationMs: 2500, branch: `codefleet/${task.id}` });
     await projected(task.id, (v) => v.status === "succeeded" && v.artifacts.length > 0);
 
@@ -330,6 +331,9 @@ describe("dashboard: a task", () => {
     const trace = page.getByRole("link", { name: "Trace of attempt 1 in Jaeger" });
     expect(await trace.getAttribute("href")).toBe(`${h.jaegerUrl}/trace/${traceId}`);
     expect(await page.getByRole("region", { name: "Attempts" }).textContent()).toContain("runner-a");
+    const pr = page.getByRole("link", { name: "#7" });
+    expect(await pr.getAttribute("href")).toBe("https://github.example/acme/app/pull/7");
+    expect(await pr.getAttribute("rel")).toBe("noopener noreferrer");
 
     // the diff: files, counts, highlighted code
     const files = page.getByRole("navigation", { name: "Changed files" });

@@ -175,6 +175,14 @@ function Summary({ view, now }: { view: TaskView; now: number }) {
     ["Branch", <span class="mono">{view.branch}</span>],
   ];
   if (view.commitSha) rows.push(["Commit", <span class="mono">{view.commitSha}</span>]);
+  // an http(s) link only (the event's schema says so; the page does not take it on trust)
+  if (view.pullRequest && /^https?:\/\//.test(view.pullRequest.url))
+    rows.push([
+      "Pull request",
+      <a href={view.pullRequest.url} target="_blank" rel="noopener noreferrer">
+        #{view.pullRequest.number}
+      </a>,
+    ]);
   if (view.currentPhase && view.status === "running") rows.push(["Phase", view.currentPhase]);
   if (view.failureReason)
     rows.push([
