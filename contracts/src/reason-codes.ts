@@ -1,3 +1,5 @@
+import { isCodefleetError } from "./errors.js";
+
 /**
  * Why an attempt did not succeed: the `reasonCode` of `run.finished`. docs/events.md lists the same
  * codes, one a line (reason-codes.unit.test.ts keeps the two equal). Add a code here and there
@@ -59,6 +61,24 @@ export const REASON_CODES = [
   "gateway_session_exists",
   "gateway_session_id_invalid",
   "gateway_upstream_invalid",
+  "gateway_upstream_unreachable",
+  // the task container's egress and the execution backends
+  "egress_unready",
+  "kubernetes_api",
+  "pod_vanished",
 ] as const;
 
 export type ReasonCode = (typeof REASON_CODES)[number];
+
+const KNOWN: ReadonlySet<string> = new Set(REASON_CODES);
+export const isReasonCode = (code: string): code is ReasonCode => KNOWN.has(code);
+
+/**
+ * The reason code an error ends an attempt with: its own code when it is one of the catalogue's,
+ * else `internal_error` (with the error's own code kept in the reason, for whoever debugs it).
+ */
+export function reasonOf(err: unknown, message: string): { reasonCode: ReasonCode; reason: string } {
+  const code = isCodefleetError(err) ? err.code : undefined;
+  if (code && isReasonCode(code)) return { reasonCode: code, reason: message };
+  return { reasonCode: "internal_error", reason: code ? `${message} (${code})` : message };
+}

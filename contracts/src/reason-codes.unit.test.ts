@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { REASON_CODES } from "./reason-codes.js";
+import { CodefleetError } from "./errors.js";
+import { REASON_CODES, reasonOf } from "./reason-codes.js";
 
 /** The codes docs/events.md lists for run.finished: each bullet names its codes before its first colon. */
 function documentedCodes(): string[] {
@@ -21,5 +22,19 @@ describe("reason codes", () => {
     const documented = documentedCodes();
     expect(new Set(documented).size).toBe(documented.length);
     expect([...documented].sort()).toEqual([...REASON_CODES].sort());
+  });
+});
+
+describe("reasonOf", () => {
+  it("keeps an error's code when it is a reason code, else ends with internal_error and the code in the reason", () => {
+    expect(reasonOf(new CodefleetError("egress_unready", "x"), "the proxy did not answer")).toEqual({
+      reasonCode: "egress_unready",
+      reason: "the proxy did not answer",
+    });
+    expect(reasonOf(new CodefleetError("run_removed", "x"), "the run is gone")).toEqual({
+      reasonCode: "internal_error",
+      reason: "the run is gone (run_removed)",
+    });
+    expect(reasonOf(new Error("boom"), "boom")).toEqual({ reasonCode: "internal_error", reason: "boom" });
   });
 });

@@ -351,7 +351,9 @@ export function resolveTaskSpec(spec: TaskSpec, taskId: string): ResolvedTaskSpe
  * like `A=B` would reach `docker exec` as `A=B=value`. Checked where a spec comes in (the registry's
  * API, the runner for bus submissions) rather than in the schema, so that stored events stay readable.
  */
-export function specKeyProblem(spec: Pick<TaskSpec, "env" | "labels">): { code: string; message: string; field: string } | undefined {
+export function specKeyProblem(
+  spec: Pick<TaskSpec, "env" | "labels">,
+): { code: "invalid_env_name" | "invalid_label_key"; message: string; field: string } | undefined {
   const env = new RegExp(ENV_NAME_PATTERN);
   for (const name of Object.keys(spec.env ?? {}))
     if (!env.test(name))

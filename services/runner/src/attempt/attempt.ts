@@ -2,7 +2,15 @@ import { chown, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
-import type { AllocateResult, CodefleetEventOf, EventData, Phase, ResolvedTaskSpec, SecurityPolicy } from "@codefleet/contracts";
+import type {
+  AllocateResult,
+  CodefleetEventOf,
+  EventData,
+  Phase,
+  ReasonCode,
+  ResolvedTaskSpec,
+  SecurityPolicy,
+} from "@codefleet/contracts";
 import {
   agentKeyProblem,
   CodefleetError,
@@ -13,6 +21,7 @@ import {
   isCodefleetError,
   networkPolicyProblem,
   pullRequestProblem,
+  reasonOf,
   resolveTaskSpec,
   secretTenantProblem,
   specKeyProblem,
@@ -120,7 +129,7 @@ class AttemptFailure extends CodefleetError {
   override readonly name = "AttemptFailure";
 }
 
-const fail = (reasonCode: string, reason: string) => new AttemptFailure(reasonCode, reason, { retry: { kind: "never" } });
+const fail = (reasonCode: ReasonCode, reason: string) => new AttemptFailure(reasonCode, reason, { retry: { kind: "never" } });
 
 /**
  * One attempt of a task: claim → run.started → workspace and container (warm or made now) →
@@ -349,9 +358,9 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
     });
   } catch (err) {
-    if (err instanceof Superseded) end = { status: "failed", reasonCode: "superseded" };
+    if (err instanceof Superseded) end = { status: "failed", superseded: true };
     else if (life.stoppedBy()) end = life.stoppedBy() as AttemptEnd;
-    else if (isCodefleetError(err)) end = { status: "failed", reason: masker.mask(err.message), reasonCode: err.code };
+    else if (isCodefleetError(err)) end = { status: "failed", ...reasonOf(err, masker.mask(err.message)) };
     else {
       log.error({ err }, "attempt failed unexpectedly");
       end = { status: "failed", reason: masker.mask(errorMessage(err)), reasonCode: "internal_error" };
@@ -371,7 +380,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.
   await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
   await logStream.close();
-  if (end.reasonCode === "superseded") log.warn("attempt superseded by a newer one: not pushing, not finishing");
+  if (end.superseded) log.warn("attempt superseded by a newer one: not pushing, not finishing");
   else {
     // a slot whose lease was lost may be another task's already: its tree is not this attempt's record
     if (!record.head && slot && end.reasonCode !== "lease_lost") await commitForTheRecord(deps, slot, workDir, record, log);

@@ -15,8 +15,10 @@ export type Facts = Record<string, string | number | boolean>;
 /** How an attempt ends. */
 export type AttemptEnd = {
   status: EventData<"run.finished">["status"];
-  /** A `ReasonCode`; typed `string` because a thrown `CodefleetError`'s code ends an attempt as is. */
-  reasonCode?: string;
+  /** A thrown error's code when it is a `ReasonCode`, else `internal_error` (`reasonOf`). */
+  reasonCode?: ReasonCode;
+  /** A newer attempt owns the task: this one neither pushes nor finishes it. */
+  superseded?: true;
   reason?: string;
   commitSha?: string;
 };

@@ -333,12 +333,20 @@ describe("the pipeline", () => {
   it("turns a thrown error into a failed phase with its code, masked", async () => {
     const ctx = context({ secrets: { K: "s3cr3t-value" } });
     const end = await runPipeline(
-      [phase("fetch", async () => Promise.reject(new CodefleetError("repo_gone", "gone: s3cr3t-value")))],
+      [phase("fetch", async () => Promise.reject(new CodefleetError("repo_not_found", "gone: s3cr3t-value")))],
       ctx,
       hooks(),
     );
-    expect(end).toMatchObject({ status: "failed", reasonCode: "repo_gone" });
+    expect(end).toMatchObject({ status: "failed", reasonCode: "repo_not_found" });
     expect(end.reason).not.toContain("s3cr3t-value");
+  });
+  it("ends with internal_error, the error's own code in the reason, when that code is not a reason code", async () => {
+    const end = await runPipeline(
+      [phase("fetch", async () => Promise.reject(new CodefleetError("repo_gone", "gone")))],
+      context(),
+      hooks(),
+    );
+    expect(end).toMatchObject({ status: "failed", reasonCode: "internal_error", reason: "gone (repo_gone)" });
   });
   it("lets a stop from outside (cancel) win over the phase's own failure", async () => {
     const end = await runPipeline(

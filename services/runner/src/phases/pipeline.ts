@@ -1,5 +1,5 @@
 import type { EventData, Phase } from "@codefleet/contracts";
-import { errorMessage, isCodefleetError } from "@codefleet/contracts";
+import { errorMessage, isCodefleetError, reasonOf } from "@codefleet/contracts";
 import type { Logger } from "@codefleet/contracts/runtime";
 import { type Context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { AttemptEnd, AttemptPhase, PhaseContext, PhaseReport } from "./phase.js";
@@ -65,7 +65,7 @@ async function runPhase(phase: AttemptPhase, ctx: PhaseContext, hooks: PipelineH
         report = {
           outcome: stopped?.status === "timed_out" ? "timed_out" : stopped?.status === "canceled" ? "canceled" : "failed",
           detail: reason,
-          end: stopped ?? { status: "failed", reasonCode: isCodefleetError(err) ? err.code : "internal_error", reason },
+          end: stopped ?? { status: "failed", ...reasonOf(err, reason) },
         };
       } finally {
         const durationMs = Date.now() - t0;
