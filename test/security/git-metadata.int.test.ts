@@ -1,6 +1,6 @@
 import { mkdirSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { git } from "@codefleet/test/support";
+import { commitFile, git } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { type Platform, PROBE_STEPS, type RemoteState, scriptTask, startPlatform } from "./platform.js";
 
@@ -181,6 +181,42 @@ describe("nothing an agent writes in its workspace runs or is trusted outside it
       expectOnlyOwnBranches(before, await p.remoteState(), [taskId, probeId]);
     }, 120_000);
   }
+});
+
+describe("a rebase onto a moved base reads the agent's work only as data", () => {
+  it("rebases past planted hooks, fsmonitor, a host symlink and a process still rewriting the tree: nothing runs on the host", async () => {
+    const steps = [
+      hookInstall(ALL_HOOKS),
+      "git config core.fsmonitor 'id > MARKERS/rebase-fsmonitor'",
+      "printf '* filter=evil\\n' > .gitattributes && git config filter.evil.clean 'sh -c \"id > MARKERS/rebase-filter; cat\"'",
+      "ln -s /etc/shadow shadow-link",
+      CHANGE,
+      // still running while the tests, the snapshot and the patch happen
+      "(while true; do echo rewritten > REWRITTEN.txt; sleep 0.05; done) > /dev/null 2>&1 &",
+      "sleep 4",
+    ].map((step) => step.replaceAll("MARKERS", p.markers));
+    const taskId = await p.submitOk(scriptTask(p, steps, { test: { command: "test -f CHANGED.txt" } }));
+    const phase = async () =>
+      (
+        (await (await fetch(`${p.registryUrl}/v1/tasks/${taskId}`, { headers: { authorization: `Bearer ${p.token}` } })).json()) as {
+          currentPhase?: string;
+        }
+      ).currentPhase;
+    for (let i = 0; i < 300 && (await phase()) !== "implement"; i++) await new Promise((r) => setTimeout(r, 100));
+    const moved = await commitFile(p.repo, "UPSTREAM.txt", "upstream\n", "the base moves on");
+    const view = await p.finished(taskId);
+    expect(["succeeded", "failed"]).toContain(view.status);
+    if (view.status === "failed") expect(view.reasonCode).toBe("rebase_conflict");
+    else {
+      const commit = view.commitSha as string;
+      expect(await git(p.repo.bare, "rev-parse", `${commit}^`)).toBe(moved);
+      expect(await git(p.repo.bare, "show", `${commit}:UPSTREAM.txt`)).toBe("upstream");
+      expect(await git(p.repo.bare, "show", `${commit}:CHANGED.txt`)).toBe("changed by the task");
+      expect(await git(p.repo.bare, "cat-file", "-p", `${commit}:shadow-link`)).toBe("/etc/shadow");
+      expect(await git(p.repo.bare, "ls-tree", "-r", "--name-only", commit)).not.toMatch(/(^|\/)\.git(\/|$)/m);
+    }
+    expect(p.markersFound()).toEqual([]);
+  }, 120_000);
 });
 
 function expectOnlyOwnBranches(before: RemoteState, after: RemoteState, taskIds: string[]): void {
