@@ -103,6 +103,11 @@ export function cpuQuantity(cpus: number): string {
   return `${Math.max(1, Math.round(cpus * 1000))}m`;
 }
 
+/** The pod's and its NetworkPolicy's metadata: the run's name, labels and annotations, owned by the runner's pod. */
+function runMetadata(name: string, spec: RunContainerSpec, settings: PodSettings) {
+  return { name, namespace: settings.namespace, labels: runLabels(spec), annotations: runAnnotations(spec), ...ownerReferences(settings) };
+}
+
 /**
  * The pod of one run (an attempt, or a warm-pool entry an attempt adopts later), hardened as the
  * Docker driver's containers are: uid/gid 1000 and runAsNonRoot, all capabilities dropped, no
@@ -126,13 +131,7 @@ export function podSpecFor(spec: RunContainerSpec, settings: PodSettings): V1Pod
   return {
     apiVersion: "v1",
     kind: "Pod",
-    metadata: {
-      name,
-      namespace: settings.namespace,
-      labels: runLabels(spec),
-      annotations: runAnnotations(spec),
-      ...ownerReferences(settings),
-    },
+    metadata: runMetadata(name, spec, settings),
     spec: {
       restartPolicy: "Never",
       terminationGracePeriodSeconds: 1,
@@ -277,13 +276,7 @@ export function networkPolicyFor(spec: RunContainerSpec, settings: PodSettings):
   return {
     apiVersion: "networking.k8s.io/v1",
     kind: "NetworkPolicy",
-    metadata: {
-      name,
-      namespace: settings.namespace,
-      labels: runLabels(spec),
-      annotations: runAnnotations(spec),
-      ...ownerReferences(settings),
-    },
+    metadata: runMetadata(name, spec, settings),
     spec: {
       podSelector: { matchLabels: { [LABELS.managed]: "true", [K8S_LABELS.pod]: name } },
       policyTypes: ["Ingress", "Egress"],
