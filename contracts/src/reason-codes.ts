@@ -25,6 +25,7 @@ export const REASON_CODES = [
   // the attempt itself
   "lease_lost",
   "no_capacity",
+  "attempts_exhausted",
   "internal_error",
   // the task, checked against the operator's policy before anything runs
   "invalid_env_name",

@@ -24,6 +24,7 @@ type Task = {
   phases: { phase: string; outcome?: string }[];
   artifacts: { name: string; artifactId: string }[];
   traceId?: string;
+  attempts?: { attempt: number; status?: string; reason?: string }[];
 };
 
 async function api<T>(path: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
@@ -105,6 +106,21 @@ async function gitServer(...args: string[]): Promise<string> {
     ...args,
   ]).catch(async () => execFileP("docker", ["exec", `${stack.project}-git-server-1`, "git", "-C", "/srv/git/sample.git", ...args]));
   return stdout.trim();
+}
+
+/** What a timed-out wait needs to be diagnosed: each unfinished task's status and phases, and the services' last logs. */
+async function stuckTasksReport(ids: string[]): Promise<string> {
+  const lines = [`${ids.length} unfinished:`];
+  for (const id of ids) {
+    const r = await api<Task>(`/v1/tasks/${id}`).catch((e: Error) => ({ status: 0, body: e.message }));
+    lines.push(`${id} ${JSON.stringify(r.body)}`);
+    const events = await api<unknown>(`/v1/tasks/${id}/events`).catch(() => undefined);
+    if (events) lines.push(`  events: ${JSON.stringify(events.body).slice(0, 4000)}`);
+  }
+  for (const service of ["runner", "repo-pool", "task-registry"]) {
+    lines.push(`--- ${service} ---`, await stack.stack("logs", "--tail=60", service).catch((e: Error) => e.message));
+  }
+  return lines.join("\n");
 }
 
 describe("the compose stack", () => {
@@ -286,8 +302,14 @@ describe("the compose stack", () => {
       },
       600_000,
       1000,
-    );
+    ).catch(async (err: Error) => {
+      throw new Error(`${err.message}\n${await stuckTasksReport(ids.filter((id) => !finished.has(id)))}`);
+    });
     const tasks = ids.map((id) => finished.get(id) as Task);
+    // how many deliveries the chaos cost: the attempts each task took (docs/performance.md records them)
+    const attempts = new Map<number, number>();
+    for (const t of tasks) attempts.set(t.attempts?.length ?? 0, (attempts.get(t.attempts?.length ?? 0) ?? 0) + 1);
+    console.log(`chaos: tasks by attempts taken: ${JSON.stringify(Object.fromEntries([...attempts].sort()))}`);
     expect(
       tasks.filter((t) => t.status !== "succeeded").map((t) => `${t.id} ${t.status} ${t.reasonCode}`),
       "tasks that did not succeed",

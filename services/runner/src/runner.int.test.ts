@@ -801,4 +801,45 @@ describe("runner crash safety", () => {
       await gh.close();
     }
   }, 180_000);
+
+  /** Runs a task on a runner that is killed -9 during implement; then `after` runs and a rescuer with `rescuerEnv` takes over. */
+  async function killDuringImplement(name: string, rescuerEnv: Record<string, string>, after?: (taskId: string) => Promise<void>) {
+    await runner.stop(); // only the child runners may take this task (stopping twice is harmless)
+    const procEnv = { ...env, RUNNER_ID: `runner-${name}-victim`, PORT: "0", ...rescuerEnv };
+    let proc = spawnService("services/runner/src/main.ts", procEnv);
+    try {
+      const taskId = await submit(spec({ agent: { kind: "script", steps: [{ run: "echo attempt > HELLO.txt; sleep 30" }] } }));
+      await waitFor(
+        "implement under way",
+        async () => (await eventsOf(taskId)).some((e) => e.type === "phase.started" && e.data.phase === "implement"),
+        60_000,
+        100,
+      );
+      await proc.kill("SIGKILL");
+      await after?.(taskId);
+      proc = spawnService("services/runner/src/main.ts", { ...procEnv, RUNNER_ID: `runner-${name}-rescuer` });
+      const done = await finished(taskId, 90_000);
+      await waitFor("the orphan container to be removed", async () => (await containersOf(taskId)).length === 0, 30_000, 200);
+      expect(await git(repo.bare, "branch", "--list", `codefleet/${taskId}`)).toBe("");
+      return { taskId, done, events: await eventsOf(taskId) };
+    } finally {
+      await proc.kill("SIGTERM");
+    }
+  }
+
+  it("closes a task whose every attempt died with attempts_exhausted, on the attempt that last started, instead of leaving it running", async () => {
+    const { done, events } = await killDuringImplement("exhausted", { RUNNER_MAX_ATTEMPTS: "1" });
+    expect(done.attempt).toBe(1);
+    expect(done.data).toMatchObject({ status: "failed", reasonCode: "attempts_exhausted" });
+    expect(events.filter((e) => e.type === "run.started").map((e) => e.attempt)).toEqual([1]);
+    expect(events.filter((e) => e.type === "run.finished")).toHaveLength(1);
+  }, 180_000);
+
+  it("ends a task canceled while its runner was dead as canceled: the redelivery closes it", async () => {
+    const { done } = await killDuringImplement("canceled", {}, async (taskId) => {
+      await bus.publish(createEvent("task.cancel_requested", { taskId, producer: "test", data: { reason: "no longer needed" } }));
+    });
+    expect(done.attempt).toBe(1);
+    expect(done.data).toMatchObject({ status: "canceled", reasonCode: "canceled" });
+  }, 180_000);
 });

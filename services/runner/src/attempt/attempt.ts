@@ -162,7 +162,14 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     deps.warmPool && !isPlanProblem(plan) && policyRefusal(spec, tenant, settings.security) === undefined
       ? deps.warmPool.take(warmClassOf(spec, needs, plan), { taskId, attempt }, input.traceContext).catch(() => undefined)
       : undefined;
-  const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId });
+  const log = deps.log.child({ taskId, attempt });
+  /** Platform calls of a running attempt ride out a hiccup (NATS restarting) within platformRetryMs. */
+  const durably = <T>(what: string, f: () => Promise<T>) =>
+    platformRetry(what, f, {
+      withinMs: settings.platformRetryMs,
+      onRetry: (w, error, delayMs) => log.warn({ error, retryInMs: delayMs }, `${w} failed; retrying`),
+    });
+  const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId, durably });
   mark("claimed");
   if (typeof claimed === "string") {
     const w = await warmTake;
@@ -173,7 +180,6 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     return claimed;
   }
 
-  const log = deps.log.child({ taskId, attempt });
   const started = Date.now();
   // Earlier attempts' containers (a runner that died): removed meanwhile, waited for before the end.
   const staleRemoval =
@@ -186,16 +192,13 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
 
   const root = await startAttemptSpan(deps, input, spec);
   const ctx = trace.setSpan(input.traceContext, root);
-  /** Platform calls of a running attempt ride out a hiccup (NATS restarting) within platformRetryMs. */
-  const durably = <T>(what: string, f: () => Promise<T>) =>
-    platformRetry(what, f, {
-      withinMs: settings.platformRetryMs,
-      onRetry: (w, error, delayMs) => log.warn({ error, retryInMs: delayMs }, `${w} failed; retrying`),
-    });
   const event = <T extends Parameters<typeof createEvent>[0]>(type: T, data: EventData<T>) =>
     createEvent(type, { taskId, attempt, producer: PRODUCER, data, causationId: input.event.id, correlationId: taskId } as never) as never;
-  const publish = (type: Parameters<typeof createEvent>[0], data: unknown) =>
-    durably(`publish ${type}`, () => bus.publish(event(type as never, data as never), { ctx }));
+  // the event is made once: a retry after a lost answer publishes the same id, which JetStream de-duplicates
+  const publish = (type: Parameters<typeof createEvent>[0], data: unknown) => {
+    const e = event(type as never, data as never);
+    return durably(`publish ${type}`, () => bus.publish(e, { ctx }));
+  };
 
   const life = new AttemptLifecycle({
     taskId,
@@ -234,21 +237,16 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   let run: RunHandle | undefined;
   let end: AttemptEnd;
   // run.started goes out first, whatever follows (the registry's view of a task starts there), and
-  // overlaps the container's start. Not retried: with the bus away at the very start, the delivery
-  // is simply tried again later.
-  const announced = bus
-    .publish(
-      event("run.started", {
-        runnerId: settings.runnerId,
-        agentKind: spec.agent.kind,
-        image: needs.image,
-        ...(isPlanProblem(plan)
-          ? {}
-          : { network: plan.mode, ...(plan.allow.length ? { networkAllow: plan.allow } : {}), runtime: plan.runtime }),
-      }),
-      { ctx },
-    )
-    .then(() => mark("started"));
+  // overlaps the container's start. Retried through a bus outage like every publish: a delivery
+  // given up at its start would cost the task one of its attempts.
+  const announced = publish("run.started", {
+    runnerId: settings.runnerId,
+    agentKind: spec.agent.kind,
+    image: needs.image,
+    ...(isPlanProblem(plan)
+      ? {}
+      : { network: plan.mode, ...(plan.allow.length ? { networkAllow: plan.allow } : {}), runtime: plan.runtime }),
+  }).then(() => mark("started"));
   announced.catch(() => undefined); // awaited on every path below
   try {
     let secrets: Record<string, string>;
@@ -380,7 +378,15 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.
   await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
   await logStream.close();
+  // An attempt the registry never saw start (its run.started never got out, so nothing ran) gets no
+  // final status: the registry would not apply it and the task would stay open. The delivery fails
+  // instead, and is tried again (or closes the task when it was the last).
+  const announcedOk = await announced.then(
+    () => true,
+    () => false,
+  );
   if (end.superseded) log.warn("attempt superseded by a newer one: not pushing, not finishing");
+  else if (!announcedOk) log.warn("run.started was never published: no final status; the delivery is tried again");
   else {
     // a slot whose lease was lost may be another task's already: its tree is not this attempt's record
     if (!record.head && slot && end.reasonCode !== "lease_lost") await commitForTheRecord(deps, slot, workDir, record, log);
@@ -422,6 +428,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   root.end();
   mark("done");
   log.info({ status: end.status, reasonCode: end.reasonCode, ms: Date.now() - started, marks }, "attempt finished");
+  if (!announcedOk && !end.superseded) throw new Error(`attempt ${attempt} could not announce itself on the bus: ${end.reason ?? end.status}`);
   return "ran";
 }
 

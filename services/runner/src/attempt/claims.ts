@@ -1,6 +1,13 @@
 import { type Bus, claimsBucket, type RevisionedKv } from "@codefleet/contracts/bus";
 
-export type Claim = { attempt: number; runnerId: string; state: "running" | "pushing" | "finished"; at: string };
+export type Claim = {
+  attempt: number;
+  runnerId: string;
+  state: "running" | "pushing" | "finished";
+  at: string;
+  /** The claiming call's own token: a retry of that call (its answer lost) recognizes its claim by it. */
+  token?: string;
+};
 
 /**
  * Fencing for task attempts. JetStream may accept a stale ack after a redelivery, so before a
@@ -26,12 +33,23 @@ export class ClaimStore {
     return e && { claim: JSON.parse(e.value) as Claim, revision: e.revision };
   }
 
-  /** Claims `attempt`; undefined when this or a newer attempt is already claimed. */
-  async claim(taskId: string, attempt: number, runnerId: string): Promise<number | undefined> {
-    const value = JSON.stringify({ attempt, runnerId, state: "running", at: new Date().toISOString() } satisfies Claim);
+  /**
+   * Claims `attempt`; undefined when this or a newer attempt is already claimed. A caller that
+   * retries the call through a bus outage passes the same `token` each time: the claim its lost
+   * answer made is then recognized as its own.
+   */
+  async claim(taskId: string, attempt: number, runnerId: string, token?: string): Promise<number | undefined> {
+    const value = JSON.stringify({
+      attempt,
+      runnerId,
+      state: "running",
+      at: new Date().toISOString(),
+      ...(token ? { token } : {}),
+    } satisfies Claim);
     for (let i = 0; i < 5; i++) {
       // a first attempt most likely finds no claim: try to create it without reading first
       const cur = i === 0 && attempt === 1 ? undefined : await this.current(taskId);
+      if (cur && token !== undefined && cur.claim.token === token) return cur.revision;
       if (cur && cur.claim.attempt >= attempt) return undefined;
       const revision = cur ? await this.kv.update(taskId, value, cur.revision) : await this.kv.create(taskId, value);
       if (revision !== undefined) return revision;

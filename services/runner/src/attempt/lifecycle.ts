@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import type { AllocateResult } from "@codefleet/contracts";
 import { errorMessage, isCodefleetError } from "@codefleet/contracts";
 import type { Bus } from "@codefleet/contracts/bus";
@@ -9,19 +10,14 @@ import type { AttemptEnd } from "../phases/phase.js";
 import type { ClaimStore } from "./claims.js";
 
 /** What happened to a delivery of task.submitted. */
-export type AttemptOutcome = "ran" | "skipped_finished" | "skipped_canceled" | "skipped_superseded";
+export type AttemptOutcome = "ran" | "closed" | "skipped_finished" | "skipped_canceled" | "skipped_superseded";
 
-async function lastEventOf(bus: Bus, taskId: string, type: "run.finished" | "run.started" | "task.cancel_requested"): Promise<unknown> {
-  try {
-    return (await bus.lastEvent(taskId, type))?.json();
-  } catch {
-    return undefined;
-  }
-}
-
-/** The run.started of the attempt before (its trace is linked from a redelivered attempt). */
+/** The run.started of the attempt before (its trace is linked from a redelivered attempt); undefined when it cannot be read. */
 export const previousRunStarted = (bus: Bus, taskId: string) =>
-  lastEventOf(bus, taskId, "run.started") as Promise<{ metadata?: { traceparent?: string } } | undefined>;
+  bus
+    .lastEvent(taskId, "run.started")
+    .then((m) => m?.json<{ metadata?: { traceparent?: string } }>())
+    .catch(() => undefined);
 
 /**
  * Whether this delivery runs: not when the task already finished or its cancel was requested, and
@@ -31,10 +27,16 @@ export const previousRunStarted = (bus: Bus, taskId: string) =>
 export async function claimAttempt(
   bus: Bus,
   claims: ClaimStore,
-  o: { taskId: string; attempt: number; runnerId: string },
-): Promise<{ revision: number } | Exclude<AttemptOutcome, "ran">> {
-  const checks = () => Promise.all([lastEventOf(bus, o.taskId, "run.finished"), lastEventOf(bus, o.taskId, "task.cancel_requested")]);
-  const claim = () => claims.claim(o.taskId, o.attempt, o.runnerId);
+  o: { taskId: string; attempt: number; runnerId: string; durably: <T>(what: string, f: () => Promise<T>) => Promise<T> },
+): Promise<{ revision: number } | Exclude<AttemptOutcome, "ran" | "closed">> {
+  // read through an outage, not guessed: a finished task read as unfinished would run again
+  const checks = () =>
+    o.durably("read the task's history", () =>
+      Promise.all([bus.lastEvent(o.taskId, "run.finished"), bus.lastEvent(o.taskId, "task.cancel_requested")]),
+    );
+  // retried through a bus outage with one token: a claim whose answer was lost is recognized as ours
+  const token = randomUUID();
+  const claim = () => o.durably("claim the attempt", () => claims.claim(o.taskId, o.attempt, o.runnerId, token));
   // A first attempt claims while it checks (one round trip, not two): a claim taken for a delivery
   // then skipped is harmless. A redelivery checks first, so a finished task's claim never moves.
   let finished: unknown;

@@ -1,7 +1,11 @@
-import { type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/contracts";
+import { type CodefleetEventOf, errorMessage, isCodefleetError, parseEvent, reasonOf } from "@codefleet/contracts";
 import type { Bus, Listener, Subscription } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
 import { type AttemptDeps, runAttempt } from "./attempt.js";
+import { closeTask } from "./closing.js";
+
+/** Deliveries a task gets after its attempts: the first closes it; another stands by in case the runner closing it dies. */
+export const CLOSING_DELIVERIES = 2;
 
 export type WorkerOptions = {
   concurrency: number;
@@ -17,7 +21,8 @@ export type WorkerOptions = {
  * Takes admitted tasks from the tenants' run queues (every runner replica pulls from them, each up
  * to its concurrency, the tenants taking turns), runs attempts, and stops running attempts whose cancel is requested.
  * A runner that dies stops heartbeating: the message is redelivered after the ack deadline with
- * the delivery count as the next attempt number.
+ * the delivery count as the next attempt number. A delivery past `maxAttempts` closes the task as
+ * failed (`attempts_exhausted`) instead of running it: no task is left running with nobody on it.
  */
 export class Worker {
   private readonly running = new Map<string, { ctl: AbortController; attempt: number }>();
@@ -55,7 +60,8 @@ export class Worker {
       description: "runner: a tenant's queue of admitted tasks",
       concurrency: this.opts.concurrency,
       ackWaitMs: this.opts.ackWaitMs,
-      maxDeliver: this.opts.maxAttempts,
+      // past the attempts, deliveries that close the task (one more if a runner dies closing it)
+      maxDeliver: this.opts.maxAttempts + CLOSING_DELIVERIES,
       // Many runners × their concurrency may hold tasks at once.
       maxAckPending: 10_000,
       retryDelayMs: (n) => Math.min(5000 * n, 60_000),
@@ -64,18 +70,43 @@ export class Worker {
       handle: async (event, ctx) => {
         if (event.type !== "task.submitted") return;
         const submitted = event as CodefleetEventOf<"task.submitted">;
+        const delivery = ctx.deliveryCount;
+        const closing = { event: submitted, delivery, traceContext: ctx.traceContext };
+        // the attempts are used up (runners lost, or the bus away longer than the ack deadline): the task is closed, not left running
+        if (delivery > this.opts.maxAttempts) {
+          const outcome = await closeTask(this.deps, closing, {
+            status: "failed",
+            reasonCode: "attempts_exhausted",
+            reason: `its ${this.opts.maxAttempts} attempts ended without a result (a runner lost, or the platform away): not tried again`,
+          });
+          this.log.warn({ taskId: submitted.taskId, delivery, outcome }, "delivery past the attempts");
+          return;
+        }
         const ctl = new AbortController();
-        this.running.set(submitted.taskId, { ctl, attempt: ctx.deliveryCount });
+        this.running.set(submitted.taskId, { ctl, attempt: delivery });
         try {
-          const outcome = await runAttempt(this.deps, {
+          let outcome = await runAttempt(this.deps, {
             event: submitted,
-            attempt: ctx.deliveryCount,
+            attempt: delivery,
             working: ctx.working,
             cancel: ctl.signal,
             traceContext: ctx.traceContext,
           });
-          if (outcome !== "ran") this.log.info({ taskId: submitted.taskId, attempt: ctx.deliveryCount, outcome }, "delivery skipped");
+          // canceled while the runner that held it was lost: that attempt never said so
+          if (outcome === "skipped_canceled" && delivery > 1)
+            outcome = await closeTask(this.deps, closing, {
+              status: "canceled",
+              reasonCode: "canceled",
+              reason: "cancel requested; the runner that held the task was lost",
+            });
+          if (outcome !== "ran") this.log.info({ taskId: submitted.taskId, attempt: delivery, outcome }, "delivery skipped");
         } catch (err) {
+          // an error that says it never succeeds would dead-letter the delivery and leave the task open: close it
+          if (isCodefleetError(err) && err.retry.kind === "never") {
+            this.log.error({ taskId: submitted.taskId, error: errorMessage(err) }, "attempt refused; the task is closed");
+            await closeTask(this.deps, closing, { status: "failed", ...reasonOf(err, this.deps.masker.mask(err.message)) });
+            return;
+          }
           this.log.error({ taskId: submitted.taskId, error: errorMessage(err) }, "attempt crashed; it will be redelivered");
           throw err;
         } finally {
