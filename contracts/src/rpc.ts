@@ -12,6 +12,31 @@ export type RpcReply<T> = { ok: true; result: T } | { ok: false; error: RpcError
 
 export const REPO_POOL_SERVICE = "repo-pool";
 
+/** A runner host's name (`CODEFLEET_HOST`): lowercase letters, digits and dashes. */
+export const HOST_NAME_PATTERN = "^[a-z0-9][a-z0-9-]{0,62}$";
+
+/** The setting a runner and its host's repo-pool share (environment variable). */
+export const HostSettings = {
+  CODEFLEET_HOST: Type.Optional(
+    Type.String({
+      pattern: HOST_NAME_PATTERN,
+      description:
+        "the runner host this runner or repo-pool belongs to: a runner allocates from its host's repo-pool (unset: one shared pool)",
+    }),
+  ),
+};
+
+/**
+ * The repo-pool a runner allocates from: its own host's (`repo-pool.<host>`) when hosts are named,
+ * since a slot lives on one host's disk and only that host's containers can mount it; else the
+ * one shared pool.
+ */
+export function repoPoolService(host?: string): string {
+  if (host === undefined || host === "") return REPO_POOL_SERVICE;
+  if (!new RegExp(HOST_NAME_PATTERN).test(host)) throw new Error(`invalid host name '${host}': expected ${HOST_NAME_PATTERN}`);
+  return `${REPO_POOL_SERVICE}.${host}`;
+}
+
 const SlotId = Type.String({ pattern: "^slot_[0-9A-Z]{26}$" });
 const Owner = { taskId: Type.String({ pattern: TASK_ID_PATTERN }), attempt: Type.Integer({ minimum: 1, maximum: 1000 }) };
 

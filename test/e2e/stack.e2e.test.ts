@@ -1,6 +1,15 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { E2E_ANTHROPIC_KEY, type Stack, startScriptedAnthropic, startScriptedOpenAI, startStack, waitFor } from "@codefleet/test/support";
+import {
+  E2E_ANTHROPIC_KEY,
+  type Stack,
+  stackApi,
+  stackGit,
+  startScriptedAnthropic,
+  startScriptedOpenAI,
+  startStack,
+  waitFor,
+} from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeCli } from "./cli-tests.js";
 
@@ -27,14 +36,7 @@ type Task = {
   attempts?: { attempt: number; status?: string; reason?: string }[];
 };
 
-async function api<T>(path: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
-  const res = await fetch(`${stack.registryUrl}${path}`, {
-    ...init,
-    headers: { authorization: `Bearer ${stack.token}`, "content-type": "application/json", ...(init.headers ?? {}) },
-  });
-  const text = await res.text();
-  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
-}
+const api = <T>(path: string, init: RequestInit = {}) => stackApi<T>(stack, path, init);
 
 const sampleTask = (overrides: Record<string, unknown> = {}) => ({
   repo: { url: "git://git-server:9418/sample.git", ref: "main" },
@@ -96,17 +98,7 @@ async function tableCount(): Promise<number> {
   return Number(stdout.trim());
 }
 
-async function gitServer(...args: string[]): Promise<string> {
-  const { stdout } = await execFileP("docker", [
-    "exec",
-    `${stack.project}_git-server_1`,
-    "git",
-    "-C",
-    "/srv/git/sample.git",
-    ...args,
-  ]).catch(async () => execFileP("docker", ["exec", `${stack.project}-git-server-1`, "git", "-C", "/srv/git/sample.git", ...args]));
-  return stdout.trim();
-}
+const gitServer = (...args: string[]) => stackGit(stack, ...args);
 
 /** What a timed-out wait needs to be diagnosed: each unfinished task's status and phases, and the services' last logs. */
 async function stuckTasksReport(ids: string[]): Promise<string> {

@@ -26,11 +26,20 @@ export type Stack = {
 /**
  * Brings up docker-compose.yml under its own project name, data directory and host ports
  * (deploy/stack.sh, so the offline images are used when they were built), and waits until healthy.
+ * `cluster`: with the overlay of a three-node NATS cluster and two runner hosts (deploy/cluster/cluster.sh).
  */
-export async function startStack(): Promise<Stack> {
-  const project = `cfe2e${Math.random().toString(36).slice(2, 8)}`;
+export async function startStack(opts: { cluster?: boolean } = {}): Promise<Stack> {
+  const project = `cf${opts.cluster ? "cl" : "e2e"}${Math.random().toString(36).slice(2, 8)}`;
   const dataDir = mkdtempSync(join(tmpdir(), "cf-stack-"));
-  const [registry, artifacts, jaeger, gateway] = [await freePort(), await freePort(), await freePort(), await freePort()];
+  const [registry, artifacts, jaeger, gateway, gatewayB] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  // the cluster overlay (a three-node NATS cluster, two runner hosts) goes through its own script
+  const script = opts.cluster ? "deploy/cluster/cluster.sh" : "deploy/stack.sh";
   const token = "e2e-token-0123456789";
   const env: Record<string, string> = {
     COMPOSE_PROJECT_NAME: project,
@@ -39,6 +48,7 @@ export async function startStack(): Promise<Stack> {
     ARTIFACT_STORE_PORT: String(artifacts),
     JAEGER_UI_PORT: String(jaeger),
     LLM_GATEWAY_PORT: String(gateway),
+    LLM_GATEWAY_PORT_B: String(gatewayB),
     CODEFLEET_API_TOKENS: token,
     CODEFLEET_API_TOKEN: token,
     RUNNER_ID: `${project}-runner`,
@@ -53,7 +63,7 @@ export async function startStack(): Promise<Stack> {
     }),
   };
   const stack = async (...args: string[]) => {
-    const { stdout } = await execFileP("bash", [join(REPO_ROOT, "deploy/stack.sh"), ...args], {
+    const { stdout } = await execFileP("bash", [join(REPO_ROOT, script), ...args], {
       cwd: REPO_ROOT,
       env: { ...process.env, ...env },
       maxBuffer: 64 * 1024 * 1024,
@@ -82,4 +92,21 @@ export async function startStack(): Promise<Stack> {
       rmSync(dataDir, { recursive: true, force: true });
     },
   };
+}
+
+/** Calls the stack's registry API with its token; the body parsed as JSON. */
+export async function stackApi<T>(stack: Stack, path: string, init: RequestInit = {}): Promise<{ status: number; body: T }> {
+  const res = await fetch(`${stack.registryUrl}${path}`, {
+    ...init,
+    headers: { authorization: `Bearer ${stack.token}`, "content-type": "application/json", ...(init.headers ?? {}) },
+  });
+  const text = await res.text();
+  return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
+}
+
+/** Runs git in the stack's git server on the sample repository (Compose v2 and 1.29 name containers differently). */
+export async function stackGit(stack: Stack, ...args: string[]): Promise<string> {
+  const run = (container: string) => execFileP("docker", ["exec", container, "git", "-C", "/srv/git/sample.git", ...args]);
+  const { stdout } = await run(`${stack.project}_git-server_1`).catch(() => run(`${stack.project}-git-server-1`));
+  return stdout.trim();
 }

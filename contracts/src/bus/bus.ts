@@ -205,7 +205,8 @@ export class Bus {
 
   /** Opens (creating when missing) a KV bucket written by compare-and-set. */
   openKv(bucket: string, opts: KvBucketOptions = {}): Promise<RevisionedKv> {
-    return RevisionedKv.open(this.nc, bucket, opts);
+    const { storage, replicas } = this.options;
+    return RevisionedKv.open(this.nc, bucket, { ...(storage ? { storage } : {}), ...(replicas ? { replicas } : {}), ...opts });
   }
 
   /** Stops every subscription (in-flight handlers finish), then drains the connection. */

@@ -15,6 +15,16 @@ export const NatsSettings = {
   NATS_PASSWORD: Type.Optional(Type.String({ description: "its password (or NATS_PASSWORD_FILE)" })),
   NATS_PASSWORD_FILE: Type.Optional(Type.String({ description: "a file holding the NATS password (a mounted secret)" })),
   NATS_TLS_CA_FILE: Type.Optional(Type.String({ description: "CA bundle to verify the NATS server's certificate (tls:// URLs)" })),
+  NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], {
+    default: "file",
+    description: "storage of codefleet's streams and KV buckets (memory: tests only)",
+  }),
+  NATS_REPLICAS: Type.Integer({
+    default: 1,
+    minimum: 1,
+    maximum: 5,
+    description: "copies of each stream and KV bucket in a JetStream cluster (3 on a three-node cluster); the same for every service",
+  }),
 };
 
 type NatsSettingsValues = {
@@ -24,6 +34,14 @@ type NatsSettingsValues = {
   NATS_PASSWORD_FILE?: string | undefined;
   NATS_TLS_CA_FILE?: string | undefined;
 };
+
+/** How the services' streams and KV buckets are stored: every service ensures them with the same settings. */
+export function natsStreamSettings(c: { NATS_STORAGE?: "file" | "memory" | undefined; NATS_REPLICAS?: number | undefined }): {
+  storage: "file" | "memory";
+  replicas: number;
+} {
+  return { storage: c.NATS_STORAGE ?? "file", replicas: c.NATS_REPLICAS ?? 1 };
+}
 
 /** Connection options from a service's NATS settings (the password file is read here, once). */
 export function natsConnectOptions(

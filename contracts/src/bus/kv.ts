@@ -18,6 +18,8 @@ export type KvBucketOptions = {
   /** The bucket's max age: a key nobody rewrites within it expires. */
   ttlMs?: number;
   storage?: "file" | "memory";
+  /** Copies in a JetStream cluster. */
+  replicas?: number;
   description?: string;
 };
 
@@ -35,6 +37,7 @@ export class RevisionedKv {
       ...(opts.history === undefined ? {} : { history: opts.history }),
       ...(opts.ttlMs === undefined ? {} : { ttl: opts.ttlMs }),
       ...(opts.storage ? { storage: opts.storage as never } : {}),
+      ...(opts.replicas ? { replicas: opts.replicas } : {}),
       ...(opts.description ? { description: opts.description } : {}),
     });
     return new RevisionedKv(kv);

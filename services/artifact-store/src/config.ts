@@ -26,7 +26,6 @@ export const ArtifactStoreEnv = Type.Object({
   RETENTION_MAX_AGE_DAYS: Type.Integer({ default: 0, minimum: 0, description: "0 disables age-based retention" }),
   RETENTION_MAX_PER_TASK: Type.Integer({ default: 0, minimum: 0, description: "0 disables the per-task cap" }),
   RETENTION_INTERVAL_MS: Type.Integer({ default: 3_600_000, minimum: 1000 }),
-  NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], { default: "file" }),
   LOG_LEVEL: Type.String({ default: "info" }),
 });
 

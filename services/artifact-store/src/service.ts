@@ -1,5 +1,5 @@
 import { tokenVerifier } from "@codefleet/contracts/access";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
 import { createLogger, type Logger, pingDatabase, startTelemetry } from "@codefleet/contracts/runtime";
 import type { FastifyInstance } from "fastify";
 import type { ArtifactStoreConfig } from "./config.js";
@@ -31,7 +31,7 @@ export async function startArtifactStore(config: ArtifactStoreConfig, opts: { lo
     name: "artifact-store",
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, storage: config.NATS_STORAGE });
+  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, ...natsStreamSettings(config) });
   await bus.ensureStreams();
   const artifacts = new ArtifactService({
     db,

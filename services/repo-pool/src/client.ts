@@ -6,10 +6,10 @@ import {
   type HeartbeatRequest,
   type HeartbeatResult,
   type PoolStatus,
-  REPO_POOL_SERVICE,
   type ReleaseRequest,
   type ReleaseResult,
   type RpcReply,
+  repoPoolService,
 } from "@codefleet/contracts";
 import { type NatsConnection, RpcClient } from "@codefleet/contracts/bus";
 import type { Context } from "@opentelemetry/api";
@@ -22,8 +22,9 @@ export class RepoPoolError extends CodefleetError {
 export class RepoPoolClient {
   private readonly rpc: RpcClient;
 
-  constructor(nc: NatsConnection, opts: { namespace?: string } = {}) {
-    this.rpc = new RpcClient(nc, { namespace: opts.namespace, service: REPO_POOL_SERVICE });
+  /** `host`: the runner's host (CODEFLEET_HOST), whose repo-pool it allocates from; none: the one shared pool. */
+  constructor(nc: NatsConnection, opts: { namespace?: string; host?: string } = {}) {
+    this.rpc = new RpcClient(nc, { namespace: opts.namespace, service: repoPoolService(opts.host) });
   }
 
   allocate(req: AllocateRequest, opts: { timeoutMs?: number; ctx?: Context } = {}): Promise<AllocateResult> {

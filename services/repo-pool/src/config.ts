@@ -1,4 +1,4 @@
-import { DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
+import { DEFAULT_NAMESPACE, HostSettings, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
 import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type Static, Type } from "@sinclair/typebox";
@@ -11,6 +11,7 @@ export const RepoPoolEnv = Type.Object({
   DATABASE_URL: Type.String({ minLength: 1 }),
   DATABASE_SCHEMA: Type.String({ default: "repo_pool", pattern: "^[a-z_][a-z0-9_]{0,62}$" }),
   ...NatsSettings,
+  ...HostSettings,
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
   REPO_POOL_DATA_DIR: Type.String({ default: "/var/lib/codefleet/repo-pool", description: "mirrors and slots live here" }),
   REPO_POOL_HOST_DATA_DIR: Type.Optional(

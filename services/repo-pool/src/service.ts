@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { promisify } from "node:util";
 import { createEvent, errorMessage } from "@codefleet/contracts";
 import { guardMetrics } from "@codefleet/contracts/access";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
 import {
   createLogger,
   installErrorHandling,
@@ -85,7 +85,7 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
     name: "repo-pool",
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log });
+  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, ...natsStreamSettings(config) });
   await bus.ensureStreams();
 
   const publishSlotEvent = async (e: SlotEvent) => {
@@ -156,7 +156,7 @@ export async function startRepoPool(config: RepoPoolConfig, opts: { logger?: Log
   const reconciled = await pool.reconcile();
   log.info(reconciled, "reconciled slots with disk");
 
-  const subs = serveRepoPool(bus, pool, log);
+  const subs = serveRepoPool(bus, pool, log, config.CODEFLEET_HOST);
 
   let reaping = false;
   const reaper = setInterval(() => {

@@ -1,5 +1,5 @@
 import { hostname } from "node:os";
-import { CodefleetError, DEFAULT_NAMESPACE, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
+import { CodefleetError, DEFAULT_NAMESPACE, HostSettings, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
 import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
 import { csv, loadConfig } from "@codefleet/contracts/runtime";
 import { type CredentialRule, loadCredentialRules } from "@codefleet/repo-pool/git";
@@ -11,6 +11,7 @@ export const RunnerEnv = Type.Object({
   HOST: Type.String({ default: "0.0.0.0" }),
   METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16, description: "bearer token /metrics requires; unset: /metrics is open" })),
   ...NatsSettings,
+  ...HostSettings,
   CODEFLEET_NAMESPACE: Type.String({ default: DEFAULT_NAMESPACE, pattern: "^[a-z][a-z0-9_-]{0,31}$" }),
   RUNNER_ID: Type.String({
     default: "",

@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import type { RunnerStatus } from "@codefleet/contracts";
 import { guardMetrics } from "@codefleet/contracts/access";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
 import {
   createLogger,
   csv,
@@ -60,7 +60,7 @@ export async function startRunner(
     name: `runner-${config.RUNNER_ID}`,
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log });
+  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, ...natsStreamSettings(config) });
   await bus.ensureStreams();
   const claims = await ClaimStore.open(bus);
 
@@ -127,7 +127,10 @@ export async function startRunner(
     log,
   });
   log.info({ url: gateway.url }, "llm gateway listening");
-  const repoPool = new RepoPoolClient(nc, { namespace: config.CODEFLEET_NAMESPACE });
+  const repoPool = new RepoPoolClient(nc, {
+    namespace: config.CODEFLEET_NAMESPACE,
+    ...(config.CODEFLEET_HOST ? { host: config.CODEFLEET_HOST } : {}),
+  });
   const warmPool =
     config.WARM_CONTAINERS_MAX > 0
       ? new WarmPool({

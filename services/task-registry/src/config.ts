@@ -48,7 +48,6 @@ export const RegistryEnv = Type.Object({
     minimum: 9 * 1024 * 1024,
     description: "bytes of events the ingestion pulls ahead at most (above the 8 MiB largest event)",
   }),
-  NATS_STORAGE: Type.Union([Type.Literal("file"), Type.Literal("memory")], { default: "file" }),
   LOG_LEVEL: Type.String({ default: "info" }),
   DASHBOARD_DIR: Type.Optional(
     Type.String({

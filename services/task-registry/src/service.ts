@@ -1,6 +1,6 @@
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { quotaFor, tokenVerifier } from "@codefleet/contracts/access";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
 import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
 import type { FastifyInstance } from "fastify";
 import type { RegistryConfig } from "./config.js";
@@ -37,7 +37,7 @@ export async function startRegistry(
     name: "task-registry",
     log: (level, msg, fields) => log[level](fields ?? {}, msg),
   });
-  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, storage: config.NATS_STORAGE });
+  const bus = await Bus.create(nc, { namespace: config.CODEFLEET_NAMESPACE, logger: log, ...natsStreamSettings(config) });
   await bus.ensureStreams();
   const ingestion = await startIngestor({
     bus,

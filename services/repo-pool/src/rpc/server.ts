@@ -5,8 +5,8 @@ import {
   errorMessage,
   HeartbeatRequest,
   isCodefleetError,
-  REPO_POOL_SERVICE,
   ReleaseRequest,
+  repoPoolService,
 } from "@codefleet/contracts";
 import type { Bus, Listener, RpcRequest } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
@@ -18,10 +18,11 @@ import type { SlotPool } from "../pool/slots.js";
 const tracer = trace.getTracer("@codefleet/repo-pool");
 
 /**
- * The repo-pool API over NATS request/reply: <ns>.rpc.repo-pool.{allocate,adopt,heartbeat,release,status}.
+ * The repo-pool API over NATS request/reply: <ns>.rpc.repo-pool.{allocate,adopt,heartbeat,release,status},
+ * or <ns>.rpc.repo-pool.<host>.<verb> for a named runner host's pool (CODEFLEET_HOST).
  * Requests are validated; replies are { ok, result } or { ok: false, error: { code, message, retryable } }.
  */
-export function serveRepoPool(bus: Bus, pool: SlotPool, log: Logger): Listener[] {
+export function serveRepoPool(bus: Bus, pool: SlotPool, log: Logger, host?: string): Listener[] {
   const handlers: Record<string, { schema?: TSchema; handle: (req: never) => Promise<unknown> }> = {
     allocate: { schema: AllocateRequest, handle: (r: AllocateRequest) => pool.allocate(r) },
     adopt: { schema: AdoptRequest, handle: (r: AdoptRequest) => pool.adopt(r) },
@@ -31,7 +32,7 @@ export function serveRepoPool(bus: Bus, pool: SlotPool, log: Logger): Listener[]
   };
   return Object.entries(handlers).map(([verb, h]) => {
     const check = h.schema ? TypeCompiler.Compile(h.schema) : undefined;
-    return bus.serveRpc(REPO_POOL_SERVICE, verb, (req) =>
+    return bus.serveRpc(repoPoolService(host), verb, (req) =>
       respond(
         verb,
         req,

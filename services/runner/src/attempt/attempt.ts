@@ -428,7 +428,8 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   root.end();
   mark("done");
   log.info({ status: end.status, reasonCode: end.reasonCode, ms: Date.now() - started, marks }, "attempt finished");
-  if (!announcedOk && !end.superseded) throw new Error(`attempt ${attempt} could not announce itself on the bus: ${end.reason ?? end.status}`);
+  if (!announcedOk && !end.superseded)
+    throw new Error(`attempt ${attempt} could not announce itself on the bus: ${end.reason ?? end.status}`);
   return "ran";
 }
 

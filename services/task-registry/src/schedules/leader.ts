@@ -61,7 +61,6 @@ export class LeaderLease {
     id: string;
     leaseMs: number;
     log: Logger;
-    storage?: "file" | "memory";
     /** Monotonic milliseconds (default performance.now). */
     clock?: () => number;
   }): Promise<LeaderLease> {
@@ -71,7 +70,6 @@ export class LeaderLease {
       opts.bus.openKv(opts.bucket, {
         history: 1,
         ttlMs: opts.leaseMs,
-        ...(opts.storage ? { storage: opts.storage } : {}),
         description: "codefleet registry leases (the scheduler's leader)",
       });
     const lease = new LeaderLease(open, opts.id, opts.leaseMs, opts.log, opts.clock ?? (() => performance.now()));

@@ -24,7 +24,6 @@ export async function startScheduling(deps: {
     bucket: bus.topology.buckets.registryLeases,
     id: `${hostname()}-${process.pid}-${randomBytes(4).toString("hex")}`,
     leaseMs: config.SCHEDULER_LEASE_MS,
-    storage: config.NATS_STORAGE,
     log,
   });
   const scheduler = startScheduler({
