@@ -1,6 +1,6 @@
 import { execFile } from "node:child_process";
 import { promisify } from "node:util";
-import { type Stack, stackApi, stackGit, startStack, waitFor } from "@codefleet/test/support";
+import { type Stack, stackApi, stackGit, startStack, waitFor, waitForTasks } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /**
@@ -93,26 +93,10 @@ describe("the cluster overlay: three NATS nodes, two runner hosts", () => {
     // and one NATS node
     await execFileP("docker", ["kill", "-s", "KILL", await containerOf("nats-2")]);
 
-    const finished = new Map<string, Task>();
-    await waitFor(
-      "all 20 tasks to finish",
-      async () => {
-        for (const id of ids) {
-          if (finished.has(id)) continue;
-          const r = await api<Task>(`/v1/tasks/${id}`).catch(() => undefined);
-          if (r?.body && ["succeeded", "failed", "timed_out", "canceled"].includes(r.body.status)) finished.set(id, r.body);
-        }
-        return finished.size === ids.length;
-      },
-      300_000,
-      1000,
-    ).catch(async (err: Error) => {
-      const stuck = await Promise.all(
-        ids.filter((id) => !finished.has(id)).map(async (id) => JSON.stringify((await api<Task>(`/v1/tasks/${id}`)).body)),
-      );
-      throw new Error(`${err.message}\n${stuck.join("\n")}\n${await stack.stack("logs", "--tail=60", "runner").catch(() => "")}`);
+    const tasks = await waitForTasks<Task>(stack, ids, 300_000, async (unfinished) => {
+      const stuck = await Promise.all(unfinished.map(async (id) => JSON.stringify((await api<Task>(`/v1/tasks/${id}`)).body)));
+      return `${stuck.join("\n")}\n${await stack.stack("logs", "--tail=60", "runner").catch(() => "")}`;
     });
-    const tasks = ids.map((id) => finished.get(id) as Task);
     expect(
       tasks.filter((t) => t.status !== "succeeded").map((t) => `${t.id} ${t.status} ${t.reasonCode}`),
       "tasks that did not succeed",

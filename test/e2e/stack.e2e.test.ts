@@ -9,6 +9,7 @@ import {
   startScriptedOpenAI,
   startStack,
   waitFor,
+  waitForTasks,
 } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { describeCli } from "./cli-tests.js";
@@ -281,23 +282,7 @@ describe("the compose stack", () => {
     await execFileP("docker", ["restart", await containerOf("nats")]);
     await pause(4000);
     await execFileP("docker", ["restart", await containerOf("postgres")]);
-    const finished = new Map<string, Task>();
-    await waitFor(
-      "all 30 tasks to finish",
-      async () => {
-        for (const id of ids) {
-          if (finished.has(id)) continue;
-          const r = await api<Task>(`/v1/tasks/${id}`).catch(() => undefined);
-          if (r?.body && ["succeeded", "failed", "timed_out", "canceled"].includes(r.body.status)) finished.set(id, r.body);
-        }
-        return finished.size === ids.length;
-      },
-      600_000,
-      1000,
-    ).catch(async (err: Error) => {
-      throw new Error(`${err.message}\n${await stuckTasksReport(ids.filter((id) => !finished.has(id)))}`);
-    });
-    const tasks = ids.map((id) => finished.get(id) as Task);
+    const tasks = await waitForTasks<Task>(stack, ids, 600_000, stuckTasksReport);
     // how many deliveries the chaos cost: the attempts each task took (docs/performance.md records them)
     const attempts = new Map<number, number>();
     for (const t of tasks) attempts.set(t.attempts?.length ?? 0, (attempts.get(t.attempts?.length ?? 0) ?? 0) + 1);

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
-import { freePort } from "./processes.js";
+import { freePort, waitFor } from "./processes.js";
 import { REPO_ROOT } from "./services.js";
 
 const execFileP = promisify(execFile);
@@ -109,4 +109,35 @@ export async function stackGit(stack: Stack, ...args: string[]): Promise<string>
   const run = (container: string) => execFileP("docker", ["exec", container, "git", "-C", "/srv/git/sample.git", ...args]);
   const { stdout } = await run(`${stack.project}_git-server_1`).catch(() => run(`${stack.project}-git-server-1`));
   return stdout.trim();
+}
+
+const FINAL_STATUSES = ["succeeded", "failed", "timed_out", "canceled"];
+
+/**
+ * Waits until every task is in a final status and returns them in `ids` order. On timeout it throws
+ * with what `report` says about the unfinished ones (their events, the services' logs).
+ */
+export async function waitForTasks<T extends { status: string }>(
+  stack: Stack,
+  ids: readonly string[],
+  timeoutMs: number,
+  report: (unfinished: string[]) => Promise<string>,
+): Promise<T[]> {
+  const finished = new Map<string, T>();
+  await waitFor(
+    `all ${ids.length} tasks to finish`,
+    async () => {
+      for (const id of ids) {
+        if (finished.has(id)) continue;
+        const r = await stackApi<T>(stack, `/v1/tasks/${id}`).catch(() => undefined);
+        if (r?.body && FINAL_STATUSES.includes(r.body.status)) finished.set(id, r.body);
+      }
+      return finished.size === ids.length;
+    },
+    timeoutMs,
+    1000,
+  ).catch(async (err: Error) => {
+    throw new Error(`${err.message}\n${await report(ids.filter((id) => !finished.has(id)))}`);
+  });
+  return ids.map((id) => finished.get(id) as T);
 }
