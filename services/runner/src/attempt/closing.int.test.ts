@@ -136,6 +136,16 @@ describe("closing a task that will not run again, on a real NATS", () => {
   });
 });
 
+describe("closing a canceled task whose attempts ran out", () => {
+  it("ends it canceled, not attempts_exhausted: the cancel is what the dispatcher asked for", async () => {
+    const t = await setup();
+    await t.started(2);
+    await t.bus.publish(createEvent("task.cancel_requested", { taskId: t.taskId, producer: "test", data: { reason: "not needed" } }));
+    expect(await t.close(4)).toBe("closed");
+    expect((await t.events())[1]).toMatchObject({ attempt: 2, data: { status: "canceled", reasonCode: "canceled" } });
+  });
+});
+
 describe("claims retried after a lost answer", () => {
   it("recognizes its own claim by its token, and nobody else's", async () => {
     const t = await setup();

@@ -37,6 +37,9 @@ export async function closeTask(
       onRetry: (w, error, delayMs) => log.warn({ error, retryInMs: delayMs }, `${w} failed; retrying`),
     });
   if (await durably("read run.finished", () => bus.lastEvent(taskId, "run.finished"))) return "skipped_finished";
+  // a task whose cancel was requested ends canceled, whatever else stopped it
+  if (closing.status !== "canceled" && (await durably("read the cancel", () => bus.lastEvent(taskId, "task.cancel_requested"))))
+    closing = { status: "canceled", reasonCode: "canceled", reason: `cancel requested; ${closing.reason}` };
   const token = randomUUID();
   const revision = await durably("claim the task", () => claims.claim(taskId, input.delivery, settings.runnerId, token));
   if (revision === undefined) return "skipped_superseded";
