@@ -4,7 +4,7 @@ import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { ValidationError, type ValidationIssue } from "./errors.js";
 import { newEventId, TASK_ID_PATTERN, ulid } from "./ids.js";
-import { PHASES, PULL_REQUEST_PROVIDERS, TaskSpec } from "./task-spec.js";
+import { AgentSpec, PHASES, PULL_REQUEST_PROVIDERS, TaskSpec } from "./task-spec.js";
 
 /**
  * The event catalogue. Every event travels in one envelope; `type` + `version` select the schema of
@@ -28,6 +28,8 @@ const IsoTime = Type.String({ format: "date-time", maxLength: 40 });
 /** A tenant's name: every task belongs to one. Events written before tenancy carry none: read them as `default`. */
 export const TENANT_NAME_PATTERN = "^[a-z0-9][a-z0-9_-]{0,62}$";
 export const DEFAULT_TENANT = "default";
+/** The most turns (the submission and its follow-ups) a task takes. */
+export const MAX_TURNS = 100;
 const TenantName = Type.String({ pattern: TENANT_NAME_PATTERN });
 
 export const ArtifactKind = Type.Union([
@@ -91,6 +93,29 @@ export const EventCatalogue = {
       /** The name of the API token that asked (never the token). */
       requestedBy: Type.Optional(Type.String({ maxLength: 200 })),
       /** The tenant of the task it was asked for; absent means `default`. */
+      tenant: Type.Optional(TenantName),
+      /** The turn it was asked for (a follow-up is a turn); absent means 1. Added compatibly. */
+      turn: Type.Optional(Type.Integer({ minimum: 1, maximum: MAX_TURNS })),
+    }),
+  },
+  /**
+   * A follow-up: a new turn of a finished task, on the same branch (and pull request). The runner
+   * starts from the previous turn's pushed commit (or its change, when the task does not push),
+   * with this prompt; its attempts are numbered from `firstAttempt` on.
+   */
+  "task.follow_up_requested": {
+    1: Type.Object({
+      /** 2 for the first follow-up; the submission is turn 1. */
+      turn: Type.Integer({ minimum: 2, maximum: MAX_TURNS }),
+      prompt: Type.String({ minLength: 1, maxLength: 200_000 }),
+      /** Another agent for this turn; absent: the task's own. */
+      agent: Type.Optional(AgentSpec),
+      /** The number of this turn's first attempt: one past the task's last attempt when it was asked. */
+      firstAttempt: Type.Integer({ minimum: 2 }),
+      /** The commit the turn starts from: the previous turn's push (absent: it pushed nothing). */
+      fromCommit: Type.Optional(Type.String({ pattern: "^(?:[0-9a-f]{40}|[0-9a-f]{64})$" })),
+      /** The name of the API token that asked (never the token). */
+      requestedBy: Type.Optional(Type.String({ maxLength: 200 })),
       tenant: Type.Optional(TenantName),
     }),
   },
@@ -274,6 +299,7 @@ export const LatestEventSchemas = {
   "task.submitted": EventCatalogue["task.submitted"][1],
   "task.cancel_requested": EventCatalogue["task.cancel_requested"][1],
   "task.rejected": EventCatalogue["task.rejected"][1],
+  "task.follow_up_requested": EventCatalogue["task.follow_up_requested"][1],
   "run.started": EventCatalogue["run.started"][1],
   "phase.started": EventCatalogue["phase.started"][1],
   "phase.finished": EventCatalogue["phase.finished"][1],

@@ -30,7 +30,8 @@ const sha = "a".repeat(40);
 /** Valid data of the latest version of every type: the catalogue in one table. */
 const samples: { [T in EventType]: EventData<T> } = {
   "task.submitted": { spec, submittedVia: "http", submittedBy: "ci", tenant: "team-a" },
-  "task.cancel_requested": { reason: "wrong ref", requestedBy: "ops" },
+  "task.cancel_requested": { reason: "wrong ref", requestedBy: "ops", turn: 2 },
+  "task.follow_up_requested": { turn: 2, prompt: "also update the docs", firstAttempt: 3, fromCommit: "a".repeat(40), requestedBy: "ops" },
   "task.rejected": { code: "invalid_task_spec", reason: "bad", errors: [{ path: "/title", message: "required" }] },
   "run.started": { runnerId: "runner-1", agentKind: "script" },
   "phase.started": { phase: "implement" },

@@ -39,9 +39,32 @@ export type AttemptView = {
   status?: TaskStatus;
   reason?: string;
   slotId?: string;
+  /** The turn this attempt ran (1: the submission; 2…: its follow-ups). */
+  turn?: number;
   /** The attempt's trace: attempt 1 continues the submission's trace, later attempts start their own, linked to the one before. */
   traceId?: string;
   phases: PhaseView[];
+};
+
+/** One turn of a task: the submission (turn 1) or a follow-up on the same branch. */
+export type TurnView = {
+  turn: number;
+  /** The turn's prompt; turn 1's is the spec's. */
+  prompt: string;
+  agentKind: TaskSpec["agent"]["kind"] | "unknown";
+  requestedAt: string;
+  /** The API token that asked (turn 1: the submitter). */
+  requestedBy?: string;
+  /** Its first attempt's number (attempts are numbered across the task). */
+  firstAttempt: number;
+  /** The commit it started from (a follow-up: the previous turn's push). */
+  fromCommit?: string;
+  /** Its end, as the task's status was when it ended; absent while it runs. */
+  status?: TaskStatus;
+  finishedAt?: string;
+  /** The commit it pushed (or made, when the task does not push). */
+  commitSha?: string;
+  reasonCode?: string;
 };
 
 export type TaskView = {
@@ -67,6 +90,10 @@ export type TaskView = {
   rejection?: { code: string; reason: string; errors: { path: string; message: string }[] };
   startedAt?: string;
   finishedAt?: string;
+  /** The current (latest) turn: 1 until a follow-up is asked for. The status is this turn's. */
+  turn: number;
+  /** Every turn, in order (views projected before follow-ups existed have none until rebuilt). */
+  turns: TurnView[];
   /** Current (latest) attempt; 0 while queued. */
   attempt: number;
   currentPhase?: Phase;

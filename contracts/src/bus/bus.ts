@@ -11,7 +11,7 @@ import { type DeadLetter, readDeadLetters } from "./dead-letters.js";
 import { type KvBucketOptions, RevisionedKv } from "./kv.js";
 import { followLog, type LogEntry, type LogTail, lastLogSeq, readLog } from "./logs.js";
 import { announce, listen, watchEvents } from "./notices.js";
-import { enqueueTask, type PublishResult, publishEvent, publishLog } from "./publish.js";
+import { enqueueTask, type PublishResult, publishEvent, publishLog, type QueuedWork } from "./publish.js";
 import { type Listener, RpcClient, type RpcHandler, serveRpc } from "./rpc.js";
 import {
   type ConsumerCounts,
@@ -115,7 +115,7 @@ export class Bus {
    * Puts an admitted task on its tenant's run queue (the registry does this once the submission is
    * in the event store). De-duplicated by task: a redelivered admission does not queue it twice.
    */
-  enqueueTask(event: CodefleetEventOf<"task.submitted">, opts: { ctx?: Context } = {}): Promise<PublishResult> {
+  enqueueTask(event: QueuedWork, opts: { ctx?: Context } = {}): Promise<PublishResult> {
     return enqueueTask(this.ctx, event, opts);
   }
 

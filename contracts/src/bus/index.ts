@@ -15,7 +15,14 @@ export { type Delivery, type DeliveryContext, defaultRetryDelay } from "./delive
 export { isRevisionConflict, type KvBucketOptions, type KvEntry, type RevisionedKv } from "./kv.js";
 export { decodeLogChunk, type LogEntry, type LogTail } from "./logs.js";
 export * from "./permissions.js";
-export { HEADER_EVENT_TYPE, HEADER_EVENT_VERSION, HEADER_TASK_ID, type PublishResult, publishAsDispatcher } from "./publish.js";
+export {
+  HEADER_EVENT_TYPE,
+  HEADER_EVENT_VERSION,
+  HEADER_TASK_ID,
+  type PublishResult,
+  publishAsDispatcher,
+  type QueuedWork,
+} from "./publish.js";
 export { type Listener, RpcClient, type RpcHandler, type RpcRequest, rpcReplyOf } from "./rpc.js";
 export type { ConsumerCounts, ConsumerSpec, StoredMessage, StreamSettings } from "./streams.js";
 export * from "./trace-context.js";

@@ -86,15 +86,15 @@ export async function publishLog(bus: Publisher, chunk: LogChunk, opts: { ctx?: 
   return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };
 }
 
+/** What goes on a run queue: a task's submission (its turn 1) or a follow-up (a later turn). */
+export type QueuedWork = CodefleetEventOf<"task.submitted"> | CodefleetEventOf<"task.follow_up_requested">;
+
 /**
- * Puts an admitted task on its tenant's run queue (the registry does this once the submission is
- * in the event store). De-duplicated by task: a redelivered admission does not queue it twice.
+ * Puts an admitted task (or a follow-up turn of one) on its tenant's run queue (the registry does
+ * this once the event is in the event store). De-duplicated by task and turn: a redelivered
+ * admission does not queue it twice.
  */
-export async function enqueueTask(
-  bus: Publisher,
-  event: CodefleetEventOf<"task.submitted">,
-  opts: { ctx?: Context } = {},
-): Promise<PublishResult> {
+export async function enqueueTask(bus: Publisher, event: QueuedWork, opts: { ctx?: Context } = {}): Promise<PublishResult> {
   const tenant = event.data.tenant ?? DEFAULT_TENANT;
   const subject = bus.topology.subjects.queue(tenant);
   const span = tracer.startSpan(
@@ -116,7 +116,7 @@ export async function enqueueTask(
     hdrs.set(HEADER_EVENT_TYPE, event.type);
     hdrs.set(HEADER_TASK_ID, event.taskId);
     const ack = await bus.js.publish(subject, encoder.encode(JSON.stringify(event)), {
-      msgID: `queue.${event.taskId}`,
+      msgID: event.type === "task.submitted" ? `queue.${event.taskId}` : `queue.${event.taskId}.turn.${event.data.turn}`,
       headers: hdrs,
     });
     if (ack.duplicate) span.setAttribute("messaging.duplicate", true);

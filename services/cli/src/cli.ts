@@ -49,6 +49,8 @@ Commands:
   logs <task>              its log so far; --follow streams it live until the task ends
   wait <task>              wait until the task ends (exit code tells how)
   cancel <task>            request cancellation
+  reply <task> "PROMPT"    a follow-up turn of a finished task, on the same branch and pull
+                           request (--prompt-file FILE instead of PROMPT); --follow to watch it
   artifacts list <task>    the task's artifacts
   artifacts get <task> <name|id> [-o FILE]
                            download one (to stdout without -o)
@@ -195,8 +197,33 @@ async function submit(ctx: Ctx, args: string[]): Promise<ExitCode> {
   return outcomeCode(await follow(ctx, task.id));
 }
 
-function follow(ctx: Ctx, id: string): Promise<TaskView> {
+async function reply(ctx: Ctx, args: string[]): Promise<ExitCode> {
+  const usage = 'codefleet reply <task> "PROMPT" [--prompt-file FILE] [--follow]';
+  const { values, positionals } = parse(args, { "prompt-file": { type: "string" }, follow: { type: "boolean" } });
+  if (values.help) {
+    ctx.io.stdout.write(
+      `Usage: ${usage}\n\nA follow-up turn of a finished task: it starts from the commit the task pushed and pushes a new\ncommit to the same branch (and updates its pull request). The task's status follows its latest turn.\n`,
+    );
+    return EXIT.ok;
+  }
+  const [id, text, ...rest] = positionals;
+  if (!id || rest.length || (text === undefined) === (values["prompt-file"] === undefined))
+    throw new CliError(EXIT.usage, "a task id and a prompt (or --prompt-file) are needed", usage);
+  const prompt = text ?? (values["prompt-file"] === "-" ? await ctx.io.readStdin() : ctx.io.readFile(values["prompt-file"] as string));
+  if (!prompt?.trim()) throw new CliError(EXIT.usage, "the prompt is empty", usage);
+  const view = await ctx.api.followUp(id, { prompt });
+  if (!values.follow) {
+    if (ctx.json) printJson(ctx, view);
+    else ctx.io.stdout.write(`${id}: turn ${view.turn} queued\n`);
+    return EXIT.ok;
+  }
+  if (!ctx.json) ctx.io.stdout.write(`${ctx.st.bold("follow-up")} ${id} turn ${view.turn}\n`);
+  return outcomeCode(await follow(ctx, id, view.turn));
+}
+
+function follow(ctx: Ctx, id: string, turn?: number): Promise<TaskView> {
   return followTask(ctx.api, id, {
+    ...(turn ? { turn } : {}),
     out: ctx.io.stdout,
     err: ctx.io.stderr,
     st: ctx.st,
@@ -344,6 +371,7 @@ const COMMANDS: Record<string, (ctx: Ctx, args: string[]) => Promise<ExitCode>> 
   logs,
   wait,
   cancel,
+  reply,
   artifacts,
   events,
   schedule: (ctx, args) => scheduleCommand(ctx, args, GLOBAL_OPTIONS),

@@ -73,12 +73,14 @@ class LiveStatus {
  * A task submitted a moment ago is on the bus before the registry's projection has it: wait for it
  * to show up (briefly) instead of reporting it missing.
  */
-async function visible(api: RegistryApi, id: string, timeoutMs = 30_000): Promise<void> {
+async function visible(api: RegistryApi, id: string, turn = 1, timeoutMs = 30_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {
-      await api.show(id);
-      return;
+      // a follow-up is visible once the view has its turn (until then it shows the turn before, ended)
+      const view = await api.show(id);
+      if ((view.turn ?? 1) >= turn || Date.now() > deadline) return;
+      await delay(200);
     } catch (err) {
       if (!(err instanceof CliError) || err.exitCode !== EXIT.notFound || Date.now() > deadline) throw err;
       await delay(200);
@@ -110,10 +112,10 @@ async function settledView(api: RegistryApi, id: string, timeoutMs = 15_000): Pr
 export async function followTask(
   api: RegistryApi,
   id: string,
-  opts: { out: Terminal; err: Terminal; st: Style; json: boolean; jaegerUrl: string; signal?: AbortSignal },
+  opts: { out: Terminal; err: Terminal; st: Style; json: boolean; jaegerUrl: string; signal?: AbortSignal; turn?: number },
 ): Promise<TaskView> {
   const { out, st, json } = opts;
-  await visible(api, id);
+  await visible(api, id, opts.turn);
   const live = json ? undefined : new LiveStatus(out, st, id);
   try {
     live?.draw();

@@ -134,6 +134,11 @@ export class RegistryApi {
     return (await this.call<TaskView>("POST", `/v1/tasks/${encodeURIComponent(id)}/cancel`, { body: reason ? { reason } : {} })).body;
   }
 
+  /** Asks for a follow-up turn of a finished task (409 while its turn runs). */
+  async followUp(id: string, body: { prompt: string; agent?: TaskSpec["agent"] }): Promise<TaskView> {
+    return (await this.call<TaskView>("POST", `/v1/tasks/${encodeURIComponent(id)}/follow-ups`, { body })).body;
+  }
+
   async createSchedule(body: { cron: string; timezone?: string; task: TaskSpec }): Promise<ScheduleInfo> {
     return (await this.call<ScheduleInfo>("POST", "/v1/schedules", { body })).body;
   }

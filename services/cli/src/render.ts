@@ -129,6 +129,19 @@ export function renderTask(
     ]);
     lines.push(table(rows));
   }
+  if ((view.turns?.length ?? 0) > 1) {
+    lines.push(st.bold("turns"));
+    lines.push(
+      table(
+        (view.turns ?? []).map((t) => [
+          `  ${t.turn}`,
+          t.status ? st.status(t.status) : st.status(t.turn === view.turn ? view.status : "queued"),
+          t.commitSha ? t.commitSha.slice(0, 12) : "",
+          truncate((t.turn === 1 ? view.title : t.prompt).replace(/\s+/g, " "), 70),
+        ]),
+      ),
+    );
+  }
   kv("branch", view.branch);
   if (view.commitSha) kv("commit", view.commitSha);
   if (view.pullRequest) kv("pull req", `#${view.pullRequest.number}  ${view.pullRequest.url}`);

@@ -1,12 +1,12 @@
 import { execFile, execFileSync } from "node:child_process";
-import { chmodSync, mkdtempSync } from "node:fs";
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { loadArtifactStoreConfig } from "@codefleet/artifact-store/config";
 import { type ArtifactStore, startArtifactStore } from "@codefleet/artifact-store/service";
-import { type CodefleetEvent, createEvent, newTaskId, parseEvent, type TaskSpec } from "@codefleet/contracts";
+import { type CodefleetEvent, createEvent, type EventData, newTaskId, parseEvent, type TaskSpec } from "@codefleet/contracts";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { type RepoPoolService, startRepoPool } from "@codefleet/repo-pool/service";
@@ -522,7 +522,7 @@ describe("runner: hardened containers through fetch → implement → test → p
     );
     const results = await Promise.all(ids.map((id) => finished(id, 120_000)));
     expect(results.map((r) => r.data.status)).toEqual(Array(10).fill("succeeded"));
-  }, 180_000);
+  });
 });
 
 describe("runner: secrets per tenant", () => {
@@ -737,6 +737,98 @@ describe("runner: rebase before push", () => {
   });
 });
 
+describe("runner: follow-up turns", () => {
+  /** The registry's part, played here: record a follow-up of a finished task, then queue it. */
+  async function followUp(taskId: string, data: Omit<EventData<"task.follow_up_requested">, "prompt"> & { prompt?: string }) {
+    const event = createEvent("task.follow_up_requested", { taskId, producer: "test", data: { prompt: "and now", ...data } });
+    await bus.publish(event);
+    await bus.enqueueTask(event);
+    return event;
+  }
+  const finishedAttempt = async (taskId: string, attempt: number) => {
+    let done: Awaited<ReturnType<typeof finished>> | undefined;
+    await waitFor(`run.finished of attempt ${attempt}`, async () => (done = await finished(taskId)).attempt >= attempt, 60_000, 200);
+    return done as NonNullable<typeof done>;
+  };
+
+  it("a follow-up on a finished task starts from its pushed commit and pushes a second commit on the same branch, once", async () => {
+    const taskId = await submit(spec());
+    const first = await finished(taskId);
+    expect(first.data.status, first.data.reason).toBe("succeeded");
+    const sha1 = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
+    const turn2 = await followUp(taskId, {
+      turn: 2,
+      firstAttempt: 2,
+      fromCommit: sha1,
+      prompt: "also say goodbye",
+      // the agent sees the first turn's work in its tree, and which turn it is
+      agent: {
+        kind: "script",
+        steps: [{ run: 'grep -q "hello from codefleet" HELLO.txt && echo "bye from turn $CODEFLEET_TURN" > BYE.txt' }],
+      },
+    });
+    const second = await finishedAttempt(taskId, 2);
+    expect(second.data.status, second.data.status === "succeeded" ? "" : `${second.data.reason}\n${await readLogs(taskId)}`).toBe(
+      "succeeded",
+    );
+    const sha2 = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
+    expect(sha2).not.toBe(sha1);
+    expect(second.data.commitSha).toBe(sha2);
+    expect(await git(repo.bare, "rev-parse", `${sha2}^`)).toBe(sha1);
+    expect(await git(repo.bare, "show", `${sha2}:BYE.txt`)).toBe("bye from turn 2");
+    expect(await git(repo.bare, "show", `${sha2}:HELLO.txt`)).toBe("hello from codefleet");
+    const message = await git(repo.bare, "log", "-1", "--format=%B", sha2);
+    expect(message).toContain(`Codefleet-Task: ${taskId}`);
+    expect(message).toContain("Codefleet-Turn: 2");
+    // the turn's events name the follow-up as their cause
+    const started2 = (await eventsOf(taskId)).find((e) => e.type === "run.started" && e.attempt === 2);
+    expect(started2?.metadata.causationId).toBe(turn2.id);
+
+    // queued again (a registry redelivering its enqueue): de-duplicated, nothing runs
+    expect((await bus.enqueueTask(turn2)).duplicate).toBe(true);
+    // delivered again after the turn ended (the runner that ran it died before its ack): skipped, not pushed twice
+    await bus.js.publish(bus.topology.subjects.queue("default"), new TextEncoder().encode(JSON.stringify(turn2)), {
+      msgID: `redelivered-${turn2.id}`,
+    });
+    await new Promise((r) => setTimeout(r, 1500));
+    expect(await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`)).toBe(sha2);
+    expect((await eventsOf(taskId)).filter((e) => e.type === "run.started").map((e) => e.attempt)).toEqual([1, 2]);
+    expect(await containersOf(taskId)).toEqual([]);
+  });
+
+  it("a follow-up whose branch moved meanwhile (a reviewer's commit) is taken onto it; an earlier turn's cancel does not stop it", async () => {
+    const taskId = await submit(spec());
+    expect((await finished(taskId)).data.status).toBe("succeeded");
+    const sha1 = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
+    // a cancel asked for during turn 1 (too late to matter) is history for turn 2
+    await bus.publish(createEvent("task.cancel_requested", { taskId, producer: "test", data: { turn: 1 } }));
+    await followUp(taskId, {
+      turn: 2,
+      firstAttempt: 2,
+      fromCommit: sha1,
+      agent: { kind: "script", steps: [{ run: "sleep 3; echo turn2 > TURN2.txt" }] },
+    });
+    await waitFor(
+      "turn 2's implement to start",
+      async () => (await eventsOf(taskId)).some((e) => e.type === "phase.started" && e.data.phase === "implement" && e.attempt === 2),
+      30_000,
+      100,
+    );
+    // a reviewer pushes to the task's branch while the turn runs
+    const work = mkdtempSync(join(tmpdir(), "reviewer-"));
+    cleanups.push(() => rmSync(work, { recursive: true, force: true }));
+    await git(work, "clone", "--quiet", "--branch", `codefleet/${taskId}`, repo.fileUrl, ".");
+    await git(work, "commit", "--quiet", "--allow-empty", "-m", "review note");
+    await git(work, "push", "--quiet", "origin", `HEAD:refs/heads/codefleet/${taskId}`);
+    const reviewed = await git(work, "rev-parse", "HEAD");
+    const done = await finishedAttempt(taskId, 2);
+    expect(done.data.status, done.data.status === "succeeded" ? "" : `${done.data.reason}\n${await readLogs(taskId)}`).toBe("succeeded");
+    const sha2 = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
+    expect(await git(repo.bare, "rev-parse", `${sha2}^`)).toBe(reviewed);
+    expect(await git(repo.bare, "show", `${sha2}:TURN2.txt`)).toBe("turn2");
+  });
+});
+
 describe("runner crash safety", () => {
   it("completes a task on redelivery after kill -9 of its runner, with exactly one push and the orphan container removed", async () => {
     // Only the child runner may take this task: stop the in-process one first.
@@ -767,7 +859,7 @@ describe("runner crash safety", () => {
     } finally {
       await proc.kill("SIGTERM");
     }
-  }, 180_000);
+  });
 
   it("opens one pull request when the push is redelivered after the runner died with the create's answer on the way", async () => {
     await runner.stop(); // only the child runners may take this task (stopping twice is harmless)
@@ -801,7 +893,7 @@ describe("runner crash safety", () => {
       await proc.kill("SIGTERM");
       await gh.close();
     }
-  }, 180_000);
+  });
 
   /** Runs a task on a runner that is killed -9 during implement; then `after` runs and a rescuer with `rescuerEnv` takes over. */
   async function killDuringImplement(name: string, rescuerEnv: Record<string, string>, after?: (taskId: string) => Promise<void>) {
@@ -834,7 +926,7 @@ describe("runner crash safety", () => {
     expect(done.data).toMatchObject({ status: "failed", reasonCode: "attempts_exhausted" });
     expect(events.filter((e) => e.type === "run.started").map((e) => e.attempt)).toEqual([1]);
     expect(events.filter((e) => e.type === "run.finished")).toHaveLength(1);
-  }, 180_000);
+  });
 
   it("ends a task canceled while its runner was dead as canceled: the redelivery closes it", async () => {
     const { done } = await killDuringImplement("canceled", {}, async (taskId) => {
@@ -842,5 +934,5 @@ describe("runner crash safety", () => {
     });
     expect(done.attempt).toBe(1);
     expect(done.data).toMatchObject({ status: "canceled", reasonCode: "canceled" });
-  }, 180_000);
+  });
 });

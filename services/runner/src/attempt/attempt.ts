@@ -56,6 +56,7 @@ import type { ClaimStore } from "./claims.js";
 import { type ContainerPlan, containerPlan, isPlanProblem, type RuntimeSettings } from "./container-plan.js";
 import { AttemptLifecycle, type AttemptOutcome, claimAttempt, previousRunStarted } from "./lifecycle.js";
 import { platformRetry } from "./platform-retry.js";
+import type { Turn } from "./turns.js";
 
 export type { AttemptOutcome } from "./lifecycle.js";
 
@@ -116,7 +117,10 @@ export type AttemptDeps = {
 };
 
 export type AttemptInput = {
+  /** The task's submission, with the spec this turn runs (a follow-up's prompt and agent). */
   event: CodefleetEventOf<"task.submitted">;
+  /** The turn the attempt belongs to (1: the submission). */
+  turn: Turn;
   attempt: number;
   /** Keeps the JetStream message alive while the attempt runs. */
   working: () => void;
@@ -158,8 +162,9 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   });
   // A warm container is asked for while the attempt is claimed: both are on the way to the first
   // command. Nothing runs in it before the claim is ours; a skipped delivery gives it back.
+  // a follow-up starts at its previous turn's commit: warm containers sit at their class's ref
   const warmTake =
-    deps.warmPool && !isPlanProblem(plan) && policyRefusal(spec, tenant, settings.security) === undefined
+    deps.warmPool && !input.turn.fromCommit && !isPlanProblem(plan) && policyRefusal(spec, tenant, settings.security) === undefined
       ? deps.warmPool.take(warmClassOf(spec, needs, plan), { taskId, attempt }, input.traceContext).catch(() => undefined)
       : undefined;
   const log = deps.log.child({ taskId, attempt });
@@ -169,7 +174,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
       withinMs: settings.platformRetryMs,
       onRetry: (w, error, delayMs) => log.warn({ error, retryInMs: delayMs }, `${w} failed; retrying`),
     });
-  const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, runnerId: settings.runnerId, durably });
+  const claimed = await claimAttempt(bus, deps.claims, { taskId, attempt, turn: input.turn, runnerId: settings.runnerId, durably });
   mark("claimed");
   if (typeof claimed === "string") {
     const w = await warmTake;
@@ -193,7 +198,14 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   const root = await startAttemptSpan(deps, input, spec);
   const ctx = trace.setSpan(input.traceContext, root);
   const event = <T extends Parameters<typeof createEvent>[0]>(type: T, data: EventData<T>) =>
-    createEvent(type, { taskId, attempt, producer: PRODUCER, data, causationId: input.event.id, correlationId: taskId } as never) as never;
+    createEvent(type, {
+      taskId,
+      attempt,
+      producer: PRODUCER,
+      data,
+      causationId: input.turn.causationId,
+      correlationId: taskId,
+    } as never) as never;
   // the event is made once: a retry after a lost answer publishes the same id, which JetStream de-duplicates
   const publish = (type: Parameters<typeof createEvent>[0], data: unknown) => {
     const e = event(type as never, data as never);
@@ -262,9 +274,24 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     }
     masker = deps.masker.with([...Object.values(secrets), ...(modelKey ? [modelKey.value] : [])]);
     logStream.masker = masker;
-    logStream.system(`runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}`);
+    logStream.system(
+      `runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}${input.turn.number > 1 ? ` (turn ${input.turn.number}, from ${input.turn.fromCommit?.slice(0, 12) ?? "the base"})` : ""}`,
+    );
     const starting = context.with(ctx, () =>
-      startContainer(deps, spec, needs, plan as ContainerPlan, { taskId, attempt }, { life, ctx, working: input.working, warmTake }),
+      startContainer(
+        deps,
+        spec,
+        needs,
+        plan as ContainerPlan,
+        { taskId, attempt },
+        {
+          life,
+          ctx,
+          working: input.working,
+          warmTake,
+          ...(input.turn.fromCommit ? { ref: input.turn.fromCommit } : {}),
+        },
+      ),
     );
     const [start] = await Promise.all([
       starting,
@@ -293,6 +320,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     const phaseContext: PhaseContext = {
       taskId,
       attempt,
+      turn: input.turn,
       spec,
       slot,
       run: container,
@@ -302,6 +330,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
         ...secrets,
         CODEFLEET_TASK_ID: taskId,
         CODEFLEET_ATTEMPT: String(attempt),
+        CODEFLEET_TURN: String(input.turn.number),
         GIT_AUTHOR_NAME: settings.commitAuthor.name,
         GIT_AUTHOR_EMAIL: settings.commitAuthor.email,
         GIT_COMMITTER_NAME: settings.commitAuthor.name,
@@ -437,7 +466,9 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
 async function startAttemptSpan(deps: AttemptDeps, input: AttemptInput, spec: ResolvedTaskSpec) {
   const { taskId } = input.event;
   const links: Link[] = [];
-  if (input.attempt > 1) {
+  // a turn's first attempt continues the trace of whoever asked for the turn (a follow-up's request)
+  const redelivery = input.attempt > input.turn.firstAttempt;
+  if (redelivery) {
     const pickup = trace.getSpanContext(input.traceContext);
     if (pickup) links.push({ context: pickup, attributes: { "codefleet.link": "pickup" } });
     const before = await previousRunStarted(deps.bus, taskId);
@@ -447,11 +478,12 @@ async function startAttemptSpan(deps: AttemptDeps, input: AttemptInput, spec: Re
   return tracer.startSpan(
     `task attempt ${input.attempt}`,
     {
-      root: input.attempt > 1,
+      root: redelivery,
       links,
       attributes: {
         "codefleet.task_id": taskId,
         "codefleet.attempt": input.attempt,
+        "codefleet.turn": input.turn.number,
         "codefleet.repo": stripRepoUrlCredentials(spec.repo.url),
         "codefleet.agent_kind": spec.agent.kind,
         "codefleet.runner_id": deps.settings.runnerId,
@@ -484,7 +516,14 @@ async function startContainer(
   needs: AgentNeeds,
   plan: ContainerPlan,
   owner: { taskId: string; attempt: number },
-  o: { life: AttemptLifecycle; ctx: Context; working: () => void; warmTake: Promise<WarmStart | undefined> | undefined },
+  o: {
+    life: AttemptLifecycle;
+    ctx: Context;
+    working: () => void;
+    warmTake: Promise<WarmStart | undefined> | undefined;
+    /** Where the slot starts when not at the spec's ref (a follow-up: the previous turn's commit). */
+    ref?: string;
+  },
 ): Promise<{ slot: AllocateResult; run: RunHandle; warm: boolean }> {
   const { life, ctx, working } = o;
   const warm = await o.warmTake;
@@ -492,7 +531,7 @@ async function startContainer(
     void warm.run.adopt(owner).catch((err) => deps.log.warn({ error: errorMessage(err) }, "warm container not renamed"));
     return { ...warm, warm: true };
   }
-  const slot = await allocateSlot(deps, spec, owner, life.abort.signal, ctx, working);
+  const slot = await allocateSlot(deps, spec, owner, life.abort.signal, ctx, working, o.ref);
   try {
     const run = await deps.driver.createRun({
       ...owner,
@@ -624,13 +663,14 @@ async function allocateSlot(
   signal: AbortSignal,
   ctx: Context,
   working: () => void,
+  at: string | undefined = spec.repo.ref,
 ): Promise<AllocateResult> {
   const deadline = Date.now() + deps.settings.noCapacityRetryMs;
   let delay = 500;
   for (;;) {
     try {
       return await deps.repoPool.allocate(
-        { repoUrl: spec.repo.url, ...(spec.repo.ref ? { ref: spec.repo.ref } : {}), ...owner, leaseTtlMs: deps.settings.leaseTtlMs },
+        { repoUrl: spec.repo.url, ...(at ? { ref: at } : {}), ...owner, leaseTtlMs: deps.settings.leaseTtlMs },
         { ctx },
       );
     } catch (err) {

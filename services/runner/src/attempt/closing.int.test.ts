@@ -9,6 +9,7 @@ import type { ExecutionDriver } from "../execution/driver.js";
 import type { RunnerSettings } from "./attempt.js";
 import { ClaimStore } from "./claims.js";
 import { closeTask, type TaskClosing } from "./closing.js";
+import { firstTurn } from "./turns.js";
 
 let nc: NatsConnection;
 
@@ -62,7 +63,7 @@ async function setup() {
   }) as CodefleetEventOf<"task.submitted">;
   await bus.publish(submitted);
   const close = (delivery: number, closing: TaskClosing = EXHAUSTED) =>
-    closeTask(deps, { event: submitted, delivery, traceContext: ROOT_CONTEXT }, closing);
+    closeTask(deps, { work: { submitted, turn: firstTurn(submitted) }, delivery, traceContext: ROOT_CONTEXT }, closing);
   const events = async (): Promise<CodefleetEvent[]> => {
     const out: CodefleetEvent[] = [];
     for (const type of ["run.started", "run.finished"] as const) {

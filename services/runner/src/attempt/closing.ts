@@ -5,6 +5,7 @@ import { agentNeedsFor } from "../agents/registry.js";
 import type { AttemptDeps } from "./attempt.js";
 import type { AttemptOutcome } from "./lifecycle.js";
 import { platformRetry } from "./platform-retry.js";
+import { attemptOf, canceledInTurn, finishedInTurn, type TurnWork } from "./turns.js";
 
 const PRODUCER = "runner";
 
@@ -25,40 +26,46 @@ export type TaskClosing = { status: "failed" | "canceled"; reasonCode: ReasonCod
  */
 export async function closeTask(
   deps: Pick<AttemptDeps, "bus" | "claims" | "agents" | "driver" | "log" | "settings">,
-  input: { event: CodefleetEventOf<"task.submitted">; delivery: number; traceContext: Context },
+  input: { work: TurnWork; delivery: number; traceContext: Context },
   closing: TaskClosing,
 ): Promise<AttemptOutcome> {
   const { bus, claims, settings } = deps;
-  const { taskId } = input.event;
-  const log = deps.log.child({ taskId, delivery: input.delivery });
+  const { submitted, turn } = input.work;
+  const { taskId } = submitted;
+  // the delivery's own attempt number: claims and containers go by it
+  const self = attemptOf(turn, input.delivery);
+  const log = deps.log.child({ taskId, delivery: input.delivery, turn: turn.number });
   const durably = <T>(what: string, f: () => Promise<T>) =>
     platformRetry(what, f, {
       withinMs: settings.platformRetryMs,
       onRetry: (w, error, delayMs) => log.warn({ error, retryInMs: delayMs }, `${w} failed; retrying`),
     });
-  if (await durably("read run.finished", () => bus.lastEvent(taskId, "run.finished"))) return "skipped_finished";
+  const lastFinished = (await durably("read run.finished", () => bus.lastEvent(taskId, "run.finished")))?.json<{ attempt: number }>();
+  if (finishedInTurn(lastFinished?.attempt, turn)) return "skipped_finished";
   // a task whose cancel was requested ends canceled, whatever else stopped it
-  if (closing.status !== "canceled" && (await durably("read the cancel", () => bus.lastEvent(taskId, "task.cancel_requested"))))
+  const cancel = (await durably("read the cancel", () => bus.lastEvent(taskId, "task.cancel_requested")))?.json<
+    CodefleetEventOf<"task.cancel_requested">
+  >();
+  if (closing.status !== "canceled" && cancel && canceledInTurn(cancel.data.turn ?? 1, turn))
     closing = { status: "canceled", reasonCode: "canceled", reason: `cancel requested; ${closing.reason}` };
   const token = randomUUID();
-  const revision = await durably("claim the task", () => claims.claim(taskId, input.delivery, settings.runnerId, token));
+  const revision = await durably("claim the task", () => claims.claim(taskId, self, settings.runnerId, token));
   if (revision === undefined) return "skipped_superseded";
-  if (
-    (await durably("advance the claim", () => claims.advance(taskId, input.delivery, settings.runnerId, revision, "finished"))) ===
-    undefined
-  )
+  if ((await durably("advance the claim", () => claims.advance(taskId, self, settings.runnerId, revision, "finished"))) === undefined)
     return "skipped_superseded";
 
-  const lastStarted = (await durably("read run.started", () => bus.lastEvent(taskId, "run.started")))?.json() as
+  const started = (await durably("read run.started", () => bus.lastEvent(taskId, "run.started")))?.json() as
     | CodefleetEventOf<"run.started">
     | undefined;
+  // an attempt of an earlier turn is not this turn's to close
+  const lastStarted = started && started.attempt >= turn.firstAttempt ? started : undefined;
   // a task canceled before any attempt started was ended by its cancel: nothing to close
   if (!lastStarted && closing.status === "canceled") return "skipped_canceled";
-  const common = { taskId, producer: PRODUCER, causationId: input.event.id, correlationId: taskId };
+  const common = { taskId, producer: PRODUCER, causationId: turn.causationId, correlationId: taskId };
   let attempt = lastStarted?.attempt;
   if (attempt === undefined) {
-    attempt = input.delivery;
-    const spec = resolveTaskSpec(input.event.data.spec, taskId);
+    attempt = self;
+    const spec = resolveTaskSpec(submitted.data.spec, taskId);
     const started = createEvent("run.started", {
       ...common,
       attempt,
@@ -78,7 +85,7 @@ export async function closeTask(
   await durably("publish run.finished", () => bus.publish(finished, { ctx: input.traceContext }));
   log.warn({ attempt, status: closing.status, reasonCode: closing.reasonCode }, `task closed: ${closing.reason}`);
   // what the lost runners left (their slots' leases expire by themselves)
-  const removed = await deps.driver.removeStale(taskId, input.delivery).catch(() => 0);
+  const removed = await deps.driver.removeStale(taskId, self).catch(() => 0);
   if (removed) log.info({ removed }, "removed containers of earlier attempts");
   return "closed";
 }

@@ -8,6 +8,7 @@ import type { Context } from "@opentelemetry/api";
 import type { RunHandle } from "../execution/driver.js";
 import type { AttemptEnd } from "../phases/phase.js";
 import type { ClaimStore } from "./claims.js";
+import { canceledInTurn, finishedInTurn, type Turn } from "./turns.js";
 
 /** What happened to a delivery of task.submitted. */
 export type AttemptOutcome = "ran" | "closed" | "skipped_finished" | "skipped_canceled" | "skipped_superseded";
@@ -27,13 +28,21 @@ export const previousRunStarted = (bus: Bus, taskId: string) =>
 export async function claimAttempt(
   bus: Bus,
   claims: ClaimStore,
-  o: { taskId: string; attempt: number; runnerId: string; durably: <T>(what: string, f: () => Promise<T>) => Promise<T> },
+  o: { taskId: string; attempt: number; turn: Turn; runnerId: string; durably: <T>(what: string, f: () => Promise<T>) => Promise<T> },
 ): Promise<{ revision: number } | Exclude<AttemptOutcome, "ran" | "closed">> {
-  // read through an outage, not guessed: a finished task read as unfinished would run again
+  // read through an outage, not guessed: a finished task read as unfinished would run again.
+  // Only this turn's end and cancel count: an earlier turn's are history.
   const checks = () =>
-    o.durably("read the task's history", () =>
-      Promise.all([bus.lastEvent(o.taskId, "run.finished"), bus.lastEvent(o.taskId, "task.cancel_requested")]),
-    );
+    o.durably("read the task's history", async () => {
+      const [finished, cancel] = await Promise.all([
+        bus.lastEvent(o.taskId, "run.finished"),
+        bus.lastEvent(o.taskId, "task.cancel_requested"),
+      ]);
+      return [
+        finishedInTurn(finished?.json<{ attempt: number }>().attempt, o.turn),
+        cancel !== undefined && canceledInTurn(cancel.json<{ data: { turn?: number } }>().data.turn ?? 1, o.turn),
+      ] as const;
+    });
   // retried through a bus outage with one token: a claim whose answer was lost is recognized as ours
   const token = randomUUID();
   const claim = () => o.durably("claim the attempt", () => claims.claim(o.taskId, o.attempt, o.runnerId, token));
@@ -42,7 +51,7 @@ export async function claimAttempt(
   let finished: unknown;
   let canceled: unknown;
   let revision: number | undefined;
-  if (o.attempt === 1) [[finished, canceled], revision] = await Promise.all([checks(), claim()]);
+  if (o.attempt === o.turn.firstAttempt) [[finished, canceled], revision] = await Promise.all([checks(), claim()]);
   else {
     [finished, canceled] = await checks();
     if (!finished && !canceled) revision = await claim();

@@ -1,8 +1,9 @@
 import { type CodefleetEventOf, errorMessage, isCodefleetError, parseEvent, reasonOf } from "@codefleet/contracts";
-import type { Bus, Listener, Subscription } from "@codefleet/contracts/bus";
+import type { Bus, Listener, QueuedWork, Subscription } from "@codefleet/contracts/bus";
 import type { Logger } from "@codefleet/contracts/runtime";
 import { type AttemptDeps, runAttempt } from "./attempt.js";
 import { closeTask } from "./closing.js";
+import { attemptOf, type TurnWork, turnWork } from "./turns.js";
 
 /** Deliveries a task gets after its attempts: the first closes it; another stands by in case the runner closing it dies. */
 export const CLOSING_DELIVERIES = 2;
@@ -68,10 +69,13 @@ export class Worker {
       spanName: (e) => `run ${e.type}`,
       ...(this.opts.laneRefreshMs ? { refreshMs: this.opts.laneRefreshMs } : {}),
       handle: async (event, ctx) => {
-        if (event.type !== "task.submitted") return;
-        const submitted = event as CodefleetEventOf<"task.submitted">;
+        if (event.type !== "task.submitted" && event.type !== "task.follow_up_requested") return;
+        const work = await this.workOf(event as QueuedWork);
+        if (!work) return;
+        const { submitted, turn } = work;
         const delivery = ctx.deliveryCount;
-        const closing = { event: submitted, delivery, traceContext: ctx.traceContext };
+        const attempt = attemptOf(turn, delivery);
+        const closing = { work, delivery, traceContext: ctx.traceContext };
         // the attempts are used up (runners lost, or the bus away longer than the ack deadline): the task is closed, not left running
         if (delivery > this.opts.maxAttempts) {
           const outcome = await closeTask(this.deps, closing, {
@@ -79,15 +83,16 @@ export class Worker {
             reasonCode: "attempts_exhausted",
             reason: `its ${this.opts.maxAttempts} attempts ended without a result (a runner lost, or the platform away): not tried again`,
           });
-          this.log.warn({ taskId: submitted.taskId, delivery, outcome }, "delivery past the attempts");
+          this.log.warn({ taskId: submitted.taskId, turn: turn.number, delivery, outcome }, "delivery past the attempts");
           return;
         }
         const ctl = new AbortController();
-        this.running.set(submitted.taskId, { ctl, attempt: delivery });
+        this.running.set(submitted.taskId, { ctl, attempt });
         try {
           let outcome = await runAttempt(this.deps, {
             event: submitted,
-            attempt: delivery,
+            turn,
+            attempt,
             working: ctx.working,
             cancel: ctl.signal,
             traceContext: ctx.traceContext,
@@ -99,7 +104,7 @@ export class Worker {
               reasonCode: "canceled",
               reason: "cancel requested; the runner that held the task was lost",
             });
-          if (outcome !== "ran") this.log.info({ taskId: submitted.taskId, attempt: delivery, outcome }, "delivery skipped");
+          if (outcome !== "ran") this.log.info({ taskId: submitted.taskId, attempt, outcome }, "delivery skipped");
         } catch (err) {
           // an error that says it never succeeds would dead-letter the delivery and leave the task open: close it
           if (isCodefleetError(err) && err.retry.kind === "never") {
@@ -114,6 +119,24 @@ export class Worker {
         }
       },
     });
+  }
+
+  /**
+   * The turn a queue message asks for. A follow-up runs its task's submission (read from the task's
+   * history, through an outage) with its own prompt; one whose submission cannot be found is
+   * dropped with an error (the registry admits follow-ups only for tasks it has).
+   */
+  private async workOf(message: QueuedWork): Promise<TurnWork | undefined> {
+    if (message.type === "task.submitted") return turnWork(message, undefined);
+    const stored = await this.deps.bus.lastEvent(message.taskId, "task.submitted");
+    const submission = stored ? (parseEvent(stored.json()) as CodefleetEventOf<"task.submitted">) : undefined;
+    const work = turnWork(message, submission);
+    if (!work)
+      this.log.error(
+        { taskId: message.taskId, turn: message.data.turn },
+        "follow-up for a task whose submission is not on the bus: dropped",
+      );
+    return work;
   }
 
   /** Stops taking work; running attempts finish (SIGTERM) unless `abort` (they are then redelivered elsewhere). */

@@ -3,6 +3,7 @@ import type { SecretMasker } from "@codefleet/contracts/runtime";
 import type { GitCredentials } from "@codefleet/repo-pool/git";
 import type { AgentImages, AgentResult } from "../agents/agent.js";
 import type { AgentRegistry } from "../agents/registry.js";
+import type { Turn } from "../attempt/turns.js";
 import type { RunHandle, WorkspaceReader } from "../execution/driver.js";
 import type { LlmGateway } from "../gateway/index.js";
 import type { LogStream } from "../logs/log-stream.js";
@@ -63,6 +64,8 @@ export type AttemptRecord = {
 export type PhaseContext = {
   taskId: string;
   attempt: number;
+  /** The turn the attempt belongs to (1: the submission; a follow-up starts at its previous turn's commit). */
+  turn: Turn;
   spec: ResolvedTaskSpec;
   slot: AllocateResult;
   run: RunHandle;

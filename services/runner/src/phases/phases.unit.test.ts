@@ -116,6 +116,7 @@ function context(
   return {
     taskId: "tsk_unit",
     attempt: 1,
+    turn: { number: 1, firstAttempt: 1, causationId: "evt_submitted" },
     spec,
     slot,
     run,

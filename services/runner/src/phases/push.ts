@@ -6,10 +6,28 @@ import type { AttemptPhase, PhaseReport } from "./phase.js";
 import { Superseded, stopWith } from "./phase.js";
 import { onMovedBase } from "./rebase.js";
 
-/** The commit message, always carrying the task's trailer (how a later attempt recognises its own push). */
-export function commitMessageFor(spec: { title: string; push: { commitMessage?: string } }, taskId: string, attempt: number): string {
-  const message = spec.push.commitMessage ?? `${spec.title}\n\nCodefleet-Task: ${taskId}\nCodefleet-Attempt: ${attempt}\n`;
-  return message.includes("Codefleet-Task:") ? message : `${message.trimEnd()}\n\nCodefleet-Task: ${taskId}\n`;
+/**
+ * The commit message, always carrying the task's trailer, and a follow-up turn's (how a later
+ * attempt recognises its own push).
+ */
+export function commitMessageFor(
+  spec: { title: string; push: { commitMessage?: string } },
+  taskId: string,
+  attempt: number,
+  turn = 1,
+): string {
+  const turnTrailer = turn > 1 ? `Codefleet-Turn: ${turn}\n` : "";
+  const message = spec.push.commitMessage ?? `${spec.title}\n\nCodefleet-Task: ${taskId}\n${turnTrailer}Codefleet-Attempt: ${attempt}\n`;
+  if (message.includes("Codefleet-Task:") && (turn === 1 || message.includes(turnTrailer))) return message;
+  return `${message.trimEnd()}\n\n${message.includes("Codefleet-Task:") ? "" : `Codefleet-Task: ${taskId}\n`}${turnTrailer}`;
+}
+
+/** Whether a commit's message says it is this task's push of this turn (turn 1 carries no turn trailer). */
+export function isPushOf(message: string, taskId: string, turn: number): boolean {
+  const trailers = message.split("\n").map((l) => l.trim());
+  if (!trailers.includes(`Codefleet-Task: ${taskId}`)) return false;
+  const turns = trailers.filter((l) => l.startsWith("Codefleet-Turn:")).map((l) => l.slice("Codefleet-Turn:".length).trim());
+  return turn === 1 ? turns.length === 0 : turns.includes(String(turn));
 }
 
 /** Which of the task's secrets (by name) appears in what the commit adds, plain, base64 or URL-encoded. */
@@ -49,7 +67,11 @@ export const pushPhase: AttemptPhase = {
     const ws = await ctx.openWorkspace();
     const staged = await ws.stage();
     for (const s of staged.skipped.slice(0, 20)) ctx.log.system(`not committed: ${s.path} (${s.why})`);
-    const onBase = await ws.commit(commitMessageFor(ctx.spec, ctx.taskId, ctx.attempt), ctx.settings.commitAuthor, baseSha);
+    const onBase = await ws.commit(
+      commitMessageFor(ctx.spec, ctx.taskId, ctx.attempt, ctx.turn.number),
+      ctx.settings.commitAuthor,
+      baseSha,
+    );
     if (!onBase.changed) return { outcome: "skipped", detail: "nothing changed" };
     ctx.record.head = { sha: onBase.sha, workspace: ws };
     // the base branch moved while the task ran: the change goes onto its new tip (rebase.ts)
@@ -68,10 +90,13 @@ export const pushPhase: AttemptPhase = {
     const remoteUrl = ctx.slot.remoteUrl;
     const credentials = ctx.credentialsFor(remoteUrl);
     if (!(await ctx.fenceForPush())) throw new Superseded();
-    // Pushed as a new branch (refused if it exists): one round trip in the common case. Exactly
-    // one push per task: when the branch is there, an earlier attempt's push of this task counts.
+    // Pushed as a new branch (refused if it exists): one round trip in the common case. A follow-up
+    // turn moves the branch on from the commit it started at (or the branch's tip it was rebased
+    // onto), and only from there. Exactly one push per turn: when the branch has moved, an earlier
+    // attempt's push of this turn counts.
     let refused: unknown;
-    await ws.push(remoteUrl, commit.sha, branch, credentials).catch((err) => {
+    const from = ctx.turn.fromCommit ? commit.baseSha : undefined;
+    await ws.push(remoteUrl, commit.sha, branch, credentials, from).catch((err) => {
       refused = err;
     });
     if (refused) {
@@ -79,7 +104,7 @@ export const pushPhase: AttemptPhase = {
       if (remote) {
         await ws.fetchBranch(remoteUrl, branch, credentials).catch(() => undefined);
         const message = await ws.commitMessage(remote).catch(() => "");
-        if (message.includes(`Codefleet-Task: ${ctx.taskId}`)) {
+        if (isPushOf(message, ctx.taskId, ctx.turn.number)) {
           ctx.record.pushedSha = remote;
           return openPullRequestFor(ctx, {
             outcome: "skipped",

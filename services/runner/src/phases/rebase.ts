@@ -92,7 +92,8 @@ export const rebasePhase: AttemptPhase = {
   appliesTo: (spec) => spec.push.enabled && spec.push.rebase !== false,
   async run(ctx): Promise<PhaseReport> {
     const from = ctx.record.baseSha;
-    const base = baseBranchOf(ctx.slot.ref || ctx.spec.repo.ref || "");
+    // a follow-up turn started at its branch's commit: the branch itself is what may have moved (a push by someone else meanwhile)
+    const base = baseBranchOf(ctx.turn.fromCommit ? ctx.spec.push.branch : ctx.slot.ref || ctx.spec.repo.ref || "");
     if ("fixed" in base) return { outcome: "skipped", detail: `the base is fixed (${base.fixed})`, facts: { baseSha: from } };
     const { branch } = base;
     const ws = rebaserOf(await ctx.openWorkspace());

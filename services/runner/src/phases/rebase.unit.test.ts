@@ -176,6 +176,7 @@ function context(
   return {
     taskId: "tsk_rebase",
     attempt: 1,
+    turn: { number: 1, firstAttempt: 1, causationId: "evt_submitted" },
     spec,
     slot,
     run,

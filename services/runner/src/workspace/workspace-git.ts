@@ -376,14 +376,22 @@ export class WorkspaceGit {
   }
 
   /** Pushes `sha` as a new branch: refused when the branch exists (whatever it holds, an ancestor included). */
-  async push(remoteUrl: string, sha: string, branch: string, credentials?: GitCredentials): Promise<void> {
-    if (!/^[0-9a-f]{40}$/.test(sha)) throw new GitError("invalid_commit", `not a commit id: ${sha.slice(0, 50)}`, "");
+  /**
+   * Pushes `sha` to the branch: as a new branch (refused when it exists), or, with `from`, only
+   * when the remote branch is still at `from` (a follow-up turn moving its branch on).
+   */
+  async push(remoteUrl: string, sha: string, branch: string, credentials?: GitCredentials, from?: string): Promise<void> {
+    for (const id of [sha, ...(from === undefined ? [] : [from])])
+      if (!OBJECT_ID.test(id)) throw new GitError("invalid_commit", `not a commit id: ${id.slice(0, 50)}`, "");
     const ref = `refs/heads/${branch}`;
     // an empty lease: the ref must not exist on the remote
-    await this.run(["push", "--quiet", "--porcelain", "--no-verify", `--force-with-lease=${ref}:`, "--", remoteUrl, `${sha}:${ref}`], {
-      ...(credentials ? { credentials } : {}),
-      allowFile: isLocal(remoteUrl),
-    });
+    await this.run(
+      ["push", "--quiet", "--porcelain", "--no-verify", `--force-with-lease=${ref}:${from ?? ""}`, "--", remoteUrl, `${sha}:${ref}`],
+      {
+        ...(credentials ? { credentials } : {}),
+        allowFile: isLocal(remoteUrl),
+      },
+    );
   }
 }
 

@@ -29,8 +29,8 @@ import type { Bus } from "@codefleet/contracts/bus";
 import { HttpProblem } from "@codefleet/contracts/runtime";
 import type { Context } from "@opentelemetry/api";
 import type { Db } from "../store/database.js";
-import { admitTask, forgetAdmission, getTaskView } from "../store/task-queries.js";
-import { decideCancel, evolve, type TaskView } from "./task-state.js";
+import { admitTask, forgetAdmission, getTaskView, tenantLoad } from "../store/task-queries.js";
+import { decideCancel, decideFollowUp, evolve, type TaskView, turnOf } from "./task-state.js";
 
 export const PRODUCER = "task-registry";
 
@@ -236,8 +236,59 @@ export async function requestCancel(
   const event = createEvent("task.cancel_requested", {
     taskId,
     producer: PRODUCER,
-    data: { ...(opts.reason ? { reason: opts.reason } : {}), requestedBy: opts.principal.name, tenant: view.tenant },
+    data: { ...(opts.reason ? { reason: opts.reason } : {}), requestedBy: opts.principal.name, tenant: view.tenant, turn: turnOf(view) },
   });
   await deps.bus.publish(event, opts.ctx ? { ctx: opts.ctx } : {});
   return { ...view, cancelRequested: true, cancelRequestedBy: opts.principal.name };
 }
+
+/**
+ * Asks for a follow-up: a new turn of a finished task on the same branch (and pull request). The
+ * task must be the principal's tenant's and its turn over; the turn's spec (the task's, with this
+ * prompt and agent) passes the operator's policy like a submission, and the tenant's quota counts
+ * it as a queued task. Two requests racing for the same turn publish the same event id
+ * (from the task and the turn): JetStream keeps the first, and the second is told so (409).
+ */
+export async function requestFollowUp(
+  deps: { db: Db; bus: Bus; quota?: (tenant: string) => Required<TenantQuota>; securityPolicy: SecurityPolicy },
+  taskId: string,
+  input: { prompt: string; agent?: TaskSpec["agent"] },
+  opts: { principal: Principal; ctx?: Context },
+): Promise<TaskView> {
+  const view = await getTaskView(deps.db, taskId);
+  if (!view || !canAccessTenant(opts.principal, view.tenant)) throw new HttpProblem(404, "task_not_found", `no task '${taskId}'`);
+  const decision = decideFollowUp(view);
+  if (decision.problem)
+    throw new HttpProblem(409, decision.code ?? "task_not_finished", `cannot follow up: ${decision.problem}`, { taskStatus: view.status });
+  if (!view.spec) throw new HttpProblem(409, "task_rejected", "cannot follow up: the task has no spec");
+  const spec: TaskSpec = { ...view.spec, prompt: input.prompt, ...(input.agent ? { agent: input.agent } : {}) };
+  assertSubmissionAllowed(spec, deps.securityPolicy, view.tenant);
+  const quota = deps.quota?.(view.tenant);
+  if (quota && quotaLimitsAdmission(quota)) {
+    const refusal = decideAdmission(await tenantLoad(deps.db, view.tenant), quota);
+    if (refusal.kind === "refuse") throw new QuotaExceededError(view.tenant, refusal);
+  }
+  const turn = turnOf(view) + 1;
+  const fromCommit = view.turns?.at(-1)?.commitSha ?? view.commitSha;
+  const event = createEvent("task.follow_up_requested", {
+    id: followUpEventId(taskId, turn),
+    taskId,
+    producer: PRODUCER,
+    data: {
+      turn,
+      prompt: input.prompt,
+      ...(input.agent ? { agent: input.agent } : {}),
+      firstAttempt: view.attempt + 1,
+      ...(fromCommit ? { fromCommit } : {}),
+      requestedBy: opts.principal.name,
+      tenant: view.tenant,
+    },
+  });
+  const published = await deps.bus.publish(event, opts.ctx ? { ctx: opts.ctx } : {});
+  if (published.duplicate) throw new HttpProblem(409, "turn_taken", `turn ${turn} of task ${taskId} was just asked for by another request`);
+  return evolve(view, event).state as TaskView;
+}
+
+/** The id of a turn's follow-up event: one per task and turn, so two racing requests cannot both start it. */
+export const followUpEventId = (taskId: string, turn: number) =>
+  `fu_${createHash("sha256").update(taskId).digest("hex").slice(0, 32)}_${turn}`;

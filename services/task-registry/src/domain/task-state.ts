@@ -4,9 +4,11 @@ import {
   type CodefleetEvent,
   DEFAULT_TENANT,
   isFinalStatus,
+  MAX_TURNS,
   type PhaseView,
   resolveTaskSpec,
   type TaskView,
+  type TurnView,
 } from "@codefleet/contracts";
 import { stripRepoUrlCredentials } from "@codefleet/contracts/access";
 
@@ -50,6 +52,17 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       submittedAt: event.occurredAt,
       tenant: event.data.tenant ?? DEFAULT_TENANT,
       ...(event.data.submittedBy ? { submittedBy: event.data.submittedBy } : {}),
+      turn: 1,
+      turns: [
+        {
+          turn: 1,
+          prompt: spec.prompt,
+          agentKind: spec.agent.kind,
+          requestedAt: event.occurredAt,
+          ...(event.data.submittedBy ? { requestedBy: event.data.submittedBy } : {}),
+          firstAttempt: 1,
+        },
+      ],
       attempt: 0,
       phases: [],
       attempts: [],
@@ -77,6 +90,8 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       finishedAt: event.occurredAt,
       tenant: d.tenant ?? DEFAULT_TENANT,
       ...(d.submittedBy ? { submittedBy: d.submittedBy } : {}),
+      turn: 1,
+      turns: [],
       attempt: 0,
       phases: [],
       attempts: [],
@@ -95,6 +110,8 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
 
   switch (event.type) {
     case "task.cancel_requested": {
+      if ((event.data.turn ?? 1) < turnOf(state))
+        return anomaly(state, `cancel requested for turn ${event.data.turn ?? 1}, but turn ${turnOf(state)} is current`);
       if (isFinalStatus(state.status)) return anomaly(state, `cancel requested after the task ended (${state.status})`);
       if (state.status === "queued") {
         // No runner owns it yet: the cancel itself ends it. A runner that picks it up later sees this.
@@ -106,9 +123,48 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
           failureReason: event.data.reason ?? "canceled before it started",
           reasonCode: "canceled",
           ...(event.data.requestedBy ? { cancelRequestedBy: event.data.requestedBy } : {}),
+          turns: withCurrentTurn(state, (t) => ({ ...t, status: "canceled", finishedAt: event.occurredAt, reasonCode: "canceled" })),
         });
       }
       return ok({ ...state, cancelRequested: true, ...(event.data.requestedBy ? { cancelRequestedBy: event.data.requestedBy } : {}) });
+    }
+    case "task.follow_up_requested": {
+      const d = event.data;
+      const problem = decideFollowUp(state).problem;
+      if (problem) return anomaly(state, `follow-up (turn ${d.turn}) refused: ${problem}`);
+      if (d.turn !== turnOf(state) + 1) return anomaly(state, `follow-up for turn ${d.turn}, but turn ${turnOf(state)} is the last`);
+      if (d.firstAttempt <= state.attempt)
+        return anomaly(state, `follow-up's first attempt ${d.firstAttempt}, but attempt ${state.attempt} already started`);
+      const {
+        currentPhase: _phase,
+        finishedAt: _finished,
+        failureReason: _reason,
+        reasonCode: _code,
+        cancelRequestedBy: _by,
+        ...rest
+      } = state;
+      const traceId = traceIdFromTraceparent(event.metadata.traceparent);
+      return ok({
+        ...rest,
+        status: "queued",
+        turn: d.turn,
+        turns: [
+          ...(state.turns ?? []),
+          {
+            turn: d.turn,
+            prompt: d.prompt,
+            agentKind: d.agent?.kind ?? state.agentKind,
+            requestedAt: event.occurredAt,
+            ...(d.requestedBy ? { requestedBy: d.requestedBy } : {}),
+            firstAttempt: d.firstAttempt,
+            ...(d.fromCommit ? { fromCommit: d.fromCommit } : {}),
+          },
+        ],
+        ...(d.agent ? { agentKind: d.agent.kind } : {}),
+        cancelRequested: false,
+        phases: [],
+        ...(traceId ? { traceId } : {}),
+      });
     }
     case "run.started": {
       if (isFinalStatus(state.status))
@@ -118,6 +174,7 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       const traceId = traceIdFromTraceparent(event.metadata.traceparent);
       const attempt: AttemptView = {
         attempt: event.attempt,
+        turn: turnOf(state),
         runnerId: event.data.runnerId,
         agentKind: event.data.agentKind,
         startedAt: event.occurredAt,
@@ -193,6 +250,13 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
           status: d.status,
           ...(d.reason === undefined ? {} : { reason: d.reason }),
         })),
+        turns: withCurrentTurn(state, (t) => ({
+          ...t,
+          status: d.status,
+          finishedAt: event.occurredAt,
+          ...(d.commitSha ? { commitSha: d.commitSha } : {}),
+          ...(d.reasonCode !== undefined ? { reasonCode: d.reasonCode } : {}),
+        })),
       });
     }
     case "slot.allocated":
@@ -260,6 +324,26 @@ function currentAttemptProblem(state: TaskView, event: CodefleetEvent): string |
   if (event.attempt > state.attempt) return `${event.type} from attempt ${event.attempt}, which never started`;
   if (state.status !== "running") return `${event.type} while the task is ${state.status}`;
   return undefined;
+}
+
+/** The task's current turn (views from before follow-ups have no turn: 1). */
+export const turnOf = (state: TaskView): number => state.turn ?? 1;
+
+function withCurrentTurn(state: TaskView, f: (t: TurnView) => TurnView): TurnView[] {
+  const turn = turnOf(state);
+  return (state.turns ?? []).map((t) => (t.turn === turn ? f(t) : t));
+}
+
+/**
+ * Whether a follow-up may be asked for: only on a task that ended (its turn is over) and was not
+ * rejected (a rejected submission has no spec to continue), within the turns a task may take.
+ */
+export function decideFollowUp(state: TaskView): { problem?: string; code?: "task_not_finished" | "task_rejected" | "too_many_turns" } {
+  if (state.status === "rejected") return { problem: "the task was rejected", code: "task_rejected" };
+  if (!isFinalStatus(state.status))
+    return { problem: `the task is still ${state.status}: wait for its turn to end`, code: "task_not_finished" };
+  if (turnOf(state) >= MAX_TURNS) return { problem: `a task takes at most ${MAX_TURNS} turns`, code: "too_many_turns" };
+  return {};
 }
 
 function withCurrentAttempt(state: TaskView, f: (a: AttemptView) => AttemptView): AttemptView[] {

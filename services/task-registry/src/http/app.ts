@@ -21,7 +21,14 @@ import { type Context, context, trace } from "@opentelemetry/api";
 import { Type } from "@sinclair/typebox";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from "fastify";
 import type { Logger } from "pino";
-import { assertRuntimeOffered, assertSubmissionAllowed, QuotaExceededError, requestCancel, submitTask } from "../domain/submission.js";
+import {
+  assertRuntimeOffered,
+  assertSubmissionAllowed,
+  QuotaExceededError,
+  requestCancel,
+  requestFollowUp,
+  submitTask,
+} from "../domain/submission.js";
 import type { TaskView } from "../domain/task-state.js";
 import type { KnownRunner } from "../fleet/runner-directory.js";
 import { installScheduleRoutes } from "../schedules/routes.js";
@@ -71,6 +78,7 @@ const TaskViewSchema = Type.Object(
     submittedBy: Type.Optional(Type.String()),
     title: Type.String(),
     attempt: Type.Integer(),
+    turn: Type.Optional(Type.Integer()),
     currentPhase: Type.Optional(Type.String()),
     branch: Type.String(),
     commitSha: Type.Optional(Type.String()),
@@ -272,6 +280,39 @@ export async function buildApp(deps: AppDeps): Promise<FastifyInstance> {
         ctx: traceCtx(req),
       });
       return reply.code(202).send(view);
+    },
+  );
+
+  app.post(
+    "/v1/tasks/:id/follow-ups",
+    {
+      config: { scope: "tasks:submit" },
+      schema: {
+        summary: "Ask for a follow-up turn of a finished task, on the same branch and pull request (scope tasks:submit)",
+        description:
+          "The turn starts from the commit the previous turn pushed (or its change, when the task does not push) and runs the task's pipeline with this prompt; its push is a new commit on the same branch. 409 while the task's turn is not over.",
+        params: TaskIdParam,
+        body: Type.Object(
+          {
+            prompt: Type.String({ minLength: 1, maxLength: 200_000 }),
+            agent: Type.Optional(TaskSpec.properties.agent),
+          },
+          { additionalProperties: false },
+        ),
+        response: { 202: TaskViewSchema, 404: Problem, 409: Problem, 422: Problem, 429: Problem },
+      },
+    },
+    async (req, reply) => {
+      const { id } = req.params as { id: string };
+      const body = req.body as { prompt: string; agent?: TaskSpec["agent"] };
+      try {
+        const view = await requestFollowUp(deps, requireTaskId(id), body, { principal: principalOf(req), ctx: traceCtx(req) });
+        return reply.code(202).header("location", `/v1/tasks/${view.id}`).send(view);
+      } catch (err) {
+        if (!(err instanceof QuotaExceededError)) throw err;
+        reply.header("retry-after", String(deps.quotaRetryAfterSeconds));
+        return sendProblem(reply, 429, err.code, err.message, err.extra);
+      }
     },
   );
 

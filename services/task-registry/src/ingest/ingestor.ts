@@ -6,6 +6,7 @@ import { rejectionFor } from "../domain/rejection.js";
 import { PRODUCER } from "../domain/submission.js";
 import { type Db, isTransientDbError } from "../store/database.js";
 import { type AppendResult, appendEvents, taskStatuses } from "../store/event-store.js";
+import { getTaskView } from "../store/task-queries.js";
 
 export type IngestorOptions = {
   bus: Bus;
@@ -63,6 +64,17 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
     );
   };
 
+  /** Follow-ups whose turn is the task's current one and still queued go on the run queue too (de-duplicated per turn). */
+  const enqueueFollowUps = async (events: readonly Delivery<CodefleetEvent>[]) => {
+    const followUps = events.filter((d) => d.value.type === "task.follow_up_requested") as Delivery<
+      CodefleetEventOf<"task.follow_up_requested">
+    >[];
+    for (const d of followUps) {
+      const view = await getTaskView(db, d.value.taskId);
+      if (view?.status === "queued" && view.turn === d.value.data.turn) await bus.enqueueTask(d.value, { ctx: d.ctx.traceContext });
+    }
+  };
+
   return bus.consumeBatches<Ingested>({
     stream: c.stream,
     durable: c.durable,
@@ -114,6 +126,7 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
             log.warn({ taskId: a.taskId, eventId: a.eventId, anomaly: a.reason }, "event stored as anomaly");
           opts.onCommitted?.(result);
           await enqueueAdmitted(events);
+          await enqueueFollowUps(events);
         },
         {
           attempts: Number.POSITIVE_INFINITY,

@@ -109,6 +109,18 @@ export async function admitTask<R extends { kind: "admit" } | { kind: "refuse" }
   });
 }
 
+/** A tenant's queued and running tasks (with admissions not yet projected): what its quota is checked against. */
+export async function tenantLoad(db: Db, tenant: string): Promise<{ queued: number; running: number }> {
+  const r = await sql<{ queued: number; running: number }>`
+    select
+      (select count(*) from tasks where tenant = ${tenant} and status = 'queued')::int
+        + (select count(*) from admissions a where a.tenant = ${tenant} and a.admitted_at >= now() - interval '10 minutes'
+             and not exists (select 1 from tasks t where t.task_id = a.task_id))::int as queued,
+      (select count(*) from tasks where tenant = ${tenant} and status = 'running')::int as running`.execute(db);
+  const row = r.rows[0];
+  return { queued: Number(row?.queued ?? 0), running: Number(row?.running ?? 0) };
+}
+
 /** Forgets an admission whose publish failed, so that it does not count against the quota. */
 export async function forgetAdmission(db: Db, taskId: string): Promise<void> {
   await db.deleteFrom("admissions").where("task_id", "=", taskId).execute();
