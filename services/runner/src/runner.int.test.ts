@@ -747,7 +747,15 @@ describe("runner: follow-up turns", () => {
   }
   const finishedAttempt = async (taskId: string, attempt: number) => {
     let done: Awaited<ReturnType<typeof finished>> | undefined;
-    await waitFor(`run.finished of attempt ${attempt}`, async () => (done = await finished(taskId)).attempt >= attempt, 60_000, 200);
+    await waitFor(
+      `run.finished of attempt ${attempt}`,
+      async () => {
+        done = await finished(taskId);
+        return done.attempt >= attempt;
+      },
+      60_000,
+      200,
+    );
     return done as NonNullable<typeof done>;
   };
 
