@@ -215,6 +215,62 @@ describe("task-registry on real Postgres and NATS", () => {
     expect(again.headers["content-type"]).toMatch(/application\/problem\+json/);
   });
 
+  it("takes a follow-up only on a finished task: turn 2 queued on the run queue, the same turn never twice", async () => {
+    const id = (await submit()).json().id as string;
+    await eventually("projection", () => getTask(id));
+    const followUp = (body: unknown) =>
+      svc.app.inject({ method: "POST", url: `/v1/tasks/${id}/follow-ups`, headers: auth, payload: body as object });
+    // the runner's part, played here
+    const sha = "c".repeat(40);
+    await svc.bus.publish(createEvent("run.started", { taskId: id, attempt: 1, producer: "t", data: { runnerId: "r", agentKind: "script" } }));
+    await eventually("running", async () => ((await getTask(id))?.status === "running" ? true : undefined));
+    const early = await followUp({ prompt: "and a goodbye" });
+    expect(early.statusCode).toBe(409);
+    expect(early.json().code).toBe("task_not_finished");
+    await svc.bus.publish(
+      createEvent("run.finished", { taskId: id, attempt: 1, producer: "t", data: { status: "succeeded", durationMs: 5, commitSha: sha } }),
+    );
+    await eventually("succeeded", async () => ((await getTask(id))?.status === "succeeded" ? true : undefined));
+
+    // schema errors are 422 with the problem's code, as for submissions
+    expect((await followUp({})).statusCode).toBe(422);
+    expect((await followUp({ prompt: "x", surprise: 1 })).statusCode).toBe(422);
+    expect(
+      (await svc.app.inject({ method: "POST", url: `/v1/tasks/${newTaskId()}/follow-ups`, headers: auth, payload: { prompt: "x" } }))
+        .statusCode,
+    ).toBe(404);
+    // two requests racing for turn 2: one is taken, the other told so
+    const [a, b] = await Promise.all([followUp({ prompt: "and a goodbye" }), followUp({ prompt: "something else" })]);
+    expect([a.statusCode, b.statusCode].sort()).toEqual([202, 409]);
+    const accepted = (a.statusCode === 202 ? a : b).json() as TaskView;
+    expect(accepted).toMatchObject({ status: "queued", turn: 2 });
+    const view = await eventually("turn 2 projected", async () => {
+      const v = await getTask(id);
+      return v?.turn === 2 ? v : undefined;
+    });
+    expect(view.status).toBe("queued");
+    expect(view.turns.map((t) => [t.turn, t.status, t.fromCommit, t.firstAttempt])).toEqual([
+      [1, "succeeded", undefined, 1],
+      [2, undefined, sha, 2],
+    ]);
+    expect(view.turns[1]?.prompt).toBe(accepted.turns[1]?.prompt);
+    // on the tenant's run queue: the submission and the follow-up
+    const { queue } = svc.bus.topology.streams;
+    await eventually("follow-up queued", async () => {
+      const counts = await svc.bus.messagesPerSubject(queue.name, svc.bus.topology.subjects.queue("default"));
+      return Object.values(counts).reduce((x, y) => x + y, 0) >= 2 ? true : undefined;
+    });
+    // while turn 2 waits, another follow-up waits for it
+    expect((await followUp({ prompt: "third" })).json().code).toBe("task_not_finished");
+    // a cancel now is turn 2's
+    expect((await svc.app.inject({ method: "POST", url: `/v1/tasks/${id}/cancel`, headers: auth })).statusCode).toBe(202);
+    const canceled = await eventually("turn 2 canceled", async () => {
+      const v = await getTask(id);
+      return v?.status === "canceled" ? v : undefined;
+    });
+    expect(canceled.turns.map((t) => t.status)).toEqual(["succeeded", "canceled"]);
+  });
+
   it("answers every error route with problem+json and a stable code", async () => {
     const noAuth = await svc.app.inject({ method: "GET", url: "/v1/tasks" });
     expect(noAuth.statusCode).toBe(401);

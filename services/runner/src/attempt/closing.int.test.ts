@@ -9,7 +9,7 @@ import type { ExecutionDriver } from "../execution/driver.js";
 import type { RunnerSettings } from "./attempt.js";
 import { ClaimStore } from "./claims.js";
 import { closeTask, type TaskClosing } from "./closing.js";
-import { firstTurn } from "./turns.js";
+import { firstTurn, type Turn } from "./turns.js";
 
 let nc: NatsConnection;
 
@@ -62,8 +62,8 @@ async function setup() {
     },
   }) as CodefleetEventOf<"task.submitted">;
   await bus.publish(submitted);
-  const close = (delivery: number, closing: TaskClosing = EXHAUSTED) =>
-    closeTask(deps, { work: { submitted, turn: firstTurn(submitted) }, delivery, traceContext: ROOT_CONTEXT }, closing);
+  const close = (delivery: number, closing: TaskClosing = EXHAUSTED, turn: Turn = firstTurn(submitted)) =>
+    closeTask(deps, { work: { submitted, turn }, delivery, traceContext: ROOT_CONTEXT }, closing);
   const events = async (): Promise<CodefleetEvent[]> => {
     const out: CodefleetEvent[] = [];
     for (const type of ["run.started", "run.finished"] as const) {
@@ -76,7 +76,16 @@ async function setup() {
     bus.publish(
       createEvent("run.started", { taskId, attempt, producer: "runner", data: { runnerId: "runner-lost", agentKind: "script" } }),
     );
-  return { bus, claims, taskId, close, events, started, removals };
+  const finished = (attempt: number) =>
+    bus.publish(
+      createEvent("run.finished", {
+        taskId,
+        attempt,
+        producer: "runner",
+        data: { status: "succeeded", durationMs: 1, commitSha: "a".repeat(40) },
+      }),
+    );
+  return { bus, claims, taskId, close, events, started, finished, removals };
 }
 
 describe("closing a task that will not run again, on a real NATS", () => {
@@ -111,6 +120,20 @@ describe("closing a task that will not run again, on a real NATS", () => {
     const before = await t.events();
     expect(await t.close(5)).toBe("skipped_finished");
     expect(await t.events()).toEqual(before);
+  });
+
+  it("closes a follow-up turn whose deliveries ran out although an earlier turn finished, on that turn's attempt", async () => {
+    const t = await setup();
+    await t.started(1);
+    await t.finished(1);
+    const turn2: Turn = { number: 2, firstAttempt: 2, causationId: "evt_follow_up" };
+    // turn 2's attempts 2..4 never got out (runners lost): its closing delivery (the 4th) has attempt 5
+    expect(await t.close(4, EXHAUSTED, turn2)).toBe("closed");
+    const [started, finished] = await t.events();
+    expect(started).toMatchObject({ type: "run.started", attempt: 5, metadata: { causationId: "evt_follow_up" } });
+    expect(finished).toMatchObject({ attempt: 5, data: { status: "failed", reasonCode: "attempts_exhausted" } });
+    // and once it is closed, turn 2 is finished for every later delivery
+    expect(await t.close(5, EXHAUSTED, turn2)).toBe("skipped_finished");
   });
 
   it("leaves a task alone when a newer delivery holds its claim", async () => {
