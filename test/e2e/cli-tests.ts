@@ -3,7 +3,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { connect, createServer, type Server, type Socket } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Stack } from "@codefleet/test/support";
+import { type Stack, stackGit } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 /**
@@ -14,6 +14,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 const BIN = join(import.meta.dirname, "../../services/cli/src/bin.ts");
 let stack: Stack;
 let dir: string;
+const gitServer = (...args: string[]) => stackGit(stack, ...args);
 
 type Run = { code: number; stdout: string; stderr: string };
 
@@ -145,6 +146,36 @@ export function describeCli(getStack: () => Stack): void {
       expect(toStdout.stdout).toBe(readFileSync(out, "utf8"));
       const artifacts = await cli(["artifacts", "list", taskId]);
       expect(artifacts.stdout).toMatch(/changes\.diff/);
+    });
+
+    it("replies to a finished task: a follow-up turn pushes a second commit on the same branch, and show lists the turns", async () => {
+      const before = (await gitServer("rev-parse", `refs/heads/codefleet/${taskId}`)).trim();
+      const r = await cli([
+        "reply",
+        taskId,
+        "also say goodbye",
+        "--step",
+        "echo 'echo \"goodbye from turn $CODEFLEET_TURN\"' >> greet.sh",
+        "--follow",
+      ]);
+      expect(r.stderr).toBe("");
+      expect(r.code).toBe(0);
+      expect(r.stdout).toContain(`follow-up ${taskId} turn 2`);
+      expect(r.stdout).toMatch(new RegExp(`task\\s+${taskId}\\s+succeeded`));
+      const after = (await gitServer("rev-parse", `refs/heads/codefleet/${taskId}`)).trim();
+      expect(after).not.toBe(before);
+      expect((await gitServer("rev-parse", `${after}^`)).trim()).toBe(before);
+      expect(await gitServer("show", `${after}:greet.sh`)).toContain('echo "goodbye from turn 2"');
+      const show = JSON.parse((await cli(["show", taskId, "--json"])).stdout) as {
+        turn: number;
+        turns: { turn: number; status: string }[];
+      };
+      expect(show.turn).toBe(2);
+      expect(show.turns.map((t) => [t.turn, t.status])).toEqual([
+        [1, "succeeded"],
+        [2, "succeeded"],
+      ]);
+      expect((await cli(["show", taskId])).stdout).toMatch(/turns[\s\S]*2\s+succeeded\s+[0-9a-f]{12}\s+also say goodbye/);
     });
 
     it("resumes `logs --follow` across dropped connections without losing or repeating a line", async () => {

@@ -198,11 +198,15 @@ async function submit(ctx: Ctx, args: string[]): Promise<ExitCode> {
 }
 
 async function reply(ctx: Ctx, args: string[]): Promise<ExitCode> {
-  const usage = 'codefleet reply <task> "PROMPT" [--prompt-file FILE] [--follow]';
-  const { values, positionals } = parse(args, { "prompt-file": { type: "string" }, follow: { type: "boolean" } });
+  const usage = 'codefleet reply <task> "PROMPT" [--prompt-file FILE] [--step CMD ...] [--follow]';
+  const { values, positionals } = parse(args, {
+    "prompt-file": { type: "string" },
+    step: { type: "string", multiple: true },
+    follow: { type: "boolean" },
+  });
   if (values.help) {
     ctx.io.stdout.write(
-      `Usage: ${usage}\n\nA follow-up turn of a finished task: it starts from the commit the task pushed and pushes a new\ncommit to the same branch (and updates its pull request). The task's status follows its latest turn.\n`,
+      `Usage: ${usage}\n\nA follow-up turn of a finished task: it starts from the commit the task pushed and pushes a new\ncommit to the same branch (and updates its pull request). The task's status follows its latest turn.\n\n  --step CMD   this turn runs a script agent with these shell steps (repeatable) instead of the task's agent\n`,
     );
     return EXIT.ok;
   }
@@ -211,7 +215,11 @@ async function reply(ctx: Ctx, args: string[]): Promise<ExitCode> {
     throw new CliError(EXIT.usage, "a task id and a prompt (or --prompt-file) are needed", usage);
   const prompt = text ?? (values["prompt-file"] === "-" ? await ctx.io.readStdin() : ctx.io.readFile(values["prompt-file"] as string));
   if (!prompt?.trim()) throw new CliError(EXIT.usage, "the prompt is empty", usage);
-  const view = await ctx.api.followUp(id, { prompt });
+  const steps = values.step ?? [];
+  const view = await ctx.api.followUp(id, {
+    prompt,
+    ...(steps.length ? { agent: { kind: "script", steps: steps.map((run) => ({ run })) } } : {}),
+  });
   if (!values.follow) {
     if (ctx.json) printJson(ctx, view);
     else ctx.io.stdout.write(`${id}: turn ${view.turn} queued\n`);
