@@ -222,7 +222,9 @@ describe("task-registry on real Postgres and NATS", () => {
       svc.app.inject({ method: "POST", url: `/v1/tasks/${id}/follow-ups`, headers: auth, payload: body as object });
     // the runner's part, played here
     const sha = "c".repeat(40);
-    await svc.bus.publish(createEvent("run.started", { taskId: id, attempt: 1, producer: "t", data: { runnerId: "r", agentKind: "script" } }));
+    await svc.bus.publish(
+      createEvent("run.started", { taskId: id, attempt: 1, producer: "t", data: { runnerId: "r", agentKind: "script" } }),
+    );
     await eventually("running", async () => ((await getTask(id))?.status === "running" ? true : undefined));
     const early = await followUp({ prompt: "and a goodbye" });
     expect(early.statusCode).toBe(409);
@@ -269,6 +271,20 @@ describe("task-registry on real Postgres and NATS", () => {
       return v?.status === "canceled" ? v : undefined;
     });
     expect(canceled.turns.map((t) => t.status)).toEqual(["succeeded", "canceled"]);
+
+    // a task that does not push has nothing a later turn could start from
+    const local = (await submit({ ...spec, push: { enabled: false } })).json().id as string;
+    await eventually("projection", () => getTask(local));
+    await svc.bus.publish(
+      createEvent("run.started", { taskId: local, attempt: 1, producer: "t", data: { runnerId: "r", agentKind: "script" } }),
+    );
+    await svc.bus.publish(
+      createEvent("run.finished", { taskId: local, attempt: 1, producer: "t", data: { status: "succeeded", durationMs: 5 } }),
+    );
+    await eventually("local task done", async () => ((await getTask(local))?.status === "succeeded" ? true : undefined));
+    const refused = await svc.app.inject({ method: "POST", url: `/v1/tasks/${local}/follow-ups`, headers: auth, payload: { prompt: "x" } });
+    expect(refused.statusCode).toBe(409);
+    expect(refused.json().code).toBe("follow_up_needs_push");
   });
 
   it("answers every error route with problem+json and a stable code", async () => {

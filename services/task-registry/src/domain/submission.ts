@@ -261,6 +261,13 @@ export async function requestFollowUp(
   if (decision.problem)
     throw new HttpProblem(409, decision.code ?? "task_not_finished", `cannot follow up: ${decision.problem}`, { taskStatus: view.status });
   if (!view.spec) throw new HttpProblem(409, "task_rejected", "cannot follow up: the task has no spec");
+  // a turn starts from the commit the turn before pushed; a task that keeps its change to itself has none
+  if (view.spec.push?.enabled === false)
+    throw new HttpProblem(
+      409,
+      "follow_up_needs_push",
+      "cannot follow up: the task does not push (push.enabled is false), so no later turn can start from its change",
+    );
   const spec: TaskSpec = { ...view.spec, prompt: input.prompt, ...(input.agent ? { agent: input.agent } : {}) };
   assertSubmissionAllowed(spec, deps.securityPolicy, view.tenant);
   const quota = deps.quota?.(view.tenant);
