@@ -4,7 +4,7 @@ import { type TypeCheck, TypeCompiler } from "@sinclair/typebox/compiler";
 import { Value } from "@sinclair/typebox/value";
 import { ValidationError, type ValidationIssue } from "./errors.js";
 import { newEventId, TASK_ID_PATTERN, ulid } from "./ids.js";
-import { AgentSpec, PHASES, PULL_REQUEST_PROVIDERS, TaskSpec } from "./task-spec.js";
+import { AgentSpec, MAX_CANDIDATES, PHASES, PULL_REQUEST_PROVIDERS, TaskSpec } from "./task-spec.js";
 
 /**
  * The event catalogue. Every event travels in one envelope; `type` + `version` select the schema of
@@ -73,6 +73,24 @@ const WebhookDelivery = {
   attempt: Type.Integer({ minimum: 1, maximum: 1000 }),
   durationMs: Type.Integer({ minimum: 0 }),
 };
+
+/** A candidate of a best-of-N attempt (`spec.candidates`). */
+const CandidateNumber = Type.Integer({ minimum: 1, maximum: MAX_CANDIDATES });
+
+/** How the test oracle saw one candidate (`candidate.selected`). */
+const CandidateScore = Type.Object({
+  candidate: CandidateNumber,
+  /** `passed`: through implement and test; `failed`: its agent or tests failed; `error`: it could not run. */
+  status: Type.Union([Type.Literal("passed"), Type.Literal("failed"), Type.Literal("error")]),
+  testsPassed: Type.Optional(Type.Integer({ minimum: 0 })),
+  testsFailed: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Lines added plus removed, as measured in the candidate's container (absent: not measured). */
+  diffLines: Type.Optional(Type.Integer({ minimum: 0 })),
+  reasonCode: Type.Optional(Type.String({ maxLength: 100 })),
+  reason: Type.Optional(Type.String({ maxLength: 2000 })),
+  /** The candidate's own trace. */
+  traceId: Type.Optional(Type.String({ maxLength: 64 })),
+});
 
 /** type → version → schema of `data`. The highest version is the one producers write. */
 export const EventCatalogue = {
@@ -153,17 +171,32 @@ export const EventCatalogue = {
     }),
   },
   "phase.started": {
-    1: Type.Object({ phase: Phase }),
+    /** `candidate` (added compatibly): the phase of one candidate of a best-of-N attempt. */
+    1: Type.Object({ phase: Phase, candidate: Type.Optional(CandidateNumber) }),
   },
   "phase.finished": {
     1: Type.Object({
       phase: Phase,
+      candidate: Type.Optional(CandidateNumber),
       outcome: PhaseOutcome,
       durationMs: Type.Integer({ minimum: 0 }),
       exitCode: Type.Optional(Type.Integer()),
       detail: Type.Optional(Type.String({ maxLength: 4000 })),
       /** Phase-specific facts: the commit sha after push, the branch, test counts... */
       facts: Type.Optional(Type.Record(Type.String(), Type.Union([Type.String({ maxLength: 2000 }), Type.Number(), Type.Boolean()]))),
+    }),
+  },
+  /**
+   * The test oracle's choice among a best-of-N attempt's candidates: every candidate's score and
+   * the winner (absent: none passed; the attempt then ends with the best failure). Only the winner
+   * goes on to rebase and push.
+   */
+  "candidate.selected": {
+    1: Type.Object({
+      winner: Type.Optional(CandidateNumber),
+      candidates: Type.Array(CandidateScore, { minItems: 1, maxItems: 8 }),
+      /** Why this one, in words. */
+      reason: Type.String({ maxLength: 2000 }),
     }),
   },
   "run.finished": {
@@ -304,6 +337,7 @@ export const LatestEventSchemas = {
   "phase.started": EventCatalogue["phase.started"][1],
   "phase.finished": EventCatalogue["phase.finished"][1],
   "run.finished": EventCatalogue["run.finished"][1],
+  "candidate.selected": EventCatalogue["candidate.selected"][1],
   "slot.allocated": EventCatalogue["slot.allocated"][1],
   "slot.released": EventCatalogue["slot.released"][1],
   "slot.reclaimed": EventCatalogue["slot.reclaimed"][1],
@@ -490,6 +524,8 @@ export const LogChunk = Type.Object({
   attempt: Type.Integer({ minimum: 1 }),
   /** Per-attempt sequence number of this chunk, from 1; lets readers order and de-duplicate. */
   seq: Type.Integer({ minimum: 1 }),
+  /** A best-of-N candidate's output (its own sequence): absent for the attempt's own. */
+  candidate: Type.Optional(CandidateNumber),
   phase: Type.Optional(Phase),
   stream: Type.Union([Type.Literal("stdout"), Type.Literal("stderr"), Type.Literal("system")]),
   text: Type.String({ maxLength: 65_536 }),

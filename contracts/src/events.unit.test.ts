@@ -31,6 +31,14 @@ const sha = "a".repeat(40);
 const samples: { [T in EventType]: EventData<T> } = {
   "task.submitted": { spec, submittedVia: "http", submittedBy: "ci", tenant: "team-a" },
   "task.cancel_requested": { reason: "wrong ref", requestedBy: "ops", turn: 2 },
+  "candidate.selected": {
+    winner: 2,
+    candidates: [
+      { candidate: 1, status: "failed", testsPassed: 1, testsFailed: 2, reasonCode: "test_failed", reason: "2 failed" },
+      { candidate: 2, status: "passed", testsPassed: 3, testsFailed: 0, diffLines: 12, traceId: "a".repeat(32) },
+    ],
+    reason: "candidate 2: the only candidate whose tests passed",
+  },
   "task.follow_up_requested": { turn: 2, prompt: "also update the docs", firstAttempt: 3, fromCommit: "a".repeat(40), requestedBy: "ops" },
   "task.rejected": { code: "invalid_task_spec", reason: "bad", errors: [{ path: "/title", message: "required" }] },
   "run.started": { runnerId: "runner-1", agentKind: "script" },

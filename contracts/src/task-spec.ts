@@ -280,6 +280,9 @@ export const BudgetSpec = Type.Object(
 );
 export type BudgetSpec = Static<typeof BudgetSpec>;
 
+/** The most candidates a best-of-N task runs at once. */
+export const MAX_CANDIDATES = 8;
+
 export const TaskSpec = Type.Object(
   {
     repo: RepoSpec,
@@ -291,6 +294,14 @@ export const TaskSpec = Type.Object(
     test: Type.Optional(TestSpec),
     push: Type.Optional(PushSpec),
     limits: Type.Optional(LimitsSpec),
+    candidates: Type.Optional(
+      Type.Integer({
+        minimum: 1,
+        maximum: MAX_CANDIDATES,
+        description:
+          "best-of-N: this many attempts at once, each on its own slot and container through implement and test (CODEFLEET_CANDIDATE = 1..N); the test oracle picks the one pushed. Default 1",
+      }),
+    ),
     env: Type.Optional(
       Type.Record(EnvName, Type.String({ maxLength: 32_768 }), {
         maxProperties: 100,

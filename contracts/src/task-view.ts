@@ -67,6 +67,14 @@ export type TurnView = {
   reasonCode?: string;
 };
 
+/** One candidate of a best-of-N attempt (`spec.candidates`), as the test oracle scored it. */
+export type CandidateView = EventData<"candidate.selected">["candidates"][number] & {
+  attempt: number;
+  /** Its phases (fetch through test): the winner's rebase and push are the task's own. */
+  phases: PhaseView[];
+  winner: boolean;
+};
+
 export type TaskView = {
   id: string;
   status: TaskStatus;
@@ -106,6 +114,8 @@ export type TaskView = {
   reasonCode?: string;
   cancelRequested: boolean;
   artifacts: ArtifactRef[];
+  /** The latest best-of-N attempt's candidates (absent for a task with one candidate). */
+  candidates?: CandidateView[];
   /** The pull (merge) request the runner opened or updated for the task's branch (`spec.pullRequest`). */
   pullRequest?: { url: string; number: number };
   /** Model calls through the runner's LLM gateway, summed over every attempt (absent: none made). */

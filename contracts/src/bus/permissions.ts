@@ -118,6 +118,7 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
             ...base,
             ev("run.>"),
             ev("phase.>"),
+            ev("candidate.>"),
             ev("llm.>"),
             ev("pull_request.>"),
             t.subjects.allLogs,

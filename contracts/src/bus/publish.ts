@@ -75,12 +75,12 @@ export async function publishEvent(
   }
 }
 
-/** Publishes a log chunk, de-duplicated by task, attempt and sequence. */
+/** Publishes a log chunk, de-duplicated by task, attempt, candidate and sequence. */
 export async function publishLog(bus: Publisher, chunk: LogChunk, opts: { ctx?: Context } = {}): Promise<PublishResult> {
   const hdrs = natsHeaders();
   injectIntoHeaders(opts.ctx ?? otelContext.active(), hdrs);
   const ack = await bus.js.publish(bus.topology.subjects.logs(chunk.taskId), encoder.encode(JSON.stringify(chunk)), {
-    msgID: `${chunk.taskId}.${chunk.attempt}.${chunk.seq}`,
+    msgID: `${chunk.taskId}.${chunk.attempt}.${chunk.candidate ? `c${chunk.candidate}.` : ""}${chunk.seq}`,
     headers: hdrs,
   });
   return { stream: ack.stream, seq: ack.seq, duplicate: ack.duplicate };

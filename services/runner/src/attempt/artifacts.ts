@@ -24,14 +24,17 @@ export type ArtifactUploadInput = {
   platformRetryMs: number;
   log: Logger;
   ctx: Context;
+  /** A best-of-N candidate's artifacts: names start with `candidate-<n>.`, its log is `candidate-<n>.log` in workDir. */
+  candidate?: number;
 };
 
 /** Uploads each artifact (retried through an artifact-store hiccup; idempotent by task, attempt, name and sha256). */
 export async function uploadArtifacts(a: ArtifactUploadInput): Promise<void> {
   const uploads: { name: string; kind: ArtifactKind; contentType: string; body: () => Promise<string | Buffer> }[] = [];
-  const logPath = join(a.workDir, "task.log");
+  const logName = a.candidate ? candidateLogName(a.candidate) : "task.log";
+  const logPath = join(a.workDir, logName);
   if (await stat(logPath).catch(() => undefined))
-    uploads.push({ name: "task.log", kind: "log", contentType: "text/plain; charset=utf-8", body: () => readFile(logPath) });
+    uploads.push({ name: logName, kind: "log", contentType: "text/plain; charset=utf-8", body: () => readFile(logPath) });
   const { baseSha, head, testOutcome, agentResult } = a.record;
   if (head) {
     const { workspace, sha: headSha } = head;
@@ -71,7 +74,9 @@ export async function uploadArtifacts(a: ArtifactUploadInput): Promise<void> {
       body: async () => a.masker.mask(x.length > a.maxArtifactBytes ? x.slice(0, a.maxArtifactBytes) : x),
     });
   }
+  const prefix = a.candidate ? `candidate-${a.candidate}.` : "";
   for (const u of uploads) {
+    if (prefix && !u.name.startsWith(prefix)) u.name = `${prefix}${u.name}`;
     await tracer.startActiveSpan(
       `upload artifact ${u.name}`,
       {
@@ -105,6 +110,9 @@ export async function uploadArtifacts(a: ArtifactUploadInput): Promise<void> {
     );
   }
 }
+
+/** The log file (and artifact) of a best-of-N candidate. */
+export const candidateLogName = (candidate: number) => `candidate-${candidate}.log`;
 
 /** Collects a stream masked (a secret cut across two chunks included), keeping at most `max` bytes and saying so. */
 async function cappedMasked(

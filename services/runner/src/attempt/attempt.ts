@@ -1,4 +1,4 @@
-import { chown, mkdtemp, rm } from "node:fs/promises";
+import { chown, mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
@@ -44,14 +44,15 @@ import { fetchPhase } from "../phases/fetch.js";
 import { implementPhase } from "../phases/implement.js";
 import type { AttemptEnd, AttemptPhase, AttemptRecord, ModelKey, PhaseContext } from "../phases/phase.js";
 import { Superseded } from "../phases/phase.js";
-import { runPipeline } from "../phases/pipeline.js";
+import { type PipelineHooks, runPipeline } from "../phases/pipeline.js";
 import { pushPhase } from "../phases/push.js";
 import { rebasePhase } from "../phases/rebase.js";
 import { setupPhase } from "../phases/setup.js";
 import { testPhase } from "../phases/test.js";
 import { type PullRequestSettings, pullRequestServices } from "../pull-requests/open.js";
 import type { SecretResolver } from "../secrets.js";
-import { uploadArtifacts } from "./artifacts.js";
+import { candidateLogName, uploadArtifacts } from "./artifacts.js";
+import { type Candidate, endWithoutWinner, runCandidates } from "./candidates.js";
 import type { ClaimStore } from "./claims.js";
 import { type ContainerPlan, containerPlan, isPlanProblem, type RuntimeSettings } from "./container-plan.js";
 import { AttemptLifecycle, type AttemptOutcome, claimAttempt, previousRunStarted } from "./lifecycle.js";
@@ -248,6 +249,39 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   let slot: AllocateResult | undefined;
   let run: RunHandle | undefined;
   let end: AttemptEnd;
+  // Best-of-N (spec.candidates): the candidates' own slots and containers (2..N), logs and scratch
+  // dirs; the outcome; and the slot whose tree is the attempt's record (the winner's).
+  const candidateSlots: { slot: AllocateResult; run: RunHandle; slotOwner: SlotOwner }[] = [];
+  const candidateLogs = new Map<number, LogStream>();
+  let bestOfN: BestOfN | undefined;
+  let recordSlot: AllocateResult | undefined;
+  const candidateLog = (n: number) => {
+    const l = new LogStream({
+      taskId,
+      attempt,
+      candidate: n,
+      masker,
+      sink: (chunk) => bus.publishLog(chunk, { ctx }).then(() => undefined),
+      filePath: join(workDir, candidateLogName(n)),
+      maxBytes: settings.maxLogBytes,
+      onSinkError: (err) => log.warn({ candidate: n, error: errorMessage(err) }, "live log chunk not published"),
+    });
+    candidateLogs.set(n, l);
+    return l;
+  };
+  const candidateScratch = async (n: number) => {
+    const dir = join(workDir, `candidate-${n}`);
+    await mkdir(dir);
+    if (settings.gitOwner && process.getuid?.() === 0) await chown(dir, settings.gitOwner.uid, settings.gitOwner.gid);
+    return dir;
+  };
+  // the candidates' slots are leased like the attempt's: renewed until they go back
+  const candidateBeat = setInterval(() => {
+    for (const c of candidateSlots)
+      deps.repoPool
+        .heartbeat({ slotId: c.slot.slotId, ...c.slotOwner, leaseTtlMs: settings.leaseTtlMs }, { ctx })
+        .catch((err) => log.warn({ error: errorMessage(err) }, "candidate slot heartbeat failed"));
+  }, settings.heartbeatMs);
   // run.started goes out first, whatever follows (the registry's view of a task starts there), and
   // overlaps the container's start. Retried through a bus outage like every publish: a delivery
   // given up at its start would cost the task one of its attempts.
@@ -316,21 +350,33 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     logStream.system(
       `workspace slot ${slot.slotId} at ${slot.commitSha.slice(0, 12)} (${slot.warm ? "warm" : "new"} slot, ${start.warm ? "warm" : "new"} container)`,
     );
-    const container = run;
-    const phaseContext: PhaseContext = {
+    /** A phase context on a slot and container: the attempt's own, or one of its best-of-N candidates'. */
+    const contextFor = (c: {
+      slot: AllocateResult;
+      run: RunHandle;
+      agentGitReady: boolean;
+      record: AttemptRecord;
+      log: LogStream;
+      /** Where the runner's git writes its scratch index and objects for this tree. */
+      scratch: string;
+      candidate?: number;
+      /** The slot's owner at repo-pool when it is not the attempt (a candidate's). */
+      slotOwner?: SlotOwner;
+    }): PhaseContext => ({
       taskId,
       attempt,
       turn: input.turn,
       spec,
-      slot,
-      run: container,
-      agentGitReady: start.warm,
+      slot: c.slot,
+      run: c.run,
+      agentGitReady: c.agentGitReady,
       env: {
         ...(spec.env ?? {}),
         ...secrets,
         CODEFLEET_TASK_ID: taskId,
         CODEFLEET_ATTEMPT: String(attempt),
         CODEFLEET_TURN: String(input.turn.number),
+        ...(c.candidate ? { CODEFLEET_CANDIDATE: String(c.candidate) } : {}),
         GIT_AUTHOR_NAME: settings.commitAuthor.name,
         GIT_AUTHOR_EMAIL: settings.commitAuthor.email,
         GIT_COMMITTER_NAME: settings.commitAuthor.name,
@@ -351,17 +397,23 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
             },
           }
         : {}),
-      log: logStream,
+      log: c.log,
       masker,
       signal: life.abort.signal,
       remainingMs: () => spec.limits.timeoutSeconds * 1000 - (Date.now() - started),
-      workspaceFull: () => life.workspaceFull(slot as AllocateResult),
-      record,
+      workspaceFull: () =>
+        c.slotOwner
+          ? deps.repoPool
+              .heartbeat({ slotId: c.slot.slotId, ...c.slotOwner, leaseTtlMs: settings.leaseTtlMs }, { ctx })
+              .then((hb) => (hb.overQuota ? (hb.diskBytes ?? 0) : undefined))
+              .catch(() => undefined)
+          : life.workspaceFull(c.slot),
+      record: c.record,
       agents: deps.agents,
       images: settings.images,
       settings,
-      removeContainer: () => context.with(ctx, () => container.remove()),
-      openWorkspace: () => deps.driver.openWorkspace(slot as AllocateResult, workDir),
+      removeContainer: () => context.with(ctx, () => c.run.remove()),
+      openWorkspace: () => deps.driver.openWorkspace(c.slot, c.scratch),
       credentialsFor: (remoteUrl) => deps.repoAccess.credentialsFor(parseRemoteUrl(remoteUrl)),
       fenceForPush: () => life.advance("pushing"),
       pullRequests: pullRequestServices({
@@ -372,18 +424,79 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
       }),
       ...(deps.driver.environmentCache
         ? {
-            environmentCache: boundEnvironmentCache(deps, spec, input.event.data, slot, needs.image),
+            environmentCache: boundEnvironmentCache(deps, spec, input.event.data, c.slot, needs.image),
           }
         : {}),
-    };
-    mark("pipeline");
-    end = await runPipeline(PHASES, phaseContext, {
-      publish: (type, data) => publish(type, data),
+    });
+    const phaseContext = contextFor({ slot, run, agentGitReady: start.warm, record, log: logStream, scratch: workDir });
+    const hooks = (candidate?: number): PipelineHooks => ({
+      publish: (type, data) => publish(type, candidate ? { ...data, candidate } : data),
       stoppedBy: () => life.stoppedBy(),
       traceContext: ctx,
-      log,
+      log: candidate ? log.child({ candidate }) : log,
       ...(deps.metrics ? { metrics: deps.metrics } : {}),
     });
+    mark("pipeline");
+    if (spec.candidates && spec.candidates > 1) {
+      const best = await runBestOfN(deps, {
+        count: spec.candidates,
+        first: contextFor({
+          slot,
+          run,
+          agentGitReady: start.warm,
+          record: { baseSha: record.baseSha },
+          log: candidateLog(1),
+          scratch: await candidateScratch(1),
+          candidate: 1,
+        }),
+        start: async (n) => {
+          const made = await context.with(ctx, () =>
+            startContainer(
+              deps,
+              spec,
+              needs,
+              plan as ContainerPlan,
+              { taskId, attempt },
+              {
+                life,
+                ctx,
+                working: input.working,
+                warmTake: undefined,
+                candidate: n,
+                ...(input.turn.fromCommit ? { ref: input.turn.fromCommit } : {}),
+              },
+            ),
+          );
+          candidateSlots.push(made);
+          return {
+            candidate: n,
+            ctx: contextFor({
+              slot: made.slot,
+              run: made.run,
+              agentGitReady: false,
+              record: { baseSha: made.slot.commitSha },
+              log: candidateLog(n),
+              scratch: await candidateScratch(n),
+              candidate: n,
+              slotOwner: made.slotOwner,
+            }),
+          };
+        },
+        hooks,
+        traceContext: ctx,
+        publish,
+        logStream,
+        log,
+        signal: life.abort.signal,
+      });
+      bestOfN = best;
+      if (best.winner) {
+        // the winner goes on alone: its record is the attempt's, its tree the one pushed
+        Object.assign(record, best.winner.ctx.record);
+        recordSlot = best.winner.ctx.slot;
+        end = await runPipeline(WINNER_PHASES, { ...best.winner.ctx, record, log: logStream }, hooks());
+      } else end = best.end;
+    } else end = await runPipeline(PHASES, phaseContext, hooks());
   } catch (err) {
     if (err instanceof Superseded) end = { status: "failed", superseded: true };
     else if (life.stoppedBy()) end = life.stoppedBy() as AttemptEnd;
@@ -406,6 +519,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   // Clean-up and the record of what happened, whatever happened. The container goes first: the
   // diff of a failed or stopped attempt is read from its tree too, and nothing may write it then.
   await context.with(ctx, async () => run?.remove()).catch((err) => log.warn({ error: errorMessage(err) }, "container not removed"));
+  await Promise.all(candidateSlots.map((c) => context.with(ctx, () => c.run.remove()).catch(() => undefined)));
   await logStream.close();
   // An attempt the registry never saw start (its run.started never got out, so nothing ran) gets no
   // final status: the registry would not apply it and the task would stay open. The delivery fails
@@ -418,7 +532,9 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   else if (!announcedOk) log.warn("run.started was never published: no final status; the delivery is tried again");
   else {
     // a slot whose lease was lost may be another task's already: its tree is not this attempt's record
-    if (!record.head && slot && end.reasonCode !== "lease_lost") await commitForTheRecord(deps, slot, workDir, record, log);
+    if (!record.head && slot && end.reasonCode !== "lease_lost") await commitForTheRecord(deps, recordSlot ?? slot, workDir, record, log);
+    // every candidate's own log, and the losers' change, tests and transcript (the winner's are the attempt's)
+    if (bestOfN) await keepCandidates(deps, bestOfN, { taskId, attempt, workDir, masker, log, ctx, logs: candidateLogs });
     await uploadArtifacts({
       artifacts: deps.artifacts,
       taskId,
@@ -451,6 +567,8 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
   // The slot goes back after the attempt's status is out: off the task's critical path. Its lease
   // is renewed until then; a runner that dies first leaves it to expire (repo-pool destroys it).
   if (slot) releaseLater(deps, slot, { taskId, attempt }, life, ctx, log);
+  clearInterval(candidateBeat);
+  for (const c of candidateSlots) releaseLater(deps, c.slot, c.slotOwner, undefined, ctx, log);
 
   if (end.status !== "succeeded") root.setStatus({ code: SpanStatusCode.ERROR, message: end.reason ?? end.reasonCode ?? end.status });
   root.setAttribute("codefleet.status", end.status);
@@ -523,18 +641,23 @@ async function startContainer(
     warmTake: Promise<WarmStart | undefined> | undefined;
     /** Where the slot starts when not at the spec's ref (a follow-up: the previous turn's commit). */
     ref?: string;
+    /** A best-of-N candidate (2..N): a slot and container of its own, next to the attempt's. */
+    candidate?: number;
   },
-): Promise<{ slot: AllocateResult; run: RunHandle; warm: boolean }> {
+): Promise<{ slot: AllocateResult; run: RunHandle; warm: boolean; slotOwner: SlotOwner }> {
   const { life, ctx, working } = o;
   const warm = await o.warmTake;
   if (warm) {
     void warm.run.adopt(owner).catch((err) => deps.log.warn({ error: errorMessage(err) }, "warm container not renamed"));
-    return { ...warm, warm: true };
+    return { ...warm, warm: true, slotOwner: owner };
   }
-  const slot = await allocateSlot(deps, spec, owner, life.abort.signal, ctx, working, o.ref);
+  // repo-pool holds one slot per task attempt: a candidate's is a reservation (no slot events) of its own name
+  const slotOwner: SlotOwner = o.candidate ? { taskId: candidateSlotOwner(owner.taskId, o.candidate), attempt: owner.attempt } : owner;
+  const slot = await allocateSlot(deps, spec, slotOwner, life.abort.signal, ctx, working, o.ref, o.candidate !== undefined);
   try {
     const run = await deps.driver.createRun({
       ...owner,
+      ...(o.candidate ? { candidate: o.candidate } : {}),
       runnerId: deps.settings.runnerId,
       ...(deps.settings.deployment ? { deployment: deps.settings.deployment } : {}),
       image: needs.image,
@@ -547,12 +670,17 @@ async function startContainer(
       ...(plan.runtime !== "runc" ? { runtime: plan.runtime } : {}),
       env: {},
     });
-    return { slot, run, warm: false };
+    return { slot, run, warm: false, slotOwner };
   } catch (err) {
-    releaseLater(deps, slot, owner, undefined, ctx, deps.log);
+    releaseLater(deps, slot, slotOwner, undefined, ctx, deps.log);
     throw err;
   }
 }
+
+type SlotOwner = { taskId: string; attempt: number };
+
+/** The owner repo-pool knows a best-of-N candidate's slot by (2..N; candidate 1 has the attempt's). */
+export const candidateSlotOwner = (taskId: string, candidate: number) => `${taskId.slice(0, 120)}-c${candidate}`;
 
 function releaseLater(
   deps: AttemptDeps,
@@ -664,13 +792,20 @@ async function allocateSlot(
   ctx: Context,
   working: () => void,
   at: string | undefined = spec.repo.ref,
+  reservation = false,
 ): Promise<AllocateResult> {
   const deadline = Date.now() + deps.settings.noCapacityRetryMs;
   let delay = 500;
   for (;;) {
     try {
       return await deps.repoPool.allocate(
-        { repoUrl: spec.repo.url, ...(at ? { ref: at } : {}), ...owner, leaseTtlMs: deps.settings.leaseTtlMs },
+        {
+          repoUrl: spec.repo.url,
+          ...(at ? { ref: at } : {}),
+          ...owner,
+          leaseTtlMs: deps.settings.leaseTtlMs,
+          ...(reservation ? { reservation } : {}),
+        },
         { ctx },
       );
     } catch (err) {
@@ -686,5 +821,103 @@ async function allocateSlot(
       await new Promise((r) => setTimeout(r, delay));
       delay = Math.min(delay * 2, 10_000);
     }
+  }
+}
+
+/** The winner's way on, after the candidates' pipelines (fetch through test). */
+const WINNER_PHASES: readonly AttemptPhase[] = [rebasePhase, pushPhase];
+
+type BestOfN = { candidates: Candidate[]; winner?: Candidate; end: AttemptEnd; reason: string };
+
+/**
+ * Runs a best-of-N attempt's candidates at once, each with a root span of its own (its own trace,
+ * linked to the attempt's), records the oracle's choice as `candidate.selected` and removes the
+ * losers' containers at once (their slots go back with the attempt's).
+ */
+async function runBestOfN(
+  deps: AttemptDeps,
+  o: {
+    count: number;
+    first: PhaseContext;
+    start(n: number): Promise<{ candidate: number; ctx: PhaseContext }>;
+    hooks(candidate?: number): PipelineHooks;
+    traceContext: Context;
+    publish(type: Parameters<typeof createEvent>[0], data: unknown): Promise<unknown>;
+    logStream: LogStream;
+    log: Logger;
+    signal: AbortSignal;
+  },
+): Promise<BestOfN> {
+  const attemptSpan = trace.getSpanContext(o.traceContext);
+  o.logStream.system(`best of ${o.count}: ${o.count} candidates run at once, each on its own slot and container`);
+  const result = await runCandidates({
+    count: o.count,
+    first: o.first,
+    start: async (n) => ({ ...(await o.start(n)), dispose: async () => undefined }),
+    hooks: (n) => o.hooks(n),
+    span: (n) => {
+      const span = tracer.startSpan(`candidate ${n}`, {
+        root: true,
+        ...(attemptSpan ? { links: [{ context: attemptSpan, attributes: { "codefleet.link": "attempt" } }] } : {}),
+        attributes: {
+          "codefleet.task_id": o.first.taskId,
+          "codefleet.attempt": o.first.attempt,
+          "codefleet.candidate": n,
+        },
+      });
+      return {
+        ctx: trace.setSpan(o.traceContext, span),
+        traceId: span.spanContext().traceId,
+        end: (end) => {
+          if (end.status !== "succeeded")
+            span.setStatus({ code: SpanStatusCode.ERROR, message: end.reason ?? end.reasonCode ?? end.status });
+          span.setAttribute("codefleet.status", end.status);
+          span.end();
+        },
+      };
+    },
+    publishSelection: (data) => o.publish("candidate.selected", data),
+    log: o.log,
+    signal: o.signal,
+  });
+  o.logStream.system(`best of ${o.count}: ${result.reason}`);
+  for (const c of result.candidates)
+    if (c !== result.winner)
+      await c.ctx.removeContainer().catch((err) => o.log.warn({ error: errorMessage(err) }, "candidate not removed"));
+  return {
+    candidates: result.candidates,
+    ...(result.winner ? { winner: result.winner } : {}),
+    end: result.winner ? { status: "succeeded" } : endWithoutWinner(result.candidates, result.order, result.reason),
+    reason: result.reason,
+  };
+}
+
+/**
+ * What a best-of-N attempt keeps of its candidates: each one's log, and for the losers their change
+ * (committed for the record, never pushed), test report and transcript, named `candidate-<n>.…`.
+ */
+async function keepCandidates(
+  deps: AttemptDeps,
+  best: BestOfN,
+  o: { taskId: string; attempt: number; workDir: string; masker: SecretMasker; log: Logger; ctx: Context; logs: Map<number, LogStream> },
+): Promise<void> {
+  for (const c of best.candidates) {
+    await o.logs.get(c.candidate)?.close();
+    const record = c === best.winner ? { baseSha: c.ctx.record.baseSha } : c.ctx.record;
+    if (c !== best.winner && !record.head && c.end?.reasonCode !== "lease_lost")
+      await commitForTheRecord(deps, c.ctx.slot, join(o.workDir, `candidate-${c.candidate}`), record, o.log);
+    await uploadArtifacts({
+      artifacts: deps.artifacts,
+      taskId: o.taskId,
+      attempt: o.attempt,
+      candidate: c.candidate,
+      workDir: o.workDir,
+      record,
+      masker: o.masker,
+      maxArtifactBytes: deps.settings.maxArtifactBytes,
+      platformRetryMs: deps.settings.platformRetryMs,
+      log: o.log,
+      ctx: o.ctx,
+    });
   }
 }

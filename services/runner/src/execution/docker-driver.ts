@@ -223,7 +223,7 @@ export class DockerDriver implements ExecutionDriver {
     if (spec.network === "bridge" && !egress)
       throw new DriverError("no_egress", "a container with a network needs its egress (see execution/egress.ts)");
     const runtime = spec.runtime && spec.runtime !== "runc" ? spec.runtime : undefined;
-    const name = containerName(spec.taskId, spec.attempt);
+    const name = containerName(spec.taskId, spec.candidate ? `${spec.attempt}-c${spec.candidate}` : spec.attempt);
     const networkName = egress ? name.slice(0, 60) : undefined;
     if (egress && networkName) {
       this.live.networks.add(networkName);

@@ -22,6 +22,8 @@ export type RunContainerSpec = {
   /** The owner: a task attempt, or a warm-pool reservation that an attempt adopts later. */
   taskId: string;
   attempt: number;
+  /** One of a best-of-N attempt's candidates (2..N; candidate 1 is the attempt's own container). */
+  candidate?: number;
   runnerId: string;
   image: string;
   /**

@@ -34,6 +34,8 @@ export class LogStream {
     private readonly o: {
       taskId: string;
       attempt: number;
+      /** A best-of-N candidate's own log (its chunks say so, with a sequence of their own). */
+      candidate?: number;
       masker: SecretMasker;
       sink: LogSink;
       filePath: string;
@@ -184,6 +186,7 @@ export class LogStream {
           const chunk: LogChunk = {
             taskId: this.o.taskId,
             attempt: this.o.attempt,
+            ...(this.o.candidate ? { candidate: this.o.candidate } : {}),
             seq: ++this.seq,
             stream: first.stream,
             ...(first.phase ? { phase: first.phase } : {}),

@@ -141,3 +141,57 @@ describe("follow-up turns in the task's view", () => {
     expect(decideFollowUp({ ...done, turn: 100 }).code).toBe("too_many_turns");
   });
 });
+
+describe("best-of-N candidates in the task's view", () => {
+  const phase = (type: "phase.started" | "phase.finished", p: "implement" | "test", candidate: number) =>
+    type === "phase.started"
+      ? ev("phase.started", { phase: p, candidate }, 1)
+      : ev("phase.finished", { phase: p, candidate, outcome: candidate === 2 ? "succeeded" : "failed", durationMs: 3 }, 1);
+
+  it("keeps each candidate's phases apart from the task's, then the oracle's scores and the winner", () => {
+    const { state, anomalies } = fold(
+      submitted,
+      started(1),
+      phase("phase.started", "implement", 1),
+      phase("phase.started", "implement", 2),
+      phase("phase.finished", "implement", 2),
+      phase("phase.finished", "implement", 1),
+      phase("phase.started", "test", 2),
+      phase("phase.finished", "test", 2),
+      ev(
+        "candidate.selected",
+        {
+          winner: 2,
+          candidates: [
+            { candidate: 1, status: "failed", reasonCode: "agent_failed", reason: "x" },
+            { candidate: 2, status: "passed", testsPassed: 3, testsFailed: 0, diffLines: 4 },
+          ],
+          reason: "candidate 2: the only candidate whose tests passed",
+        },
+        1,
+      ),
+      ev("phase.started", { phase: "push" }, 1),
+    );
+    expect(anomalies).toEqual([]);
+    expect(state?.phases.map((p) => p.phase)).toEqual(["push"]);
+    expect(state?.candidates?.map((c) => [c.candidate, c.status, c.winner, c.phases.map((p) => `${p.phase}:${p.outcome}`)])).toEqual([
+      [1, "failed", false, ["implement:failed"]],
+      [2, "passed", true, ["implement:succeeded", "test:succeeded"]],
+    ]);
+    // a new attempt starts with no candidates of its own yet
+    expect(fold(submitted, started(1), phase("phase.started", "implement", 1), started(2)).state?.candidates).toBeUndefined();
+  });
+
+  it("refuses a candidate's phase twice and a selection from another attempt", () => {
+    expect(fold(submitted, started(1), phase("phase.started", "test", 1), phase("phase.started", "test", 1)).anomalies[0]).toMatch(
+      /candidate 1 started twice/,
+    );
+    const stale = fold(
+      submitted,
+      started(1),
+      started(2),
+      ev("candidate.selected", { candidates: [{ candidate: 1, status: "failed" }], reason: "r" }, 1),
+    );
+    expect(stale.anomalies[0]).toMatch(/attempt 1, but attempt 2 is current/);
+  });
+});

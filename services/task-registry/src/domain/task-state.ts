@@ -1,7 +1,9 @@
 import {
   type AttemptView,
   assertNever,
+  type CandidateView,
   type CodefleetEvent,
+  type CodefleetEventOf,
   DEFAULT_TENANT,
   isFinalStatus,
   MAX_TURNS,
@@ -184,7 +186,7 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       const previous = state.attempts.map((a) =>
         a.finishedAt ? a : { ...a, finishedAt: event.occurredAt, status: "failed" as const, reason: "superseded by a newer attempt" },
       );
-      const { currentPhase: _dropped, ...rest } = state;
+      const { currentPhase: _dropped, candidates: _earlier, ...rest } = state;
       return ok({
         ...rest,
         status: "running",
@@ -201,6 +203,7 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
     case "phase.finished": {
       const problem = currentAttemptProblem(state, event);
       if (problem) return anomaly(state, problem);
+      if (event.data.candidate !== undefined) return candidatePhase(state, event);
       const phase = event.data.phase;
       const existing = state.phases.find((p) => p.phase === phase);
       let updated: PhaseView;
@@ -231,6 +234,21 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       };
       if (event.type === "phase.started") next.currentPhase = phase;
       return ok(next);
+    }
+    case "candidate.selected": {
+      const problem = currentAttemptProblem(state, event);
+      if (problem) return anomaly(state, problem);
+      const d = event.data;
+      const known = new Map((state.candidates ?? []).map((c) => [c.candidate, c]));
+      return ok({
+        ...state,
+        candidates: d.candidates.map((score) => ({
+          ...score,
+          attempt: event.attempt,
+          phases: known.get(score.candidate)?.phases ?? [],
+          winner: score.candidate === d.winner,
+        })),
+      });
     }
     case "run.finished": {
       const problem = currentAttemptProblem(state, event);
@@ -317,6 +335,40 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
     default:
       return assertNever(event, "event type");
   }
+}
+
+/** A best-of-N candidate's phase event: its own phases, in the view's `candidates`, never the task's. */
+function candidatePhase(state: TaskView, event: CodefleetEventOf<"phase.started"> | CodefleetEventOf<"phase.finished">): EvolveResult {
+  const n = event.data.candidate as number;
+  const candidates = [...(state.candidates ?? [])];
+  let i = candidates.findIndex((c) => c.candidate === n);
+  if (i < 0) {
+    candidates.push({ candidate: n, status: "failed", attempt: event.attempt, phases: [], winner: false });
+    candidates.sort((a, b) => a.candidate - b.candidate);
+    i = candidates.findIndex((c) => c.candidate === n);
+  }
+  const c = candidates[i] as CandidateView;
+  const phase = event.data.phase;
+  const existing = c.phases.find((p) => p.phase === phase);
+  let updated: PhaseView;
+  if (event.type === "phase.started") {
+    if (existing?.startedAt) return anomaly(state, `phase ${phase} of candidate ${n} started twice`);
+    updated = { phase, startedAt: event.occurredAt };
+  } else {
+    if (existing?.finishedAt) return anomaly(state, `phase ${phase} of candidate ${n} finished twice`);
+    const d = event.data;
+    updated = {
+      ...(existing ?? { phase }),
+      finishedAt: event.occurredAt,
+      durationMs: d.durationMs,
+      outcome: d.outcome,
+      ...(d.exitCode === undefined ? {} : { exitCode: d.exitCode }),
+      ...(d.detail === undefined ? {} : { detail: d.detail }),
+      ...(d.facts === undefined ? {} : { facts: d.facts }),
+    };
+  }
+  candidates[i] = { ...c, phases: existing ? c.phases.map((p) => (p.phase === phase ? updated : p)) : [...c.phases, updated] };
+  return ok({ ...state, candidates });
 }
 
 function currentAttemptProblem(state: TaskView, event: CodefleetEvent): string | undefined {

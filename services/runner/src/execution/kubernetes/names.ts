@@ -39,7 +39,7 @@ export function labelValue(value: string): string {
  * Name of an attempt's pod and its NetworkPolicy: a DNS label (63 characters, lowercase
  * alphanumerics and `-`), readable, and unique per (task id, attempt) through a digest of both.
  */
-export function podName(taskId: string, attempt: number): string {
+export function podName(taskId: string, attempt: number, candidate?: number): string {
   const slug =
     taskId
       .toLowerCase()
@@ -47,7 +47,9 @@ export function podName(taskId: string, attempt: number): string {
       .replace(/^-+/, "")
       .slice(0, 36)
       .replace(/-+$/, "") || "task";
-  return `cf-${slug}-${attempt}-${sha256(`${taskId}\0${attempt}`).slice(0, 8)}`.slice(0, 63);
+  // a best-of-N candidate (2..N) is a pod of its own
+  const which = candidate ? `${attempt}c${candidate}` : `${attempt}`;
+  return `cf-${slug}-${which}-${sha256(candidate ? `${taskId}\0${which}` : `${taskId}\0${attempt}`).slice(0, 8)}`.slice(0, 63);
 }
 
 /** `k=v,k=v` of a label map, for list calls. */

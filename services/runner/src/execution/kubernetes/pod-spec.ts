@@ -61,7 +61,7 @@ export function slotSubPath(slotPath: string, mountPath: string): string {
 
 /** The labels of everything made for a run: LABELS of driver.ts (values made label-safe) and the spec's own. */
 export function runLabels(spec: RunContainerSpec): Record<string, string> {
-  const name = podName(spec.taskId, spec.attempt);
+  const name = podName(spec.taskId, spec.attempt, spec.candidate);
   const extra = spec.labels ?? {};
   for (const [k, v] of Object.entries(extra)) {
     if (!isLabelKey(k) || !isLabelValue(v))
@@ -122,7 +122,7 @@ function runMetadata(name: string, spec: RunContainerSpec, settings: PodSettings
  * the kubelet's `podPidsLimit` (docs/scaling.md); the pod carries the wanted value as an annotation.
  */
 export function podSpecFor(spec: RunContainerSpec, settings: PodSettings): V1Pod {
-  const name = podName(spec.taskId, spec.attempt);
+  const name = podName(spec.taskId, spec.attempt, spec.candidate);
   const slot = slotSubPath(spec.slot.path, settings.slots.mountPath);
   const tmpfs = `${settings.tmpfsMb}Mi`;
   const limits = { cpu: cpuQuantity(spec.cpus), memory: `${spec.memoryMb}Mi` };
@@ -222,7 +222,7 @@ const WEB_PORTS = [
  * server ports. It needs a CNI that enforces NetworkPolicy (docs/scaling.md).
  */
 export function networkPolicyFor(spec: RunContainerSpec, settings: PodSettings): WireNetworkPolicy {
-  const name = podName(spec.taskId, spec.attempt);
+  const name = podName(spec.taskId, spec.attempt, spec.candidate);
   const runners = { podSelector: { matchLabels: { ...settings.gateway.podLabels } } };
   const ingress: WireIngressRule[] = [];
   const egress: V1NetworkPolicyEgressRule[] = [];
