@@ -155,7 +155,7 @@ export function describeCli(getStack: () => Stack): void {
         taskId,
         "also say goodbye",
         "--step",
-        "echo 'echo \"goodbye from turn $CODEFLEET_TURN\"' >> greet.sh",
+        'echo "echo goodbye from turn $CODEFLEET_TURN" >> greet.sh',
         "--follow",
       ]);
       expect(r.stderr).toBe("");
@@ -165,7 +165,7 @@ export function describeCli(getStack: () => Stack): void {
       const after = (await gitServer("rev-parse", `refs/heads/codefleet/${taskId}`)).trim();
       expect(after).not.toBe(before);
       expect((await gitServer("rev-parse", `${after}^`)).trim()).toBe(before);
-      expect(await gitServer("show", `${after}:greet.sh`)).toContain('echo "goodbye from turn 2"');
+      expect(await gitServer("show", `${after}:greet.sh`)).toContain("echo goodbye from turn 2");
       const show = JSON.parse((await cli(["show", taskId, "--json"])).stdout) as {
         turn: number;
         turns: { turn: number; status: string }[];

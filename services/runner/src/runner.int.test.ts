@@ -837,6 +837,83 @@ describe("runner: follow-up turns", () => {
   });
 });
 
+describe("runner: best-of-N", () => {
+  it("best of 3 where only candidate 2's tests pass: candidate 2 is selected and pushed, the others' work kept as artifacts", async () => {
+    const taskId = await submit(
+      spec({
+        candidates: 3,
+        // each candidate writes who it is; only candidate 2's test passes
+        agent: { kind: "script", steps: [{ run: 'echo "candidate $CODEFLEET_CANDIDATE" > WHO.txt && echo codefleet > HELLO.txt' }] },
+        test: { command: 'grep -qx "candidate 2" WHO.txt' },
+      }),
+    );
+    const done = await finished(taskId, 90_000);
+    expect(done.data.status, done.data.status === "succeeded" ? "" : `${done.data.reason}\n${await readLogs(taskId)}`).toBe("succeeded");
+    const sha = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${taskId}`);
+    expect(done.data.commitSha).toBe(sha);
+    expect(await git(repo.bare, "show", `${sha}:WHO.txt`)).toBe("candidate 2");
+    const events = await eventsOf(taskId);
+    const selected = events.find((e) => e.type === "candidate.selected");
+    expect(selected?.type === "candidate.selected" && selected.data).toMatchObject({
+      winner: 2,
+      candidates: [
+        { candidate: 1, status: "failed", reasonCode: "test_failed" },
+        { candidate: 2, status: "passed" },
+        { candidate: 3, status: "failed", reasonCode: "test_failed" },
+      ],
+    });
+    // each candidate its own trace; each ran implement and test; only the winner rebased and pushed
+    const scores = selected?.type === "candidate.selected" ? selected.data.candidates : [];
+    const traces = scores.flatMap((c) => (c.traceId ? [c.traceId] : [])); // none when the runner has no tracing SDK
+    expect(new Set(traces).size).toBe(traces.length);
+    const candidatePhases = events
+      .filter((e) => e.type === "phase.finished" && e.data.candidate !== undefined)
+      .map((e) => (e.type === "phase.finished" ? `${e.data.candidate}:${e.data.phase}:${e.data.outcome}` : ""))
+      .sort();
+    expect(candidatePhases).toEqual(
+      [
+        "1:fetch:succeeded",
+        "1:implement:succeeded",
+        "1:test:failed",
+        "2:fetch:succeeded",
+        "2:implement:succeeded",
+        "2:test:succeeded",
+        "3:fetch:succeeded",
+        "3:implement:succeeded",
+        "3:test:failed",
+      ].sort(),
+    );
+    const taskPhases = events
+      .filter((e) => e.type === "phase.finished" && e.data.candidate === undefined)
+      .map((e) => (e.type === "phase.finished" ? e.data.phase : ""));
+    expect(taskPhases).toEqual(["rebase", "push"]);
+    const stored = await waitForArtifacts(taskId, [
+      "changes.diff",
+      "task.log",
+      "candidate-1.log",
+      "candidate-2.log",
+      "candidate-3.log",
+      "candidate-1.changes.diff",
+      "candidate-3.changes.diff",
+    ]);
+    expect(await artifacts.downloadText(stored["candidate-3.changes.diff"] as string)).toContain("+candidate 3");
+    expect(await artifacts.downloadText(stored["changes.diff"] as string)).toContain("+candidate 2");
+    expect(await artifacts.downloadText(stored["candidate-1.log"] as string)).toContain("phase test started");
+    expect(await artifacts.downloadText(stored["task.log"] as string)).toContain("candidate 2: the only candidate whose tests passed");
+    expect(await containersOf(taskId)).toEqual([]);
+    await waitFor("every slot back", async () => (await leasedSlots()) === 0, 20_000, 200);
+  });
+
+  it("best of 2 where none passes: the task fails with the best failure, and nothing is pushed", async () => {
+    const taskId = await submit(spec({ candidates: 2, test: { command: "false" } }));
+    const done = await finished(taskId, 90_000);
+    expect(done.data).toMatchObject({ status: "failed", reasonCode: "test_failed" });
+    expect(done.data.reason).toMatch(/no candidate passed its tests \(2 ran/);
+    expect(await git(repo.bare, "branch", "--list", `codefleet/${taskId}`)).toBe("");
+    await waitFor("every slot back", async () => (await leasedSlots()) === 0, 20_000, 200);
+  });
+});
+
 describe("runner crash safety", () => {
   it("completes a task on redelivery after kill -9 of its runner, with exactly one push and the orphan container removed", async () => {
     // Only the child runner may take this task: stop the in-process one first.

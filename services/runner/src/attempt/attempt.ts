@@ -32,7 +32,7 @@ import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
 import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { parseRemoteUrl, type RepoAccess } from "@codefleet/repo-pool/git";
-import { type Context, context, type Link, SpanStatusCode, trace } from "@opentelemetry/api";
+import { type Context, context, isSpanContextValid, type Link, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { AgentImages, AgentNeeds } from "../agents/agent.js";
 import { type AgentRegistry, agentNeedsFor } from "../agents/registry.js";
 import type { ExecutionDriver, RunHandle } from "../execution/driver.js";
@@ -867,7 +867,7 @@ async function runBestOfN(
       });
       return {
         ctx: trace.setSpan(o.traceContext, span),
-        traceId: span.spanContext().traceId,
+        ...(isSpanContextValid(span.spanContext()) ? { traceId: span.spanContext().traceId } : {}),
         end: (end) => {
           if (end.status !== "succeeded")
             span.setStatus({ code: SpanStatusCode.ERROR, message: end.reason ?? end.reasonCode ?? end.status });
