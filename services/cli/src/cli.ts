@@ -5,7 +5,7 @@ import { setTimeout as delay } from "node:timers/promises";
 import { type ParseArgsConfig, parseArgs } from "node:util";
 import { isFinalStatus, TASK_STATUSES, type TaskView } from "@codefleet/contracts";
 import { CliError, EXIT, type ExitCode } from "./exit-codes.js";
-import { describeTask, followTask, type Terminal } from "./follow.js";
+import { candidateLines, describeTask, followTask, type Terminal } from "./follow.js";
 import { RegistryApi } from "./registry-api.js";
 import { createStyle, renderArtifacts, renderEvents, renderTaskList, type Style } from "./render.js";
 import { SCHEDULE_HELP, scheduleCommand } from "./schedule.js";
@@ -298,7 +298,14 @@ async function logs(ctx: Ctx, args: string[]): Promise<ExitCode> {
   }
   await ctx.api.show(id); // a clear 404 before streaming
   for await (const ev of ctx.api.followLogs(id, { ...(attempt ? { attempt } : {}), ...(ctx.io.signal ? { signal: ctx.io.signal } : {}) })) {
-    if (ev.kind === "log") ctx.io.stdout.write(ctx.json ? `${JSON.stringify({ type: "log", ...ev.chunk })}\n` : ev.chunk.text);
+    if (ev.kind === "log")
+      ctx.io.stdout.write(
+        ctx.json
+          ? `${JSON.stringify({ type: "log", ...ev.chunk })}\n`
+          : ev.chunk.candidate === undefined
+            ? ev.chunk.text
+            : candidateLines(ev.chunk.candidate, ev.chunk.text),
+      );
     else if (ev.kind === "reconnecting") ctx.io.stderr.write(`[log stream dropped (${ev.reason}); resuming]\n`);
     else if (ctx.json) ctx.io.stdout.write(`${JSON.stringify({ type: "end", status: ev.status })}\n`);
   }

@@ -88,6 +88,11 @@ async function visible(api: RegistryApi, id: string, turn = 1, timeoutMs = 30_00
   }
 }
 
+/** A best-of-N candidate's log text, each line marked with its candidate. */
+export function candidateLines(candidate: number, text: string): string {
+  return text.replace(/^/gm, `[c${candidate}] `);
+}
+
 /** Waits until the view is final and its artifacts are recorded (they land just after run.finished). */
 /** Whether a task in this final status will still get artifacts (a canceled or rejected one may never). */
 export function awaitsArtifacts(view: Pick<TaskView, "status" | "artifacts">): boolean {
@@ -127,8 +132,11 @@ export async function followTask(
       }
       if (!live) continue;
       if (ev.kind === "log") {
-        live.setPhase(ev.chunk.phase);
-        const text = ev.chunk.stream === "system" ? st.dim(ev.chunk.text.trimEnd()) : ev.chunk.text.trimEnd();
+        // a best-of-N candidate's output is its own: its lines say which candidate, and its phase is not the task's
+        const { candidate } = ev.chunk;
+        if (candidate === undefined) live.setPhase(ev.chunk.phase);
+        const body = candidate === undefined ? ev.chunk.text.trimEnd() : candidateLines(candidate, ev.chunk.text.trimEnd());
+        const text = ev.chunk.stream === "system" ? st.dim(body) : body;
         if (text) live.print(text);
       } else if (ev.kind === "reconnecting") {
         live.state = `reconnecting (${ev.reason})`;

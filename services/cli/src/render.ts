@@ -142,6 +142,20 @@ export function renderTask(
       ),
     );
   }
+  if (view.candidates?.length) {
+    lines.push(st.bold("candidates"));
+    lines.push(
+      table(
+        view.candidates.map((c) => [
+          `  ${c.candidate}${c.winner ? " *" : ""}`,
+          st.status(c.status === "passed" ? "succeeded" : "failed", c.status),
+          c.testsPassed === undefined ? "" : `${c.testsPassed} passed, ${c.testsFailed ?? 0} failed`,
+          c.diffLines === undefined ? "" : `${c.diffLines} lines`,
+          truncate(c.reason ?? (c.winner ? "selected" : ""), 60),
+        ]),
+      ),
+    );
+  }
   kv("branch", view.branch);
   if (view.commitSha) kv("commit", view.commitSha);
   if (view.pullRequest) kv("pull req", `#${view.pullRequest.number}  ${view.pullRequest.url}`);
