@@ -653,7 +653,11 @@ async function startContainer(
   }
   // repo-pool holds one slot per task attempt: a candidate's is a reservation (no slot events) of its own name
   const slotOwner: SlotOwner = o.candidate ? { taskId: candidateSlotOwner(owner.taskId, o.candidate), attempt: owner.attempt } : owner;
-  const slot = await allocateSlot(deps, spec, slotOwner, life.abort.signal, ctx, working, o.ref, o.candidate !== undefined);
+  const slot = await allocateSlot(deps, spec, slotOwner, life.abort.signal, ctx, working, {
+    ...(o.ref ? { at: o.ref } : {}),
+    // an extra candidate waits for a slot only briefly: the attempt goes on with the candidates it has
+    ...(o.candidate ? { reservation: true, waitMs: Math.min(deps.settings.noCapacityRetryMs, CANDIDATE_SLOT_WAIT_MS) } : {}),
+  });
   try {
     const run = await deps.driver.createRun({
       ...owner,
@@ -678,6 +682,9 @@ async function startContainer(
 }
 
 type SlotOwner = { taskId: string; attempt: number };
+
+/** How long a best-of-N attempt's extra candidate waits for a slot before it is scored `error` (no_capacity). */
+export const CANDIDATE_SLOT_WAIT_MS = 15_000;
 
 /** The owner repo-pool knows a best-of-N candidate's slot by (2..N; candidate 1 has the attempt's). */
 export const candidateSlotOwner = (taskId: string, candidate: number) => `${taskId.slice(0, 120)}-c${candidate}`;
@@ -791,10 +798,12 @@ async function allocateSlot(
   signal: AbortSignal,
   ctx: Context,
   working: () => void,
-  at: string | undefined = spec.repo.ref,
-  reservation = false,
+  o: { at?: string; reservation?: boolean; waitMs?: number } = {},
 ): Promise<AllocateResult> {
-  const deadline = Date.now() + deps.settings.noCapacityRetryMs;
+  const at = o.at ?? spec.repo.ref;
+  const reservation = o.reservation === true;
+  const waitMs = o.waitMs ?? deps.settings.noCapacityRetryMs;
+  const deadline = Date.now() + waitMs;
   let delay = 500;
   for (;;) {
     try {
@@ -812,7 +821,7 @@ async function allocateSlot(
       const retryable = isCodefleetError(err) && err.retry.kind !== "never";
       if (!retryable || Date.now() > deadline || signal.aborted) {
         if (isCodefleetError(err) && err.code === "no_capacity")
-          throw fail("no_capacity", `no workspace slot became free within ${Math.round(deps.settings.noCapacityRetryMs / 1000)} s`);
+          throw fail("no_capacity", `no workspace slot became free within ${Math.round(waitMs / 1000)} s`);
         throw err;
       }
       working();

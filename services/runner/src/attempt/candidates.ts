@@ -1,5 +1,5 @@
 import type { EventData } from "@codefleet/contracts";
-import { errorMessage } from "@codefleet/contracts";
+import { errorMessage, isCodefleetError, reasonOf } from "@codefleet/contracts";
 import type { Logger } from "@codefleet/contracts/runtime";
 import type { Context } from "@opentelemetry/api";
 import type { RunHandle } from "../execution/driver.js";
@@ -157,11 +157,10 @@ export async function runCandidates(
       span.end(c.end);
       return c;
     } catch (err) {
-      const end: AttemptEnd = {
-        status: "failed",
-        reasonCode: "internal_error",
-        reason: `candidate ${n} could not run: ${errorMessage(err)}`,
-      };
+      const reason = `candidate ${n} could not run: ${errorMessage(err)}`;
+      const end: AttemptEnd = isCodefleetError(err)
+        ? { status: "failed", ...reasonOf(err, reason) }
+        : { status: "failed", reasonCode: "internal_error", reason };
       input.log.warn({ candidate: n, error: errorMessage(err) }, "candidate could not run");
       span.end(end);
       return {
