@@ -160,6 +160,12 @@ export const PushSpec = Type.Object(
           "when the base branch moved while the task ran, rebase the change onto its new tip before pushing (tests run again when that changed the tree; a conflict ends the task with rebase_conflict). Default true",
       }),
     ),
+    onConflict: Type.Optional(
+      Type.Union([Type.Literal("fail"), Type.Literal("follow-up")], {
+        description:
+          "what a rebase conflict does: `fail` (the default) ends the task with rebase_conflict; `follow-up` also asks for one follow-up turn that hands the conflict to the agent on the new base",
+      }),
+    ),
   },
   { additionalProperties: false },
 );

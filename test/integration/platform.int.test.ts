@@ -4,9 +4,11 @@ import { join } from "node:path";
 import type { TaskView } from "@codefleet/contracts";
 import { Bus, connectNats } from "@codefleet/contracts/bus";
 import {
+  commitFile,
   createTestDatabase,
   createTestRepo,
   freePort,
+  git,
   type OtlpReceiver,
   type ReceivedSpan,
   removeDataDir,
@@ -320,5 +322,87 @@ describe("a task's log once the live log stream has expired", () => {
       .map((f) => (JSON.parse(f.split("data: ")[1] as string) as { text: string }).text)
       .join("");
     expect(text).toBe(storedText);
+  });
+});
+
+describe("follow-ups and best-of-N across the four services", () => {
+  it("gives each best-of-N candidate a trace of its own, linked to its attempt's, and pushes the one whose tests pass", async () => {
+    const view0 = await api<TaskView>("/v1/tasks", {
+      method: "POST",
+      body: JSON.stringify({
+        repo: { url: repo.fileUrl, ref: "main" },
+        title: "best of two",
+        prompt: "p",
+        candidates: 2,
+        agent: { kind: "script", steps: [{ run: 'printf "#!/bin/sh\\necho hello from candidate $CODEFLEET_CANDIDATE\\n" > greet.sh' }] },
+        test: { command: "sh greet.sh | grep -q 'candidate 2'" },
+      }),
+    });
+    const v = await finished(view0.id);
+    expect(v.status, v.failureReason).toBe("succeeded");
+    expect(v.candidates?.map((c) => [c.candidate, c.status, c.winner])).toEqual([
+      [1, "failed", false],
+      [2, "passed", true],
+    ]);
+    const attemptTrace = v.attempts[0]?.traceId as string;
+    const candidateTraces = v.candidates?.map((c) => c.traceId as string) ?? [];
+    expect(new Set([attemptTrace, ...candidateTraces]).size).toBe(3);
+    await waitFor(
+      "the candidates' spans",
+      async () => candidateTraces.every((t) => byName(inTrace(t), "phase test").length > 0),
+      30_000,
+      200,
+    );
+    for (const [i, t] of candidateTraces.entries()) {
+      const root = byName(inTrace(t), `candidate ${i + 1}`)[0];
+      expect(root?.parentSpanId).toBeUndefined();
+      expect(root?.links.map((l) => `${l.attributes["codefleet.link"]} ${l.traceId}`)).toContain(`attempt ${attemptTrace}`);
+      // its phases are in its trace, under it
+      expect(byName(inTrace(t), "phase implement")[0]?.parentSpanId).toBe(root?.spanId);
+    }
+    // the winner's rebase and push are the attempt's own
+    expect(byName(inTrace(attemptTrace), "phase push")).toHaveLength(1);
+  });
+
+  it("hands a rebase conflict to the agent as a follow-up turn on the new base when the spec says so", async () => {
+    const view0 = await api<TaskView>("/v1/tasks", {
+      method: "POST",
+      body: JSON.stringify({
+        repo: { url: repo.fileUrl, ref: "main" },
+        title: "rewrite the readme",
+        prompt: "p",
+        push: { onConflict: "follow-up" },
+        // turn 1 is slow, so the base moves under it; turn 2 (a follow-up) is fast and starts on the new base
+        agent: {
+          kind: "script",
+          steps: [{ run: 'if [ "$CODEFLEET_TURN" = 1 ]; then sleep 4; fi; echo "# rewritten by turn $CODEFLEET_TURN" > README.md' }],
+        },
+      }),
+    });
+    const id = view0.id;
+    await waitFor("implement", async () => (await api<TaskView>(`/v1/tasks/${id}`)).currentPhase === "implement", 60_000, 100);
+    await commitFile(repo, "README.md", "# rewritten upstream\n", "upstream rewrites the readme");
+    const moved = await git(repo.bare, "rev-parse", "refs/heads/main");
+    let v: TaskView | undefined;
+    await waitFor(
+      "turn 2 to end",
+      async () => {
+        v = await api<TaskView>(`/v1/tasks/${id}`);
+        return v.turn === 2 && ["succeeded", "failed"].includes(v.status);
+      },
+      120_000,
+      300,
+    );
+    const view = v as TaskView;
+    expect(view.turns.map((t) => [t.turn, t.status])).toEqual([
+      [1, "failed"],
+      [2, "succeeded"],
+    ]);
+    expect(view.turns[1]?.requestedBy).toBe("codefleet:rebase-conflict");
+    expect(view.turns[0]?.reasonCode).toBe("rebase_conflict");
+    expect(view.turns[1]?.prompt).toContain("README.md");
+    const pushed = await git(repo.bare, "rev-parse", `refs/heads/codefleet/${id}`);
+    expect(await git(repo.bare, "rev-parse", `${pushed}^`)).toBe(moved);
+    expect(await git(repo.bare, "show", `${pushed}:README.md`)).toBe("# rewritten by turn 2");
   });
 });

@@ -44,10 +44,12 @@ export const canceledInTurn = (cancelTurn: number | undefined, turn: Turn): bool
  * work (a new container: an agent's own session does not carry over), so it is told so, with the
  * original request for context.
  */
-export function followUpPrompt(original: string, followUp: string, turn: number): string {
+export function followUpPrompt(original: string, followUp: string, turn: number, continues = true): string {
   const earlier = turn > 2 ? ` (and ${turn - 2} follow-up${turn > 3 ? "s" : ""} since)` : "";
   return [
-    `This is follow-up turn ${turn} of a task. The repository already contains the change made for the earlier request below${earlier}: continue from it, do not start over.`,
+    continues
+      ? `This is follow-up turn ${turn} of a task. The repository already contains the change made for the earlier request below${earlier}: continue from it, do not start over.`
+      : `This is follow-up turn ${turn} of a task. The change made for the earlier request below${earlier} was not kept: the repository is as its base branch is now.`,
     "",
     "## Earlier request",
     "",
@@ -73,7 +75,11 @@ export function turnWork(message: QueuedWork, submission: CodefleetEventOf<"task
       ...submission,
       data: {
         ...submission.data,
-        spec: { ...spec, prompt: followUpPrompt(spec.prompt, d.prompt, d.turn), ...(d.agent ? { agent: d.agent } : {}) },
+        spec: {
+          ...spec,
+          prompt: followUpPrompt(spec.prompt, d.prompt, d.turn, d.fromCommit !== undefined),
+          ...(d.agent ? { agent: d.agent } : {}),
+        },
       },
     },
     turn: {

@@ -77,3 +77,13 @@ describe("turns", () => {
     expect(isPushOf(own, "tsk_T", 3)).toBe(true);
   });
 });
+
+describe("a follow-up that starts over", () => {
+  it("tells the agent when the earlier change was not kept (no commit to start from: a rebase conflict's follow-up)", () => {
+    const prompt = followUpPrompt("write hello", "redo it on the new base", 2, false);
+    expect(prompt).toContain("was not kept");
+    expect(prompt).not.toContain("already contains");
+    const work = turnWork(followUp(2, { fromCommit: undefined }), submitted);
+    expect(work?.submitted.data.spec.prompt).toContain("was not kept");
+  });
+});

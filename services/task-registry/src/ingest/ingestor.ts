@@ -2,6 +2,7 @@ import { type CodefleetEvent, type CodefleetEventOf, errorMessage, parseEvent } 
 import type { Bus, Delivery, Subscription } from "@codefleet/contracts/bus";
 import { type Logger, retry } from "@codefleet/contracts/runtime";
 import type { Meter } from "@opentelemetry/api";
+import { conflictFollowUp } from "../domain/conflict-follow-up.js";
 import { rejectionFor } from "../domain/rejection.js";
 import { PRODUCER } from "../domain/submission.js";
 import { type Db, isTransientDbError } from "../store/database.js";
@@ -62,6 +63,22 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
     await Promise.all(
       submitted.filter((d) => statuses.get(d.value.taskId) === "queued").map((d) => bus.enqueueTask(d.value, { ctx: d.ctx.traceContext })),
     );
+  };
+
+  /**
+   * A turn that ended in a rebase conflict, of a task that asks for it (`push.onConflict:
+   * follow-up`), gets its follow-up turn: published (its id per task and turn, so a redelivered
+   * batch publishes it once), then ingested and queued like any follow-up.
+   */
+  const followUpConflicts = async (events: readonly Delivery<CodefleetEvent>[]) => {
+    for (const d of events) {
+      if (d.value.type !== "run.finished" || d.value.data.reasonCode !== "rebase_conflict") continue;
+      const view = await getTaskView(db, d.value.taskId);
+      const followUp = view && conflictFollowUp(view);
+      if (!followUp) continue;
+      await bus.publish(followUp, { ctx: d.ctx.traceContext });
+      log.info({ taskId: followUp.taskId, turn: followUp.data.turn }, "rebase conflict handed to the agent as a follow-up turn");
+    }
   };
 
   /** Follow-ups whose turn is the task's current one and still queued go on the run queue too (de-duplicated per turn). */
@@ -127,6 +144,7 @@ export async function startIngestor(opts: IngestorOptions): Promise<Subscription
           opts.onCommitted?.(result);
           await enqueueAdmitted(events);
           await enqueueFollowUps(events);
+          await followUpConflicts(events);
         },
         {
           attempts: Number.POSITIVE_INFINITY,
