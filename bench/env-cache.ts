@@ -15,7 +15,7 @@ import { promisify } from "node:util";
 import { loadArtifactStoreConfig } from "@codefleet/artifact-store/config";
 import { startArtifactStore } from "@codefleet/artifact-store/service";
 import { type CodefleetEvent, createEvent, newTaskId, parseEvent, type TaskSpec } from "@codefleet/contracts";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats } from "@codefleet/platform/bus";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { startRepoPool } from "@codefleet/repo-pool/service";
 import {

@@ -12,7 +12,7 @@ import { join } from "node:path";
 import { loadArtifactStoreConfig } from "@codefleet/artifact-store/config";
 import { startArtifactStore } from "@codefleet/artifact-store/service";
 import { type CodefleetEventOf, createEvent, newTaskId, parseEvent, type TaskSpec } from "@codefleet/contracts";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats } from "@codefleet/platform/bus";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { startRepoPool } from "@codefleet/repo-pool/service";
 import { createTestDatabase, createTestRepo, removeDataDir, startNats, startPostgres, testNamespace } from "@codefleet/test/support";

@@ -5,7 +5,7 @@
  *   npx tsx --conditions=source bench/registry-ingest.ts
  */
 import { createEvent, newTaskId } from "@codefleet/contracts";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats } from "@codefleet/platform/bus";
 import { createTestDatabase, startNats, startPostgres, testNamespace } from "@codefleet/test/support";
 import { loadRegistryConfig } from "../services/task-registry/src/config.js";
 import { startRegistry } from "../services/task-registry/src/service.js";

@@ -10,7 +10,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { newTaskId } from "@codefleet/contracts";
-import { connectNats } from "@codefleet/contracts/bus";
+import { connectNats } from "@codefleet/platform/bus";
 import { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { startRepoPool } from "@codefleet/repo-pool/service";

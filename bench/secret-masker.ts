@@ -5,7 +5,7 @@
  *
  *   npx tsx --conditions=source bench/secret-masker.ts
  */
-import { MASK, SecretMasker, StreamMasker } from "@codefleet/contracts/runtime";
+import { MASK, SecretMasker, StreamMasker } from "@codefleet/platform/runtime";
 import { fmt, header } from "./lib.js";
 
 const SIZE = 10 << 20;

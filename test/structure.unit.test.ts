@@ -116,6 +116,7 @@ describe("dependency rules", () => {
       expect.arrayContaining([
         "@codefleet/cli",
         "@codefleet/contracts",
+        "@codefleet/platform",
         "@codefleet/repo-pool",
         "@codefleet/runner",
         "@codefleet/task-registry",
@@ -171,6 +172,36 @@ describe("dependency rules", () => {
     expect(problems).toEqual([]);
   });
 
+  it("keeps contracts free of I/O: no I/O package among its dependencies or imports, no I/O node module, never the platform", () => {
+    const io = (name: string) =>
+      ["pg", "fastify", "kysely", "dockerode", "undici", "pino"].includes(name) ||
+      ["@fastify/", "@nats-io/", "@opentelemetry/sdk-", "@opentelemetry/exporter-", "@opentelemetry/instrumentation", "@kubernetes/"].some(
+        (p) => name.startsWith(p),
+      );
+    const contracts = byName.get("@codefleet/contracts") as Pkg;
+    expect(Object.keys(contracts.dependencies).filter(io)).toEqual([]);
+    const IO_NODE = [
+      "node:fs",
+      "node:fs/promises",
+      "node:net",
+      "node:http",
+      "node:https",
+      "node:child_process",
+      "node:dgram",
+      "node:dns",
+      "node:tls",
+    ];
+    const offenders = SOURCE_FILES.filter((f) => f.startsWith("contracts/") && !isTest(f)).flatMap((f) =>
+      importsOf(f)
+        .filter(
+          ({ specifier, typeOnly }) =>
+            !typeOnly && (io(packageOf(specifier)) || IO_NODE.includes(specifier) || specifier.startsWith("@codefleet/platform")),
+        )
+        .map((i) => `${f} → ${i.specifier}`),
+    );
+    expect(offenders).toEqual([]);
+  });
+
   it("keeps contracts free of any service", () => {
     const offenders = SOURCE_FILES.filter((f) => f.startsWith("contracts/") && !isTest(f)).flatMap((f) =>
       importsOf(f)
@@ -180,18 +211,18 @@ describe("dependency rules", () => {
     expect(offenders).toEqual([]);
   });
 
-  // NATS is reached through the bus (contracts/src/bus): its methods are what services do with it
+  // NATS is reached through the bus (services/platform/src/bus): its methods are what services do with it
   // (publish, consume, a task's last event or its log, request/reply, notices, compare-and-set KV).
   // A service that needs something else from NATS adds a bus method for it. Tests may use NATS directly.
   it("imports @nats-io/* only in the bus (tests may use NATS directly)", () => {
     const importers = SOURCE_FILES.filter((f) => !isTest(f) && importsOf(f).some((i) => i.specifier.startsWith("@nats-io/")));
-    expect(importers.filter((f) => !f.startsWith("contracts/src/bus/"))).toEqual([]);
+    expect(importers.filter((f) => !f.startsWith("services/platform/src/bus/"))).toEqual([]);
   });
 
   it("uses the bus's methods, not its connection and JetStream clients (nc, js, jsm are for tests and tooling)", () => {
     const offenders: string[] = [];
     for (const file of SOURCE_FILES.filter((f) => (f.startsWith("contracts/") || f.startsWith("services/")) && !isTest(f))) {
-      if (file.startsWith("contracts/src/bus/")) continue;
+      if (file.startsWith("services/platform/src/bus/")) continue;
       const source = ts.createSourceFile(file, readFileSync(join(ROOT, file), "utf8"), ts.ScriptTarget.Latest, true);
       const visit = (node: ts.Node) => {
         // `bus.nc`, `this.bus.jsm`, `deps.bus.js`: a property of something named bus
@@ -259,11 +290,8 @@ describe("the CLI's footprint", () => {
     // what it does run outside node: itself, the contracts it shares with the API, and three libraries
     expect([...external.keys()].sort()).toEqual(["@sinclair/typebox", "undici", "yaml"]);
     expect([...files.keys()].every((f) => f.startsWith("services/cli/src/") || f.startsWith("contracts/src/"))).toBe(true);
-    expect([...files.keys()].filter((f) => f.startsWith("contracts/src/bus/") || f.startsWith("contracts/src/runtime/"))).toEqual(
-      // TODO(issue 19, contracts split): security-policy.ts reads csv() from runtime/config.ts, whose
-      // only import is TypeBox; it moves with the split. Update this list to [] then.
-      ["contracts/src/runtime/config.ts"],
-    );
+    // the platform (bus, service runtime) is for services: the CLI runs none of it
+    expect([...files.keys()].filter((f) => f.startsWith("services/platform/"))).toEqual([]);
   });
 
   it("declares, through workspace package.json dependencies, only what a bundled CLI leaves behind", () => {
@@ -284,10 +312,8 @@ describe("the CLI's footprint", () => {
         return FORBIDDEN(dep) ? [next.join(" → ")] : [];
       });
     expect(reach(cli, [cli.name])).toEqual([]);
-    // TODO(issue 19, contracts split): @codefleet/contracts still declares the platform runtime
-    // (pg, fastify, kysely, the OpenTelemetry SDK, NATS) that the CLI bundle never loads; this is
-    // why the CLI lists it as a devDependency. After the split, contracts lists none of them.
+    // contracts declares none of the server side: installing what depends on it pulls none of it
     const contracts = byName.get("@codefleet/contracts") as Pkg;
-    expect(Object.keys(contracts.dependencies).filter(FORBIDDEN).length).toBeGreaterThan(0);
+    expect(Object.keys(contracts.dependencies).filter(FORBIDDEN)).toEqual([]);
   });
 });

@@ -1,3 +1,4 @@
+export * from "./csv.js";
 export * from "./errors.js";
 export * from "./events.js";
 export * from "./git-names.js";

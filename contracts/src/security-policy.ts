@@ -1,3 +1,4 @@
+import { csv } from "./csv.js";
 import { CodefleetError } from "./errors.js";
 import { DEFAULT_TENANT, TENANT_NAME_PATTERN } from "./events.js";
 import {
@@ -9,7 +10,6 @@ import {
   networkPolicyOf,
   networkWithin,
 } from "./network-policy.js";
-import { csv } from "./runtime/config.js";
 import type { AgentSpec, PullRequestProvider, TaskSpec } from "./task-spec.js";
 
 /**

@@ -1,6 +1,6 @@
 import { request as httpRequest } from "node:http";
 import { createEvent, type LogChunk, type TaskSpec, type TaskView } from "@codefleet/contracts";
-import { contextFromFields } from "@codefleet/contracts/bus";
+import { contextFromFields } from "@codefleet/platform/bus";
 import { waitFor } from "@codefleet/test/support";
 import type { BrowserContext, Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";

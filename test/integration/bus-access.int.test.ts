@@ -1,5 +1,5 @@
 import { createEvent, newTaskId, parseEvent, type TaskSpec, type TaskView } from "@codefleet/contracts";
-import { Bus, type BusUser, connectNats, publishAsDispatcher, renderNatsAuthorization, type Subscription } from "@codefleet/contracts/bus";
+import { Bus, type BusUser, connectNats, publishAsDispatcher, renderNatsAuthorization, type Subscription } from "@codefleet/platform/bus";
 import { createTestDatabase, startNatsWithUsers, testNamespace, waitFor } from "@codefleet/test/support";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";

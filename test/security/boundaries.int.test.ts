@@ -3,7 +3,7 @@ import { readdirSync, rmSync } from "node:fs";
 import { createServer, type IncomingHttpHeaders } from "node:http";
 import { join } from "node:path";
 import { createEvent, newTaskId, type TaskSpec } from "@codefleet/contracts";
-import { Bus, connectNats, publishAsDispatcher } from "@codefleet/contracts/bus";
+import { Bus, connectNats, publishAsDispatcher } from "@codefleet/platform/bus";
 import { freePort, git, waitFor } from "@codefleet/test/support";
 import type { NatsConnection } from "@nats-io/transport-node";
 import pg from "pg";

@@ -1,3 +1,2 @@
-export * from "./http.js";
 export * from "./repo-credentials.js";
 export * from "./tokens.js";

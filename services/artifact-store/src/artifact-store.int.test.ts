@@ -87,7 +87,7 @@ describe("artifact-store on real Postgres and the filesystem", () => {
     expect(res.headers.get("content-type")).toBe("text/x-diff");
     expect(res.headers.get("etag")).toBe(`"${a.sha256}"`);
     // the artifact.stored event reached the event stream
-    const { Bus, connectNats } = await import("@codefleet/contracts/bus");
+    const { Bus, connectNats } = await import("@codefleet/platform/bus");
     const nc = await connectNats({ servers: env.NATS_URL as string, name: "t" });
     try {
       const bus = await Bus.create(nc, { namespace: env.CODEFLEET_NAMESPACE });

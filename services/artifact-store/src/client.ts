@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import type { ArtifactKind } from "@codefleet/contracts";
 import { CodefleetError, errorMessage } from "@codefleet/contracts";
-import { retry } from "@codefleet/contracts/runtime";
+import { retry } from "@codefleet/platform/runtime";
 import { Agent, type Dispatcher, request } from "undici";
 
 export type Artifact = {

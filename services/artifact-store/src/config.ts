@@ -1,8 +1,8 @@
 import { readFileSync } from "node:fs";
 import { DEFAULT_NAMESPACE } from "@codefleet/contracts";
 import { type AccessConfig, accessFromSettings } from "@codefleet/contracts/access";
-import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
-import { csv, loadConfig } from "@codefleet/contracts/runtime";
+import { NatsSettings, natsConnectOptions } from "@codefleet/platform/bus";
+import { csv, loadConfig } from "@codefleet/platform/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 
 export const ArtifactStoreEnv = Type.Object({

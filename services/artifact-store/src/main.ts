@@ -1,6 +1,6 @@
 // first: patches pg, fastify and undici before anything loads them
-import "@codefleet/contracts/instrumentation";
-import { runService } from "@codefleet/contracts/runtime";
+import "@codefleet/platform/instrumentation";
+import { runService } from "@codefleet/platform/runtime";
 import { loadArtifactStoreConfig } from "./config.js";
 import { startArtifactStore } from "./service.js";
 

@@ -1,6 +1,6 @@
 import { tokenVerifier } from "@codefleet/contracts/access";
-import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
-import { createLogger, type Logger, pingDatabase, startTelemetry } from "@codefleet/contracts/runtime";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/platform/bus";
+import { createLogger, type Logger, pingDatabase, startTelemetry } from "@codefleet/platform/runtime";
 import type { FastifyInstance } from "fastify";
 import type { ArtifactStoreConfig } from "./config.js";
 import { ArtifactService } from "./domain/artifacts.js";

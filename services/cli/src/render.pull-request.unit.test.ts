@@ -68,6 +68,8 @@ describe("codefleet show: turns and candidates", () => {
       st,
       { jaegerUrl: "http://j" },
     );
-    expect(out).toMatch(/candidates\n\s+1\s+failed\s+1 passed, 2 failed\s+tests failed\n\s+2 \*\s+passed\s+3 passed, 0 failed\s+4 lines\s+selected/);
+    expect(out).toMatch(
+      /candidates\n\s+1\s+failed\s+1 passed, 2 failed\s+tests failed\n\s+2 \*\s+passed\s+3 passed, 0 failed\s+4 lines\s+selected/,
+    );
   });
 });

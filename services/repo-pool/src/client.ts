@@ -11,7 +11,7 @@ import {
   type RpcReply,
   repoPoolService,
 } from "@codefleet/contracts";
-import { type NatsConnection, RpcClient } from "@codefleet/contracts/bus";
+import { type NatsConnection, RpcClient } from "@codefleet/platform/bus";
 import type { Context } from "@opentelemetry/api";
 
 export class RepoPoolError extends CodefleetError {

@@ -1,6 +1,6 @@
 import { DEFAULT_NAMESPACE, HostSettings, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
-import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
-import { csv, loadConfig } from "@codefleet/contracts/runtime";
+import { NatsSettings, natsConnectOptions } from "@codefleet/platform/bus";
+import { csv, loadConfig } from "@codefleet/platform/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 import { type CredentialRule, loadCredentialRules } from "./git/credentials.js";
 

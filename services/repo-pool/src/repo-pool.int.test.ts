@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { newTaskId, parseEvent, slotLayout } from "@codefleet/contracts";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats } from "@codefleet/platform/bus";
 import {
   commitFile,
   createTestDatabase,

@@ -3,17 +3,17 @@ import { chmod, chown, mkdir, writeFile } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { createEvent, errorMessage } from "@codefleet/contracts";
-import { guardMetrics } from "@codefleet/contracts/access";
-import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/platform/bus";
 import {
   createLogger,
+  guardMetrics,
   installErrorHandling,
   installHealthRoutes,
   type Logger,
   pingDatabase,
   SecretMasker,
   startTelemetry,
-} from "@codefleet/contracts/runtime";
+} from "@codefleet/platform/runtime";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";
 import type { RepoPoolConfig } from "./config.js";
 import { ASKPASS_SCRIPT, createGitRunner, GLOBAL_GIT_CONFIG } from "./git/git.js";

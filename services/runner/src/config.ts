@@ -1,7 +1,7 @@
 import { hostname } from "node:os";
 import { CodefleetError, DEFAULT_NAMESPACE, HostSettings, type SecurityPolicy, securityPolicyFromEnv } from "@codefleet/contracts";
-import { NatsSettings, natsConnectOptions } from "@codefleet/contracts/bus";
-import { csv, loadConfig } from "@codefleet/contracts/runtime";
+import { NatsSettings, natsConnectOptions } from "@codefleet/platform/bus";
+import { csv, loadConfig } from "@codefleet/platform/runtime";
 import { type CredentialRule, loadCredentialRules } from "@codefleet/repo-pool/git";
 import { type Static, Type } from "@sinclair/typebox";
 import { type KubernetesSettings, kubernetesSettingsFrom } from "./execution/kubernetes/settings.js";

@@ -7,7 +7,7 @@ import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { loadArtifactStoreConfig } from "@codefleet/artifact-store/config";
 import { type ArtifactStore, startArtifactStore } from "@codefleet/artifact-store/service";
 import { type CodefleetEvent, createEvent, type EventData, newTaskId, parseEvent, type TaskSpec } from "@codefleet/contracts";
-import { Bus, connectNats } from "@codefleet/contracts/bus";
+import { Bus, connectNats } from "@codefleet/platform/bus";
 import { loadRepoPoolConfig } from "@codefleet/repo-pool/config";
 import { type RepoPoolService, startRepoPool } from "@codefleet/repo-pool/service";
 import {

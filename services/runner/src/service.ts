@@ -3,17 +3,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import type { RunnerStatus } from "@codefleet/contracts";
-import { guardMetrics } from "@codefleet/contracts/access";
-import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/platform/bus";
 import {
   createLogger,
   csv,
+  guardMetrics,
   installErrorHandling,
   installHealthRoutes,
   type Logger,
   SecretMasker,
   startTelemetry,
-} from "@codefleet/contracts/runtime";
+} from "@codefleet/platform/runtime";
 import { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { ASKPASS_SCRIPT, createGitRunner, createRepoAccess, GLOBAL_GIT_CONFIG } from "@codefleet/repo-pool/git";
 import Fastify, { type FastifyBaseLogger, type FastifyInstance } from "fastify";

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createEvent, newTaskId, type TaskSpec } from "@codefleet/contracts";
-import { runMigrations } from "@codefleet/contracts/runtime";
+import { runMigrations } from "@codefleet/platform/runtime";
 import { createTestDatabase, freePort, spawnService, testNamespace, waitFor, waitForHttp } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRegistryConfig } from "./config.js";
@@ -541,7 +541,7 @@ describe("task-registry crash safety", () => {
       INGEST_BATCH_SIZE: "50",
     };
     // The publisher is this test; the registry is a real process we kill.
-    const { Bus, connectNats } = await import("@codefleet/contracts/bus");
+    const { Bus, connectNats } = await import("@codefleet/platform/bus");
     const nc = await connectNats({ servers: inject("natsUrl"), name: "crash-test" });
     const bus = await Bus.create(nc, { namespace: ns });
     const total = 3000;

@@ -1,5 +1,5 @@
 import { errorMessage } from "@codefleet/contracts";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Logger } from "@codefleet/platform/runtime";
 
 /**
  * Runs `tick` every `everyMs` after the previous one ended (never two at once), logging what it

@@ -1,7 +1,7 @@
 import { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import { quotaFor, tokenVerifier } from "@codefleet/contracts/access";
-import { Bus, connectNats, natsStreamSettings } from "@codefleet/contracts/bus";
-import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry } from "@codefleet/contracts/runtime";
+import { Bus, connectNats, natsStreamSettings } from "@codefleet/platform/bus";
+import { createLogger, type Logger, pingDatabase, startTelemetry, type Telemetry } from "@codefleet/platform/runtime";
 import type { FastifyInstance } from "fastify";
 import type { RegistryConfig } from "./config.js";
 import { RunnerDirectory } from "./fleet/runner-directory.js";

@@ -1,7 +1,7 @@
 import type { Readable } from "node:stream";
 import { type ArtifactKind, CodefleetError, createEvent, ulid } from "@codefleet/contracts";
-import type { Bus } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { sql } from "kysely";
 import { type BlobStore, CorruptBlobError } from "../store/blob-store.js";

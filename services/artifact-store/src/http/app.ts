@@ -1,15 +1,16 @@
 import type { Readable } from "node:stream";
 import { isValidTaskId, ValidationError } from "@codefleet/contracts";
+import { canAccessTenant, type TokenVerifier, tenantFilter } from "@codefleet/contracts/access";
 import {
   acceptEmptyJsonBodies,
-  canAccessTenant,
   guardMetrics,
+  type HealthOptions,
+  HttpProblem,
+  installErrorHandling,
+  installHealthRoutes,
   installTokenAuth,
   principalOf,
-  type TokenVerifier,
-  tenantFilter,
-} from "@codefleet/contracts/access";
-import { type HealthOptions, HttpProblem, installErrorHandling, installHealthRoutes } from "@codefleet/contracts/runtime";
+} from "@codefleet/platform/runtime";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { Type } from "@sinclair/typebox";

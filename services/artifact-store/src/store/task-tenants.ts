@@ -1,5 +1,5 @@
 import { CodefleetError, errorMessage } from "@codefleet/contracts";
-import type { Bus } from "@codefleet/contracts/bus";
+import type { Bus } from "@codefleet/platform/bus";
 import { tenantOfSubmission } from "../domain/tenancy.js";
 
 /**

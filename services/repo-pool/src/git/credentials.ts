@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { CodefleetError, type HostPattern, hostPatternMatches, parseHostPattern, parseRepoUrl } from "@codefleet/contracts";
-import { csv } from "@codefleet/contracts/runtime";
+import { csv } from "@codefleet/platform/runtime";
 import type { GitCredentials } from "./git.js";
 
 /**

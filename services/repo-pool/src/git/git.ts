@@ -1,6 +1,6 @@
 import { spawn } from "node:child_process";
 import { CodefleetError, gitRefProblem } from "@codefleet/contracts";
-import { SecretMasker } from "@codefleet/contracts/runtime";
+import { SecretMasker } from "@codefleet/platform/runtime";
 
 /**
  * The git adapter: every call is execFile (argv, never a shell), with a timeout, with prompts

@@ -3,7 +3,7 @@ import { mkdir, rm, rmdir, stat, statfs } from "node:fs/promises";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { errorMessage } from "@codefleet/contracts";
-import { retry } from "@codefleet/contracts/runtime";
+import { retry } from "@codefleet/platform/runtime";
 
 const execFileP = promisify(execFile);
 

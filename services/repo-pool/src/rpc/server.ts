@@ -8,8 +8,8 @@ import {
   ReleaseRequest,
   repoPoolService,
 } from "@codefleet/contracts";
-import type { Bus, Listener, RpcRequest } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus, Listener, RpcRequest } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { TSchema } from "@sinclair/typebox";
 import { TypeCompiler } from "@sinclair/typebox/compiler";

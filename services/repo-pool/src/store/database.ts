@@ -1,4 +1,4 @@
-import { createKysely, runMigrations } from "@codefleet/contracts/runtime";
+import { createKysely, runMigrations } from "@codefleet/platform/runtime";
 import type { ColumnType, Generated, Kysely, Migration, Selectable } from "kysely";
 import * as initial from "./migrations/2026-11-23T00-00-initial.js";
 import * as reservations from "./migrations/2026-11-24T00-00-reservations.js";

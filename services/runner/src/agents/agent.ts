@@ -1,5 +1,5 @@
 import type { AgentSpec, ResolvedTaskSpec } from "@codefleet/contracts";
-import type { SecretMasker } from "@codefleet/contracts/runtime";
+import type { SecretMasker } from "@codefleet/platform/runtime";
 import type { RunHandle } from "../execution/driver.js";
 import type { LogStream } from "../logs/log-stream.js";
 

@@ -4,7 +4,7 @@ import { StringDecoder } from "node:string_decoder";
 import type { ArtifactStoreClient } from "@codefleet/artifact-store/client";
 import type { ArtifactKind } from "@codefleet/contracts";
 import { errorMessage } from "@codefleet/contracts";
-import { type Logger, type SecretMasker, StreamMasker } from "@codefleet/contracts/runtime";
+import { type Logger, type SecretMasker, StreamMasker } from "@codefleet/platform/runtime";
 import { type Context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { AttemptRecord } from "../phases/phase.js";
 import { platformRetry } from "./platform-retry.js";

@@ -28,8 +28,8 @@ import {
   taskSecretNames,
 } from "@codefleet/contracts";
 import { hasRepoUrlCredentials, stripRepoUrlCredentials } from "@codefleet/contracts/access";
-import { type Bus, contextFromFields } from "@codefleet/contracts/bus";
-import type { Logger, SecretMasker } from "@codefleet/contracts/runtime";
+import { type Bus, contextFromFields } from "@codefleet/platform/bus";
+import type { Logger, SecretMasker } from "@codefleet/platform/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { parseRemoteUrl, type RepoAccess } from "@codefleet/repo-pool/git";
 import { type Context, context, isSpanContextValid, type Link, SpanStatusCode, trace } from "@opentelemetry/api";

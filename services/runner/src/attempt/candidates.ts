@@ -1,6 +1,6 @@
 import type { EventData } from "@codefleet/contracts";
 import { errorMessage, isCodefleetError, reasonOf } from "@codefleet/contracts";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Logger } from "@codefleet/platform/runtime";
 import type { Context } from "@opentelemetry/api";
 import type { RunHandle } from "../execution/driver.js";
 import { fetchPhase } from "../phases/fetch.js";

@@ -1,4 +1,4 @@
-import { Bus, connectNats, type NatsConnection } from "@codefleet/contracts/bus";
+import { Bus, connectNats, type NatsConnection } from "@codefleet/platform/bus";
 import { testNamespace } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { ClaimStore } from "./claims.js";

@@ -1,4 +1,4 @@
-import { type Bus, claimsBucket, type RevisionedKv } from "@codefleet/contracts/bus";
+import { type Bus, claimsBucket, type RevisionedKv } from "@codefleet/platform/bus";
 
 export type Claim = {
   attempt: number;

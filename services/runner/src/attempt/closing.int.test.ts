@@ -1,6 +1,6 @@
 import { type CodefleetEvent, type CodefleetEventOf, createEvent, newTaskId, parseEvent } from "@codefleet/contracts";
-import { Bus, connectNats, type NatsConnection } from "@codefleet/contracts/bus";
-import { createLogger } from "@codefleet/contracts/runtime";
+import { Bus, connectNats, type NatsConnection } from "@codefleet/platform/bus";
+import { createLogger } from "@codefleet/platform/runtime";
 import { testNamespace } from "@codefleet/test/support";
 import { ROOT_CONTEXT } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";

@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { AllocateResult } from "@codefleet/contracts";
 import { errorMessage, isCodefleetError } from "@codefleet/contracts";
-import type { Bus } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import type { Context } from "@opentelemetry/api";
 import type { RunHandle } from "../execution/driver.js";

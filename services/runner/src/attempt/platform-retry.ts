@@ -1,5 +1,5 @@
 import { errorMessage } from "@codefleet/contracts";
-import { retry } from "@codefleet/contracts/runtime";
+import { retry } from "@codefleet/platform/runtime";
 
 /**
  * Retries a call to the platform (a bus publish, a fencing update, an upload) through a hiccup:

@@ -1,5 +1,5 @@
 import type { CodefleetEventOf } from "@codefleet/contracts";
-import type { QueuedWork } from "@codefleet/contracts/bus";
+import type { QueuedWork } from "@codefleet/platform/bus";
 
 /**
  * Turns: a task's submission is its turn 1; each follow-up (`task.follow_up_requested`) is a later

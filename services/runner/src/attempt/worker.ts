@@ -1,6 +1,6 @@
 import { type CodefleetEventOf, errorMessage, isCodefleetError, parseEvent, reasonOf } from "@codefleet/contracts";
-import type { Bus, Listener, QueuedWork, Subscription } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus, Listener, QueuedWork, Subscription } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 import { type AttemptDeps, runAttempt } from "./attempt.js";
 import { closeTask } from "./closing.js";
 import { attemptOf, type TurnWork, turnWork } from "./turns.js";

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { CONTAINER_WORKSPACE, errorMessage, slotLayout } from "@codefleet/contracts";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Logger } from "@codefleet/platform/runtime";
 import type Docker from "dockerode";
 import { LABELS, type SlotMount } from "./driver.js";
 

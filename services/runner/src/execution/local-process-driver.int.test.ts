@@ -5,7 +5,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
 import { slotLayout } from "@codefleet/contracts";
-import { SecretMasker } from "@codefleet/contracts/runtime";
+import { SecretMasker } from "@codefleet/platform/runtime";
 import { ASKPASS_SCRIPT, createGitRunner, GLOBAL_GIT_CONFIG } from "@codefleet/repo-pool/git";
 import { waitFor } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";

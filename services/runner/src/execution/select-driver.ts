@@ -1,5 +1,5 @@
 import { assertNever } from "@codefleet/contracts";
-import { csv, type Logger } from "@codefleet/contracts/runtime";
+import { csv, type Logger } from "@codefleet/platform/runtime";
 import type { GitRunner } from "@codefleet/repo-pool/git";
 import type { RunnerConfig } from "../config.js";
 import { DockerDriver } from "./docker-driver.js";

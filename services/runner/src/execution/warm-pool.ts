@@ -1,6 +1,6 @@
 import type { AllocateResult } from "@codefleet/contracts";
 import { errorMessage, isCodefleetError, ulid } from "@codefleet/contracts";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Logger } from "@codefleet/platform/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { type Context, context, ROOT_CONTEXT } from "@opentelemetry/api";
 import { setUpAgentGit } from "../workspace/agent-git.js";

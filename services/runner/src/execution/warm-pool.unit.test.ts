@@ -1,6 +1,6 @@
 import type { AllocateResult } from "@codefleet/contracts";
 import { CodefleetError } from "@codefleet/contracts";
-import { createLogger } from "@codefleet/contracts/runtime";
+import { createLogger } from "@codefleet/platform/runtime";
 import type { RepoPoolClient } from "@codefleet/repo-pool/client";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ExecutionDriver, RunHandle } from "./driver.js";

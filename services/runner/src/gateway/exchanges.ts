@@ -1,4 +1,4 @@
-import type { SecretMasker } from "@codefleet/contracts/runtime";
+import type { SecretMasker } from "@codefleet/platform/runtime";
 import type { CallUsage } from "./types.js";
 
 /** One call as the agent made it and the provider answered it, masked: the basis for replaying an attempt without model calls. */

@@ -1,4 +1,4 @@
-import { SecretMasker } from "@codefleet/contracts/runtime";
+import { SecretMasker } from "@codefleet/platform/runtime";
 import { describe, expect, it } from "vitest";
 import { BodyCapture, ExchangeLog, type ExchangeRecord } from "./exchanges.js";
 import type { CallUsage } from "./types.js";

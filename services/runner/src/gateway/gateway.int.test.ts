@@ -1,6 +1,6 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { startTelemetry } from "@codefleet/contracts/runtime";
+import { startTelemetry } from "@codefleet/platform/runtime";
 import { startScriptedAnthropic, startScriptedOpenAI } from "@codefleet/test/support";
 import { request } from "undici";
 import { afterEach, describe, expect, it } from "vitest";

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { CodefleetError, errorMessage, type SseBlock, SseParser } from "@codefleet/contracts";
-import { type Logger, SecretMasker } from "@codefleet/contracts/runtime";
+import { type Logger, SecretMasker } from "@codefleet/platform/runtime";
 import { Agent, type Dispatcher, request } from "undici";
 import {
   addRequest,

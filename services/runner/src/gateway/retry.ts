@@ -1,4 +1,4 @@
-import { backoffDelay as jitteredBackoff } from "@codefleet/contracts/runtime";
+import { backoffDelay as jitteredBackoff } from "@codefleet/platform/runtime";
 
 /**
  * When to try a provider call again, and after how long. Pure: the clock and the random source

@@ -1,7 +1,7 @@
 import { createWriteStream, type WriteStream } from "node:fs";
 import { StringDecoder } from "node:string_decoder";
 import type { LogChunk, Phase } from "@codefleet/contracts";
-import { type SecretMasker, StreamMasker } from "@codefleet/contracts/runtime";
+import { type SecretMasker, StreamMasker } from "@codefleet/platform/runtime";
 
 export type LogSink = (chunk: LogChunk) => Promise<void>;
 

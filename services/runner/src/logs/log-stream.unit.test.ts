@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { LogChunk } from "@codefleet/contracts";
-import { MASK, SecretMasker, StreamMasker } from "@codefleet/contracts/runtime";
+import { MASK, SecretMasker, StreamMasker } from "@codefleet/platform/runtime";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { LogStream } from "./log-stream.js";
 

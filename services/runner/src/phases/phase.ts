@@ -1,5 +1,5 @@
 import type { AllocateResult, EventData, Phase, ReasonCode, ResolvedTaskSpec } from "@codefleet/contracts";
-import type { SecretMasker } from "@codefleet/contracts/runtime";
+import type { SecretMasker } from "@codefleet/platform/runtime";
 import type { GitCredentials } from "@codefleet/repo-pool/git";
 import type { AgentImages, AgentResult } from "../agents/agent.js";
 import type { AgentRegistry } from "../agents/registry.js";

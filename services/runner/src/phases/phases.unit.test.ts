@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { type AllocateResult, CodefleetError, resolveTaskSpec, type TaskSpec } from "@codefleet/contracts";
-import { createLogger, SecretMasker } from "@codefleet/contracts/runtime";
+import { createLogger, SecretMasker } from "@codefleet/platform/runtime";
 import { context as otelContext } from "@opentelemetry/api";
 import { afterEach, describe, expect, it } from "vitest";
 import type { AgentResult } from "../agents/agent.js";

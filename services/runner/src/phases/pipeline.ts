@@ -1,6 +1,6 @@
 import type { EventData, Phase } from "@codefleet/contracts";
 import { errorMessage, isCodefleetError, reasonOf } from "@codefleet/contracts";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Logger } from "@codefleet/platform/runtime";
 import { type Context, SpanStatusCode, trace } from "@opentelemetry/api";
 import type { AttemptEnd, AttemptPhase, PhaseContext, PhaseReport } from "./phase.js";
 import { Superseded } from "./phase.js";

@@ -1,5 +1,5 @@
 import { errorMessage } from "@codefleet/contracts";
-import { findSecret, secretVariants } from "@codefleet/contracts/runtime";
+import { findSecret, secretVariants } from "@codefleet/platform/runtime";
 import type { WorkspaceReader } from "../execution/driver.js";
 import { openPullRequestFor } from "../pull-requests/open.js";
 import type { AttemptPhase, PhaseReport } from "./phase.js";

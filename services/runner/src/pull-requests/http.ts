@@ -1,5 +1,5 @@
 import { CodefleetError, errorMessage, type Retry } from "@codefleet/contracts";
-import { retry } from "@codefleet/contracts/runtime";
+import { retry } from "@codefleet/platform/runtime";
 import { fetch as undiciFetch } from "undici";
 
 /**

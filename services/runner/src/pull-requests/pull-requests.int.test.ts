@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { type EventData, type PullRequestSpec, resolveTaskSpec, type TaskSpec, validateEventData } from "@codefleet/contracts";
-import { SecretMasker } from "@codefleet/contracts/runtime";
+import { SecretMasker } from "@codefleet/platform/runtime";
 import { afterEach, describe, expect, it } from "vitest";
 import type { PhaseContext, PhaseReport } from "../phases/phase.js";
 import { SecretResolver } from "../secrets.js";

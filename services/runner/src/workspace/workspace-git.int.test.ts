@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, 
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { type SlotLayout, slotLayout } from "@codefleet/contracts";
-import { SecretMasker } from "@codefleet/contracts/runtime";
+import { SecretMasker } from "@codefleet/platform/runtime";
 import { ASKPASS_SCRIPT, createGitRunner, GitError, type GitRunner, GLOBAL_GIT_CONFIG } from "@codefleet/repo-pool/git";
 import { commitFile, createTestRepo, git, type TestRepo } from "@codefleet/test/support";
 import { afterEach, beforeAll, describe, expect, it } from "vitest";

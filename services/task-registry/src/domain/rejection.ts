@@ -9,7 +9,7 @@ import {
   type ValidationIssue,
 } from "@codefleet/contracts";
 import { stripRepoUrlCredentials } from "@codefleet/contracts/access";
-import { SecretMasker } from "@codefleet/contracts/runtime";
+import { SecretMasker } from "@codefleet/platform/runtime";
 
 /**
  * A `task.submitted` published on the bus that fails validation becomes a `task.rejected` event on

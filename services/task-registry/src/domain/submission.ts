@@ -25,8 +25,8 @@ import {
   quotaLimitsAdmission,
   type TenantQuota,
 } from "@codefleet/contracts/access";
-import type { Bus } from "@codefleet/contracts/bus";
-import { HttpProblem } from "@codefleet/contracts/runtime";
+import type { Bus } from "@codefleet/platform/bus";
+import { HttpProblem } from "@codefleet/platform/runtime";
 import type { Context } from "@opentelemetry/api";
 import type { Db } from "../store/database.js";
 import { admitTask, forgetAdmission, getTaskView, tenantLoad } from "../store/task-queries.js";

@@ -1,5 +1,5 @@
 import { DEFAULT_SECURITY_POLICY, type SecurityPolicy, type TaskSpec } from "@codefleet/contracts";
-import { HttpProblem } from "@codefleet/contracts/runtime";
+import { HttpProblem } from "@codefleet/platform/runtime";
 import { describe, expect, it } from "vitest";
 import { assertRuntimeOffered, assertSubmissionAllowed } from "./submission.js";
 

@@ -1,5 +1,5 @@
 import { RunnerStatus } from "@codefleet/contracts";
-import type { Bus, Listener } from "@codefleet/contracts/bus";
+import type { Bus, Listener } from "@codefleet/platform/bus";
 import { Value } from "@sinclair/typebox/value";
 
 /** A runner as last heard of: its status and when it arrived. */

@@ -1,20 +1,26 @@
 import { isValidTaskId, type SecurityPolicy, TASK_STATUSES, TaskSpec, type TaskStatus } from "@codefleet/contracts";
 import {
-  acceptEmptyJsonBodies,
   canAccessTenant,
-  guardMetrics,
-  installTokenAuth,
   type Principal,
-  principalOf,
   stripRepoUrlCredentials,
   submissionTenant,
   type TenantQuota,
   type TokenVerifier,
   tenantFilter,
 } from "@codefleet/contracts/access";
-import type { Bus } from "@codefleet/contracts/bus";
-import { contextFromFields } from "@codefleet/contracts/bus";
-import { type HealthOptions, HttpProblem, installErrorHandling, installHealthRoutes, sendProblem } from "@codefleet/contracts/runtime";
+import type { Bus } from "@codefleet/platform/bus";
+import { contextFromFields } from "@codefleet/platform/bus";
+import {
+  acceptEmptyJsonBodies,
+  guardMetrics,
+  type HealthOptions,
+  HttpProblem,
+  installErrorHandling,
+  installHealthRoutes,
+  installTokenAuth,
+  principalOf,
+  sendProblem,
+} from "@codefleet/platform/runtime";
 import swagger from "@fastify/swagger";
 import swaggerUi from "@fastify/swagger-ui";
 import { type Context, context, trace } from "@opentelemetry/api";

@@ -1,7 +1,7 @@
 import { type FleetView, type PoolStatus, REPO_POOL_SERVICE, TASK_STATUSES, type TaskStatus } from "@codefleet/contracts";
-import { canAccessTenant, principalOf, tenantFilter } from "@codefleet/contracts/access";
-import type { Bus } from "@codefleet/contracts/bus";
-import { HttpProblem } from "@codefleet/contracts/runtime";
+import { canAccessTenant, tenantFilter } from "@codefleet/contracts/access";
+import type { Bus } from "@codefleet/platform/bus";
+import { HttpProblem, principalOf } from "@codefleet/platform/runtime";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { sql } from "kysely";

@@ -1,5 +1,5 @@
 import { isFinalStatus, type LogChunk } from "@codefleet/contracts";
-import type { Bus } from "@codefleet/contracts/bus";
+import type { Bus } from "@codefleet/platform/bus";
 import type { FastifyReply, FastifyRequest } from "fastify";
 import type { Db } from "../store/database.js";
 import { getTaskView } from "../store/task-queries.js";

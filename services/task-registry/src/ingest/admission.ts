@@ -1,7 +1,7 @@
 import { createEvent, parseEvent, type SecurityPolicy, ValidationError } from "@codefleet/contracts";
 import type { TenantQuota } from "@codefleet/contracts/access";
-import type { Bus, DeliveryContext, Subscription } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus, DeliveryContext, Subscription } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { rejectionFor } from "../domain/rejection.js";
 import { admitAndPublish, assertSubmissionAllowed, PRODUCER } from "../domain/submission.js";

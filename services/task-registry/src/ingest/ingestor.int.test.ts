@@ -1,7 +1,7 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from "node:net";
 import { Writable } from "node:stream";
 import { createEvent, newTaskId, type TaskSpec } from "@codefleet/contracts";
-import { createLogger } from "@codefleet/contracts/runtime";
+import { createLogger } from "@codefleet/platform/runtime";
 import { createTestDatabase, freePort, testNamespace, waitFor } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
 import { loadRegistryConfig } from "../config.js";

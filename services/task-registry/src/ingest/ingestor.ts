@@ -1,6 +1,6 @@
 import { type CodefleetEvent, type CodefleetEventOf, errorMessage, parseEvent } from "@codefleet/contracts";
-import type { Bus, Delivery, Subscription } from "@codefleet/contracts/bus";
-import { type Logger, retry } from "@codefleet/contracts/runtime";
+import type { Bus, Delivery, Subscription } from "@codefleet/platform/bus";
+import { type Logger, retry } from "@codefleet/platform/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { conflictFollowUp } from "../domain/conflict-follow-up.js";
 import { rejectionFor } from "../domain/rejection.js";

@@ -1,6 +1,6 @@
 import { errorMessage } from "@codefleet/contracts";
-import type { Bus, RevisionedKv } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus, RevisionedKv } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 
 /**
  * One leader among the registry's replicas, by a lease in a NATS KV bucket: the key holds the

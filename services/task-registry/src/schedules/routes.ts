@@ -1,7 +1,7 @@
 import { createEvent, isScheduleId, newScheduleId, SCHEDULE_LABEL, type SecurityPolicy, TaskSpec } from "@codefleet/contracts";
-import { canAccessTenant, type Principal, principalOf, submissionTenant, tenantFilter } from "@codefleet/contracts/access";
-import type { Bus } from "@codefleet/contracts/bus";
-import { HttpProblem } from "@codefleet/contracts/runtime";
+import { canAccessTenant, type Principal, submissionTenant, tenantFilter } from "@codefleet/contracts/access";
+import type { Bus } from "@codefleet/platform/bus";
+import { HttpProblem, principalOf } from "@codefleet/platform/runtime";
 import { Type } from "@sinclair/typebox";
 import type { FastifyInstance } from "fastify";
 import { assertSubmissionAllowed, PRODUCER } from "../domain/submission.js";

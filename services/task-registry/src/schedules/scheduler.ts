@@ -1,8 +1,8 @@
 import { createHash } from "node:crypto";
 import { type CodefleetEventOf, createEvent, errorMessage, type SecurityPolicy } from "@codefleet/contracts";
 import type { TenantQuota } from "@codefleet/contracts/access";
-import type { Bus } from "@codefleet/contracts/bus";
-import { HttpProblem, type Logger } from "@codefleet/contracts/runtime";
+import type { Bus } from "@codefleet/platform/bus";
+import { HttpProblem, type Logger } from "@codefleet/platform/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { assertSubmissionAllowed, PRODUCER, QuotaExceededError, submitTask } from "../domain/submission.js";
 import { repeatEvery } from "../repeat.js";

@@ -1,8 +1,8 @@
 import { randomBytes } from "node:crypto";
 import { hostname } from "node:os";
 import { quotaFor } from "@codefleet/contracts/access";
-import type { Bus } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 import type { Meter } from "@opentelemetry/api";
 import type { RegistryConfig } from "../config.js";
 import type { Db } from "../store/database.js";

@@ -1,4 +1,4 @@
-import { createKysely, isTransientDbError, runMigrations } from "@codefleet/contracts/runtime";
+import { createKysely, isTransientDbError, runMigrations } from "@codefleet/platform/runtime";
 import type { ColumnType, Generated, Kysely, Migration, Selectable } from "kysely";
 import type { TaskView } from "../domain/task-state.js";
 import type { ScheduleView } from "../schedules/schedule-state.js";

@@ -1,6 +1,6 @@
 import { type CodefleetEvent, checkWebhookUrl, createEvent, errorMessage, parseEvent, type WebhookUrlPolicy } from "@codefleet/contracts";
-import type { Bus } from "@codefleet/contracts/bus";
-import type { Logger } from "@codefleet/contracts/runtime";
+import type { Bus } from "@codefleet/platform/bus";
+import type { Logger } from "@codefleet/platform/runtime";
 import type { Meter } from "@opentelemetry/api";
 import { sql } from "kysely";
 import { PRODUCER } from "../domain/submission.js";

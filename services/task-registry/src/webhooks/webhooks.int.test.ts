@@ -249,7 +249,7 @@ describe("webhooks", () => {
     await waitFor("the first attempt", async () => to("/restart-hook").length === 1, 10_000, 20);
     await stop(r); // the retry is due in 400 ms: nobody is there to send it
     // the second task ends while no registry runs: its events wait in JetStream
-    const { Bus, connectNats } = await import("@codefleet/contracts/bus");
+    const { Bus, connectNats } = await import("@codefleet/platform/bus");
     const nc = await connectNats({ servers: [env.NATS_URL as string], name: "test" });
     const bus = await Bus.create(nc, { namespace: env.CODEFLEET_NAMESPACE as string });
     await finish({ bus } as RegistryService, second.id, "succeeded");

@@ -97,7 +97,7 @@ function envOf(docs: Doc[], c: V1Container, downward: Record<string, string>): R
   return env;
 }
 
-/** Names a service's code reads: every ALL_CAPS token in its sources and contracts' (a typo in a manifest is not one). */
+/** Names a service's code reads: every ALL_CAPS token in its sources, contracts' and the platform's (a typo in a manifest is not one). */
 function namesRead(service: string): Set<string> {
   const names = new Set<string>();
   const scan = (dir: string) => {
@@ -110,6 +110,7 @@ function namesRead(service: string): Set<string> {
   };
   scan(join(ROOT, "services", service, "src"));
   scan(join(ROOT, "contracts/src"));
+  scan(join(ROOT, "services/platform/src"));
   if (service === "runner") scan(join(ROOT, "services/repo-pool/src/git")); // the runner's git credentials
   return names;
 }

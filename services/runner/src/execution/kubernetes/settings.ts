@@ -1,7 +1,7 @@
 import { isIP } from "node:net";
 import { posix } from "node:path";
 import { CodefleetError } from "@codefleet/contracts";
-import { csv, loadConfig } from "@codefleet/contracts/runtime";
+import { csv, loadConfig } from "@codefleet/platform/runtime";
 import { type Static, Type } from "@sinclair/typebox";
 
 /**
