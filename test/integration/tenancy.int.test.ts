@@ -198,7 +198,7 @@ describe("tenancy: a token sees only its tenant's tasks", () => {
     const events = (await api("GET", `/v1/tasks/${id}/events`, T.other)).json().items as { type: string; data: Record<string, unknown> }[];
     expect(events.map((e) => e.type)).toEqual(["task.submitted", "task.cancel_requested"]);
     expect(events[0]?.data).toMatchObject({ submittedVia: "http", submittedBy: "other-bot", tenant: "other" });
-    expect(events[1]?.data).toEqual({ requestedBy: "other-bot", tenant: "other" });
+    expect(events[1]?.data).toEqual({ requestedBy: "other-bot", tenant: "other", turn: 1 });
     // a token's value is never stored
     const rows = await registry.db.selectFrom("events").select(["data", "metadata"]).where("stream_id", "=", id).execute();
     expect(JSON.stringify(rows)).not.toContain(T.other);
