@@ -68,7 +68,9 @@ export type TurnView = {
 };
 
 /** One candidate of a best-of-N attempt (`spec.candidates`), as the test oracle scored it. */
-export type CandidateView = EventData<"candidate.selected">["candidates"][number] & {
+export type CandidateView = Omit<EventData<"candidate.selected">["candidates"][number], "status"> & {
+  /** `running` until the oracle scored it. */
+  status: EventData<"candidate.selected">["candidates"][number]["status"] | "running";
   attempt: number;
   /** Its phases (fetch through test): the winner's rebase and push are the task's own. */
   phases: PhaseView[];

@@ -148,7 +148,7 @@ export function renderTask(
       table(
         view.candidates.map((c) => [
           `  ${c.candidate}${c.winner ? " *" : ""}`,
-          st.status(c.status === "passed" ? "succeeded" : "failed", c.status),
+          st.status(c.status === "passed" ? "succeeded" : c.status === "running" ? "running" : "failed", c.status),
           c.testsPassed === undefined ? "" : `${c.testsPassed} passed, ${c.testsFailed ?? 0} failed`,
           c.diffLines === undefined ? "" : `${c.diffLines} lines`,
           truncate(c.reason ?? (c.winner ? "selected" : ""), 60),

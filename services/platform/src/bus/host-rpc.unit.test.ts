@@ -1,5 +1,5 @@
-import { describe, expect, it } from "vitest";
 import { repoPoolService, topology } from "@codefleet/contracts";
+import { describe, expect, it } from "vitest";
 import { natsStreamSettings } from "./connection.js";
 import { busPermissions } from "./permissions.js";
 

@@ -311,22 +311,25 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
     logStream.system(
       `runner ${settings.runnerId} took attempt ${attempt} of task ${taskId}${input.turn.number > 1 ? ` (turn ${input.turn.number}, from ${input.turn.fromCommit?.slice(0, 12) ?? "the base"})` : ""}`,
     );
-    const starting = context.with(ctx, () =>
-      startContainer(
-        deps,
-        spec,
-        needs,
-        plan as ContainerPlan,
-        { taskId, attempt },
-        {
-          life,
-          ctx,
-          working: input.working,
-          warmTake,
-          ...(input.turn.fromCommit ? { ref: input.turn.fromCommit } : {}),
-        },
-      ),
-    );
+    /** A container and slot for the attempt (a warm one when the pool has one), or for a best-of-N candidate (2..N). */
+    const startFor = (o: { warmTake: Promise<WarmStart | undefined> | undefined; candidate?: number }) =>
+      context.with(ctx, () =>
+        startContainer(
+          deps,
+          spec,
+          needs,
+          plan as ContainerPlan,
+          { taskId, attempt },
+          {
+            life,
+            ctx,
+            working: input.working,
+            ...(input.turn.fromCommit ? { ref: input.turn.fromCommit } : {}),
+            ...o,
+          },
+        ),
+      );
+    const starting = startFor({ warmTake });
     const [start] = await Promise.all([
       starting,
       announced.catch(async (err) => {
@@ -450,23 +453,7 @@ export async function runAttempt(deps: AttemptDeps, input: AttemptInput): Promis
           candidate: 1,
         }),
         start: async (n) => {
-          const made = await context.with(ctx, () =>
-            startContainer(
-              deps,
-              spec,
-              needs,
-              plan as ContainerPlan,
-              { taskId, attempt },
-              {
-                life,
-                ctx,
-                working: input.working,
-                warmTake: undefined,
-                candidate: n,
-                ...(input.turn.fromCommit ? { ref: input.turn.fromCommit } : {}),
-              },
-            ),
-          );
+          const made = await startFor({ warmTake: undefined, candidate: n });
           candidateSlots.push(made);
           return {
             candidate: n,

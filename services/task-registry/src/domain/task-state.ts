@@ -205,25 +205,8 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
       if (problem) return anomaly(state, problem);
       if (event.data.candidate !== undefined) return candidatePhase(state, event);
       const phase = event.data.phase;
-      const existing = state.phases.find((p) => p.phase === phase);
-      let updated: PhaseView;
-      if (event.type === "phase.started") {
-        if (existing?.startedAt) return anomaly(state, `phase ${phase} of attempt ${event.attempt} started twice`);
-        updated = { phase, startedAt: event.occurredAt };
-      } else {
-        if (existing?.finishedAt) return anomaly(state, `phase ${phase} of attempt ${event.attempt} finished twice`);
-        const d = event.data;
-        updated = {
-          ...(existing ?? { phase }),
-          finishedAt: event.occurredAt,
-          durationMs: d.durationMs,
-          outcome: d.outcome,
-          ...(d.exitCode === undefined ? {} : { exitCode: d.exitCode }),
-          ...(d.detail === undefined ? {} : { detail: d.detail }),
-          ...(d.facts === undefined ? {} : { facts: d.facts }),
-        };
-      }
-      const phases = existing ? state.phases.map((p) => (p.phase === phase ? updated : p)) : [...state.phases, updated];
+      const phases = withPhase(state.phases, event);
+      if (typeof phases === "string") return anomaly(state, `phase ${phase} of attempt ${event.attempt} ${phases}`);
       const commitSha =
         event.type === "phase.finished" && typeof event.data.facts?.commitSha === "string" ? event.data.facts.commitSha : state.commitSha;
       const next: TaskView = {
@@ -337,25 +320,19 @@ export function evolve(state: TaskView | undefined, event: CodefleetEvent): Evol
   }
 }
 
-/** A best-of-N candidate's phase event: its own phases, in the view's `candidates`, never the task's. */
-function candidatePhase(state: TaskView, event: CodefleetEventOf<"phase.started"> | CodefleetEventOf<"phase.finished">): EvolveResult {
-  const n = event.data.candidate as number;
-  const candidates = [...(state.candidates ?? [])];
-  let i = candidates.findIndex((c) => c.candidate === n);
-  if (i < 0) {
-    candidates.push({ candidate: n, status: "failed", attempt: event.attempt, phases: [], winner: false });
-    candidates.sort((a, b) => a.candidate - b.candidate);
-    i = candidates.findIndex((c) => c.candidate === n);
-  }
-  const c = candidates[i] as CandidateView;
+/** A phase's start or end folded into a list of phases, or why it cannot be ("started twice"). */
+function withPhase(
+  phases: PhaseView[],
+  event: CodefleetEventOf<"phase.started"> | CodefleetEventOf<"phase.finished">,
+): PhaseView[] | string {
   const phase = event.data.phase;
-  const existing = c.phases.find((p) => p.phase === phase);
+  const existing = phases.find((p) => p.phase === phase);
   let updated: PhaseView;
   if (event.type === "phase.started") {
-    if (existing?.startedAt) return anomaly(state, `phase ${phase} of candidate ${n} started twice`);
+    if (existing?.startedAt) return "started twice";
     updated = { phase, startedAt: event.occurredAt };
   } else {
-    if (existing?.finishedAt) return anomaly(state, `phase ${phase} of candidate ${n} finished twice`);
+    if (existing?.finishedAt) return "finished twice";
     const d = event.data;
     updated = {
       ...(existing ?? { phase }),
@@ -367,7 +344,23 @@ function candidatePhase(state: TaskView, event: CodefleetEventOf<"phase.started"
       ...(d.facts === undefined ? {} : { facts: d.facts }),
     };
   }
-  candidates[i] = { ...c, phases: existing ? c.phases.map((p) => (p.phase === phase ? updated : p)) : [...c.phases, updated] };
+  return existing ? phases.map((p) => (p.phase === phase ? updated : p)) : [...phases, updated];
+}
+
+/** A best-of-N candidate's phase event: its own phases, in the view's `candidates`, never the task's. */
+function candidatePhase(state: TaskView, event: CodefleetEventOf<"phase.started"> | CodefleetEventOf<"phase.finished">): EvolveResult {
+  const n = event.data.candidate as number;
+  const candidates = [...(state.candidates ?? [])];
+  let i = candidates.findIndex((c) => c.candidate === n);
+  if (i < 0) {
+    candidates.push({ candidate: n, status: "running", attempt: event.attempt, phases: [], winner: false });
+    candidates.sort((a, b) => a.candidate - b.candidate);
+    i = candidates.findIndex((c) => c.candidate === n);
+  }
+  const c = candidates[i] as CandidateView;
+  const phases = withPhase(c.phases, event);
+  if (typeof phases === "string") return anomaly(state, `phase ${event.data.phase} of candidate ${n} ${phases}`);
+  candidates[i] = { ...c, phases };
   return ok({ ...state, candidates });
 }
 
