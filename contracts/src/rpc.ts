@@ -109,6 +109,24 @@ export type PoolStatus = {
   limits: { maxSlots: number; maxSlotsPerRepo: number };
 };
 
+/** Pools' statuses summed (a fleet of named hosts, each with its own pool); null when none answered. */
+export function sumPoolStatus(pools: readonly (PoolStatus | null)[]): PoolStatus | null {
+  const known = pools.filter((p): p is PoolStatus => p !== null);
+  if (known.length === 0) return null;
+  const add = (f: (p: PoolStatus) => number) => known.reduce((n, p) => n + f(p), 0);
+  return {
+    slots: {
+      total: add((p) => p.slots.total),
+      warm: add((p) => p.slots.warm),
+      leased: add((p) => p.slots.leased),
+      creating: add((p) => p.slots.creating),
+      reserved: add((p) => p.slots.reserved),
+    },
+    mirrors: add((p) => p.mirrors),
+    limits: { maxSlots: add((p) => p.limits.maxSlots), maxSlotsPerRepo: Math.max(...known.map((p) => p.limits.maxSlotsPerRepo)) },
+  };
+}
+
 /**
  * What a runner says of itself every few seconds on `<ns>.status.runner.<runnerId>` (core NATS, not
  * stored): its capacity, what it runs and its warm containers. The registry keeps the last one of
@@ -126,6 +144,8 @@ export const RunnerStatus = Type.Object(
     stopping: Type.Optional(Type.Boolean()),
     /** The container runtimes it can run tasks under (`runc`, `runsc`): the registry refuses a task none offers. */
     runtimes: Type.Optional(Type.Array(Type.String({ maxLength: 50 }), { maxItems: 16 })),
+    /** Its runner host (`CODEFLEET_HOST`), whose repo-pool it allocates from; absent: the shared pool. */
+    host: Type.Optional(Type.String({ pattern: HOST_NAME_PATTERN })),
   },
   { additionalProperties: false },
 );

@@ -184,8 +184,13 @@ export type FleetView = {
   workQueue: { pending: number; inProgress: number; lanes: number } | null;
   /** The tenant's limit of running tasks (0: none); null for a token of every tenant. */
   maxRunning: number | null;
-  /** repo-pool's slots and mirrors (fleet-wide); null when repo-pool does not answer. */
+  /** repo-pool's slots and mirrors (fleet-wide: every host's summed); null when no repo-pool answers. */
   warmPool: PoolStatus | null;
+  /**
+   * The runner hosts (`CODEFLEET_HOST`) live runners say they are on, each with its own repo-pool's
+   * status (null: it did not answer) and its live runners; empty when hosts are not named.
+   */
+  hosts: { host: string; pool: PoolStatus | null; runners: string[] }[];
   /** The tenant's workspace allocations of the last hour, and how many got a warm slot. */
   allocations: { total: number; warm: number };
   /** The tenant's submissions and finished tasks per minute over the last hour, oldest first. */

@@ -200,6 +200,7 @@ export async function startRunner(
       intervalMs: config.RUNNER_STATUS_INTERVAL_MS,
       sentAt: new Date().toISOString(),
       runtimes: [...settings.runtimes.available],
+      ...(config.CODEFLEET_HOST ? { host: config.CODEFLEET_HOST } : {}),
       ...(stopping ? { stopping: true } : {}),
     };
     try {

@@ -156,6 +156,42 @@ function Fleet({ fleet }: { fleet: FleetView }) {
           </div>
         )}
       </section>
+
+      {(fleet.hosts ?? []).length > 0 && (
+        <section aria-labelledby="hosts-title">
+          <h2 id="hosts-title">Runner hosts</h2>
+          <div class="table-wrap">
+            <table class="hosts">
+              <thead>
+                <tr>
+                  <th scope="col">Host</th>
+                  <th scope="col">Runners</th>
+                  <th scope="col">Slots</th>
+                  <th scope="col">Mirrors</th>
+                </tr>
+              </thead>
+              <tbody>
+                {fleet.hosts.map((h) => (
+                  <tr key={h.host}>
+                    <td data-label="Host" class="mono">
+                      {h.host}
+                    </td>
+                    <td data-label="Runners" class="mono">
+                      {h.runners.join(", ")}
+                    </td>
+                    <td data-label="Slots">
+                      {h.pool
+                        ? `${h.pool.slots.warm} warm, ${h.pool.slots.leased} leased of ${h.pool.slots.total} (max ${h.pool.limits.maxSlots})`
+                        : "its repo-pool did not answer"}
+                    </td>
+                    <td data-label="Mirrors">{h.pool ? h.pool.mirrors : "–"}</td>
+                  </tr>
+                ))}
+              </tbody>
+            </table>
+          </div>
+        </section>
+      )}
     </>
   );
 }

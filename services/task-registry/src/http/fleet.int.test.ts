@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { FleetView } from "@codefleet/contracts";
-import { createEvent, type TaskSpec, type TaskView } from "@codefleet/contracts";
+import { createEvent, repoPoolService, type TaskSpec, type TaskView } from "@codefleet/contracts";
 import { sha256Hex } from "@codefleet/contracts/access";
 import { createTestDatabase, testNamespace, waitFor } from "@codefleet/test/support";
 import { afterAll, beforeAll, describe, expect, inject, it } from "vitest";
@@ -208,6 +208,52 @@ describe("GET /v1/fleet", () => {
       f = await fleet(T.a);
     }
     expect(f.capacity).toEqual({ concurrency: 4, active: 1, warmReady: 2 });
+  });
+
+  it("sees every named runner host's repo-pool (learnt from its runners' heartbeats), and sums them", async () => {
+    const bus = registry.bus;
+    const pool = (total: number, leased: number) => ({
+      slots: { total, warm: total - leased, leased, creating: 0, reserved: 0 },
+      mirrors: 1,
+      limits: { maxSlots: 8, maxSlotsPerRepo: 4 },
+    });
+    const listeners = [
+      bus.serveRpc(repoPoolService("host-a"), "status", async () => pool(3, 1)),
+      bus.serveRpc(repoPoolService("host-b"), "status", async () => pool(5, 2)),
+    ];
+    try {
+      const status = (runnerId: string, host: string) =>
+        bus.nc.publish(
+          bus.topology.subjects.runnerStatus(runnerId),
+          JSON.stringify({
+            runnerId,
+            concurrency: 2,
+            active: 0,
+            warm: { ready: 0, filling: 0 },
+            intervalMs: 5000,
+            sentAt: new Date().toISOString(),
+            host,
+          }),
+        );
+      status("runner-host-a", "host-a");
+      status("runner-host-b", "host-b");
+      status("runner-host-c", "host-c"); // its repo-pool does not answer
+      await bus.nc.flush();
+      let f = await fleet(T.a);
+      for (let i = 0; i < 50 && f.hosts.length < 3; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        f = await fleet(T.a);
+      }
+      expect(f.hosts).toEqual([
+        { host: "host-a", pool: pool(3, 1), runners: ["runner-host-a"] },
+        { host: "host-b", pool: pool(5, 2), runners: ["runner-host-b"] },
+        { host: "host-c", pool: null, runners: ["runner-host-c"] },
+      ]);
+      expect(f.warmPool?.slots).toMatchObject({ total: 8, leased: 3 });
+      expect(f.warmPool?.limits.maxSlots).toBe(16);
+    } finally {
+      for (const l of listeners) l.unsubscribe();
+    }
   });
 
   it("needs tasks:read", async () => {

@@ -1,4 +1,12 @@
-import { type FleetView, type PoolStatus, REPO_POOL_SERVICE, TASK_STATUSES, type TaskStatus } from "@codefleet/contracts";
+import {
+  type FleetView,
+  type PoolStatus,
+  REPO_POOL_SERVICE,
+  repoPoolService,
+  sumPoolStatus,
+  TASK_STATUSES,
+  type TaskStatus,
+} from "@codefleet/contracts";
 import { canAccessTenant, tenantFilter } from "@codefleet/contracts/access";
 import type { Bus } from "@codefleet/platform/bus";
 import { HttpProblem, principalOf } from "@codefleet/platform/runtime";
@@ -62,9 +70,9 @@ async function workQueue(bus: Bus, tenant: string | undefined): Promise<FleetVie
   return { pending: messages - inProgress, inProgress, lanes: lanes.length };
 }
 
-async function poolStatus(bus: Bus, timeoutMs: number): Promise<PoolStatus | null> {
+async function poolStatus(bus: Bus, timeoutMs: number, service = REPO_POOL_SERVICE): Promise<PoolStatus | null> {
   try {
-    const reply = await bus.request<PoolStatus>(REPO_POOL_SERVICE, "status", {}, { timeoutMs });
+    const reply = await bus.request<PoolStatus>(service, "status", {}, { timeoutMs });
     return reply.ok ? reply.result : null;
   } catch {
     return null; // no responders or no answer in time: shown as unknown
@@ -113,6 +121,15 @@ export async function fleetView(deps: FleetDeps, tenant: string | undefined): Pr
     workQueue(deps.bus, tenant),
     poolStatus(deps.bus, deps.poolStatusTimeoutMs ?? 1500),
   ]);
+  // named runner hosts (from the live runners' heartbeats) each have their own repo-pool: asked each
+  const live = deps.runnerDirectory?.live() ?? [];
+  const hostNames = [...new Set(live.flatMap((r) => (r.host ? [r.host] : [])))].sort();
+  const hostPools = await Promise.all(hostNames.map((h) => poolStatus(deps.bus, deps.poolStatusTimeoutMs ?? 1500, repoPoolService(h))));
+  const hosts = hostNames.map((host, i) => ({
+    host,
+    pool: hostPools[i] ?? null,
+    runners: live.filter((r) => r.host === host).map((r) => r.runnerId),
+  }));
 
   const buckets: FleetView["throughput"]["buckets"] = Array.from({ length: THROUGHPUT_BUCKETS }, (_, i) => ({
     start: new Date(since.getTime() + i * THROUGHPUT_BUCKET_SECONDS * 1000).toISOString(),
@@ -141,7 +158,8 @@ export async function fleetView(deps: FleetDeps, tenant: string | undefined): Pr
     ),
     workQueue: queue,
     maxRunning: tenant === undefined ? null : deps.quota(tenant).maxRunning,
-    warmPool: pool,
+    warmPool: sumPoolStatus([pool, ...hostPools]),
+    hosts,
     allocations: { total: Number(allocations.rows[0]?.total ?? 0), warm: Number(allocations.rows[0]?.warm ?? 0) },
     throughput: { bucketSeconds: THROUGHPUT_BUCKET_SECONDS, since: sinceIso, buckets },
   };
