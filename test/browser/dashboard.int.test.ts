@@ -353,6 +353,82 @@ describe("dashboard: a task", () => {
     await context.close();
   });
 
+  it("asks for a follow-up turn of a finished task and lists the turns; shows best-of-N candidates with the winner", async () => {
+    const task = await submitViaApi(spec({ title: "a task to follow up", candidates: 2 }));
+    const bus = h.registry.bus;
+    const publish = (type: Parameters<typeof createEvent>[0], data: unknown, attempt = 1) =>
+      bus.publish(createEvent(type, { taskId: task.id, producer: "runner", attempt, data: data as never }));
+    await publish("run.started", { runnerId: "runner-a", agentKind: "script" });
+    await publish("phase.started", { phase: "implement", candidate: 1 });
+    await publish("phase.started", { phase: "implement", candidate: 2 });
+    await bus.publishLog({
+      taskId: task.id,
+      attempt: 1,
+      candidate: 2,
+      seq: 1,
+      stream: "stdout",
+      text: "from the second\n",
+      at: new Date().toISOString(),
+    });
+    await publish("candidate.selected", {
+      winner: 2,
+      candidates: [
+        { candidate: 1, status: "failed", testsPassed: 1, testsFailed: 2, reasonCode: "test_failed", reason: "2 tests failed" },
+        { candidate: 2, status: "passed", testsPassed: 3, testsFailed: 0, diffLines: 4, traceId: "5bf92f3577b34da6a3ce929d0e0e4736" },
+      ],
+      reason: "candidate 2: the only candidate whose tests passed",
+    });
+    await publish("run.finished", { status: "succeeded", durationMs: 900, branch: `codefleet/${task.id}`, commitSha: "c".repeat(40) });
+    await projected(task.id, (v) => v.status === "succeeded");
+
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${h.url}/tasks/${task.id}`);
+    const candidates = page.getByRole("region", { name: "Candidates" });
+    await candidates.waitFor();
+    const rows = await candidates.locator("tbody tr").allTextContents();
+    expect(rows[0]).toMatch(/^1failed1 passed, 2 failed–2 tests failed/);
+    expect(rows[1]).toMatch(/^2 \(selected\)passed3 passed, 0 failed4 lines/);
+    expect(await page.getByRole("link", { name: "Trace of candidate 2 in Jaeger" }).getAttribute("href")).toBe(
+      `${h.jaegerUrl}/trace/5bf92f3577b34da6a3ce929d0e0e4736`,
+    );
+    await page.getByRole("log", { name: "Task log" }).filter({ hasText: "[c2] from the second" }).waitFor();
+
+    // a follow-up: the form on a finished task, then turn 2 queued and the turns listed
+    await page.getByLabel(/What next\?/).fill("also say goodbye");
+    await page.getByRole("button", { name: "Send follow-up" }).click();
+    await page.locator('.page-head [data-status="queued"]').waitFor();
+    const turns = page.getByRole("region", { name: "Turns" });
+    await turns.waitFor();
+    const turnRows = await turns.locator("tbody tr").allTextContents();
+    expect(turnRows[0]).toMatch(/^1succeededcccccccccccc/);
+    expect(turnRows[1]).toMatch(/^2queued–admin-botalso say goodbye/);
+    expect(await page.getByRole("button", { name: "Send follow-up" }).count()).toBe(0);
+    const view = await projected(task.id, (v) => v.turn === 2);
+    expect(view.turns[1]).toMatchObject({ turn: 2, prompt: "also say goodbye", fromCommit: "c".repeat(40), requestedBy: "admin-bot" });
+    await context.close();
+  });
+
+  it("shows the API's refusal of a follow-up", async () => {
+    const task = await submitViaApi(spec({ title: "a follow-up refused" }));
+    const bus = h.registry.bus;
+    const publish = (type: Parameters<typeof createEvent>[0], data: unknown) =>
+      bus.publish(createEvent(type, { taskId: task.id, producer: "runner", attempt: 1, data: data as never }));
+    await publish("run.started", { runnerId: "runner-a", agentKind: "script" });
+    await publish("run.finished", { status: "failed", durationMs: 900, reasonCode: "test_failed", reason: "x" });
+    await projected(task.id, (v) => v.status === "failed");
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${h.url}/tasks/${task.id}`);
+    await page.getByLabel(/What next\?/).fill("try again");
+    // another client asks first: the page's request is the second for turn 2
+    expect((await api("POST", `/v1/tasks/${task.id}/follow-ups`, TOKENS.admin, { prompt: "first" })).status).toBe(202);
+    await projected(task.id, (v) => v.turn === 2);
+    await page.getByRole("button", { name: "Send follow-up" }).click();
+    await page.getByText(/cannot follow up: the task is still queued/).waitFor();
+    await context.close();
+  });
+
   it("says so when a task does not exist or belongs to another tenant", async () => {
     const foreign = await submitViaApi(spec({ title: "not yours" }), TOKENS.other);
     const page = await newPage();

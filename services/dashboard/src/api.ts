@@ -126,6 +126,15 @@ export class Api {
     });
   }
 
+  /** A follow-up turn of a finished task (409 while its turn runs). */
+  followUp(id: string, prompt: string): Promise<TaskView> {
+    return this.json<TaskView>(`/v1/tasks/${encodeURIComponent(id)}/follow-ups`, {
+      method: "POST",
+      body: JSON.stringify({ prompt }),
+      headers: { "content-type": "application/json" },
+    });
+  }
+
   fleet(signal?: AbortSignal): Promise<FleetView> {
     return this.json<FleetView>("/v1/fleet", signal ? { signal } : {});
   }

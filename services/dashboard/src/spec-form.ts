@@ -27,6 +27,8 @@ export type SpecForm = {
   timeoutSeconds: string;
   memoryMb: string;
   cpus: string;
+  /** Best-of-N: candidates run at once, the one whose tests pass pushed (empty: 1). */
+  candidates: string;
   /** key=value, one per line. */
   labels: string;
   pushEnabled: boolean;
@@ -46,6 +48,7 @@ export const EMPTY_FORM: SpecForm = {
   timeoutSeconds: "",
   memoryMb: "",
   cpus: "",
+  candidates: "",
   labels: "",
   pushEnabled: true,
 };
@@ -125,6 +128,7 @@ export function specFromForm(f: SpecForm): { spec: unknown; errors: FieldError[]
     ...(f.testCommand.trim() ? { test: { command: f.testCommand.trim() } } : {}),
     ...(f.pushEnabled ? {} : { push: { enabled: false } }),
     ...(Object.keys(limits).length ? { limits } : {}),
+    ...(num(f.candidates) !== undefined ? { candidates: num(f.candidates) } : {}),
     ...(Object.keys(labels).length ? { labels } : {}),
   };
   return { spec, errors: badLabels.map((l) => ({ path: "/labels", message: `'${l.slice(0, 70)}' is not key=value` })) };
@@ -176,5 +180,6 @@ export function fieldOf(path: string): keyof SpecForm | "agent" | undefined {
   if (path.startsWith("/limits/memoryMb")) return "memoryMb";
   if (path.startsWith("/limits/cpus")) return "cpus";
   if (path.startsWith("/labels")) return "labels";
+  if (path.startsWith("/candidates")) return "candidates";
   return undefined;
 }

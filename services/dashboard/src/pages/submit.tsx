@@ -186,6 +186,14 @@ export function SubmitPage({ api }: { api: Api }) {
               hint={`0.1 – ${LIMIT_MAXIMA.cpus}`}
               {...common}
             />
+            <Field
+              name="candidates"
+              label="Candidates"
+              type="number"
+              placeholder="1"
+              hint="Best of 1 – 8: run at once, the tests pick the one pushed"
+              {...common}
+            />
           </div>
           <Field name="labels" label="Labels" multiline={2} hint="key=value, one per line." {...common} />
           <div class="field checkbox">

@@ -119,9 +119,32 @@ export function TaskPage({ api, id, jaegerUrl }: { api: Api; id: string; jaegerU
         </section>
       </div>
 
+      {(view.turns?.length ?? 0) > 1 ? (
+        <section aria-labelledby="turns-title">
+          <h2 id="turns-title">Turns</h2>
+          <Turns view={view} />
+        </section>
+      ) : null}
+
+      {view.candidates?.length ? (
+        <section aria-labelledby="candidates-title">
+          <h2 id="candidates-title">Candidates</h2>
+          <Candidates candidates={view.candidates} jaegerUrl={jaegerUrl} />
+        </section>
+      ) : null}
+
+      <ReplyForm
+        api={api}
+        view={view}
+        onReplied={(v) => {
+          setView(v);
+          reload();
+        }}
+      />
+
       <section aria-labelledby="log-title">
         <h2 id="log-title">Log</h2>
-        <LiveLog api={api} id={view.id} />
+        <LiveLog key={view.turn ?? 1} api={api} id={view.id} />
       </section>
 
       <section aria-labelledby="diff-title">
@@ -329,7 +352,8 @@ function LiveLog({ api, id }: { api: Api; id: string }) {
     for (const c of chunks) {
       if (c.attempt !== attempt && chunks.some((x) => x.attempt !== c.attempt)) out += `\n── attempt ${c.attempt} ──\n`;
       attempt = c.attempt;
-      out += c.text;
+      // a best-of-N candidate's lines say which candidate they are
+      out += c.candidate === undefined ? c.text : c.text.replace(/^(?=.)/gm, `[c${c.candidate}] `);
     }
     return out;
   }, [chunks]);
@@ -531,6 +555,131 @@ function Artifacts({ api, taskId, artifacts }: { api: Api; taskId: string; artif
         </section>
       ) : null}
     </>
+  );
+}
+
+/** A follow-up turn on a task that ended: a new commit on the same branch (and pull request). */
+function ReplyForm({ api, view, onReplied }: { api: Api; view: TaskView; onReplied: (v: TaskView) => void }) {
+  const [prompt, setPrompt] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [problem, setProblem] = useState<Problem | undefined>();
+  if (!isFinalStatus(view.status) || view.status === "rejected" || view.spec?.push?.enabled === false) return null;
+  return (
+    <section aria-labelledby="reply-title">
+      <h2 id="reply-title">Follow up</h2>
+      <form
+        class="reply"
+        aria-label="Ask for a follow-up turn"
+        onSubmit={async (e) => {
+          e.preventDefault();
+          if (!prompt.trim()) return;
+          setBusy(true);
+          setProblem(undefined);
+          try {
+            onReplied(await api.followUp(view.id, prompt.trim()));
+            setPrompt("");
+          } catch (err) {
+            setProblem(problemOf(err));
+          } finally {
+            setBusy(false);
+          }
+        }}
+      >
+        <label for="reply-prompt">What next? The turn starts from the commit this task pushed and pushes a new one to {view.branch}.</label>
+        <textarea
+          id="reply-prompt"
+          rows={3}
+          maxLength={200_000}
+          value={prompt}
+          onInput={(e) => setPrompt((e.target as HTMLTextAreaElement).value)}
+        />
+        <button type="submit" disabled={busy || !prompt.trim()}>
+          Send follow-up
+        </button>
+        {problem ? <ProblemView problem={problem} /> : null}
+      </form>
+    </section>
+  );
+}
+
+function Turns({ view }: { view: TaskView }) {
+  return (
+    <div class="table-wrap">
+      <table class="turns">
+        <thead>
+          <tr>
+            <th scope="col">Turn</th>
+            <th scope="col">Status</th>
+            <th scope="col">Commit</th>
+            <th scope="col">Asked by</th>
+            <th scope="col">Prompt</th>
+          </tr>
+        </thead>
+        <tbody>
+          {(view.turns ?? []).map((t) => {
+            const status = t.status ?? (t.turn === view.turn ? view.status : undefined);
+            return (
+              <tr key={t.turn}>
+                <td data-label="Turn">{t.turn}</td>
+                <td data-label="Status">{status ? STATUS_LABEL[status] : "–"}</td>
+                <td data-label="Commit" class="mono">
+                  {t.commitSha ? t.commitSha.slice(0, 12) : "–"}
+                </td>
+                <td data-label="Asked by">{t.requestedBy ?? "–"}</td>
+                <td data-label="Prompt">{t.prompt.length > 160 ? `${t.prompt.slice(0, 160)}…` : t.prompt}</td>
+              </tr>
+            );
+          })}
+        </tbody>
+      </table>
+    </div>
+  );
+}
+
+function Candidates({ candidates, jaegerUrl }: { candidates: NonNullable<TaskView["candidates"]>; jaegerUrl: string }) {
+  return (
+    <div class="table-wrap">
+      <table class="candidates">
+        <thead>
+          <tr>
+            <th scope="col">Candidate</th>
+            <th scope="col">Result</th>
+            <th scope="col">Tests</th>
+            <th scope="col">Change</th>
+            <th scope="col">Reason</th>
+            <th scope="col">Trace</th>
+          </tr>
+        </thead>
+        <tbody>
+          {candidates.map((c) => (
+            <tr key={c.candidate} class={c.winner ? "winner" : undefined}>
+              <td data-label="Candidate">
+                {c.candidate}
+                {c.winner ? " (selected)" : ""}
+              </td>
+              <td data-label="Result">{c.status}</td>
+              <td data-label="Tests">{c.testsPassed === undefined ? "–" : `${c.testsPassed} passed, ${c.testsFailed ?? 0} failed`}</td>
+              <td data-label="Change">{c.diffLines === undefined ? "–" : `${c.diffLines} lines`}</td>
+              <td data-label="Reason">{c.reason ?? "–"}</td>
+              <td data-label="Trace">
+                {c.traceId ? (
+                  <a
+                    href={`${jaegerUrl}/trace/${c.traceId}`}
+                    target="_blank"
+                    rel="noopener noreferrer"
+                    aria-label={`Trace of candidate ${c.candidate} in Jaeger`}
+                  >
+                    {c.traceId.slice(0, 12)}…
+                  </a>
+                ) : (
+                  "–"
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+    </div>
   );
 }
 
