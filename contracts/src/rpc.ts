@@ -144,6 +144,8 @@ export const RunnerStatus = Type.Object(
     stopping: Type.Optional(Type.Boolean()),
     /** The container runtimes it can run tasks under (`runc`, `runsc`): the registry refuses a task none offers. */
     runtimes: Type.Optional(Type.Array(Type.String({ maxLength: 50 }), { maxItems: 16 })),
+    /** Repositories it has warm containers ready for (slot affinity: docs/scaling.md). */
+    warmRepos: Type.Optional(Type.Array(Type.String({ maxLength: 2048 }), { maxItems: 64 })),
     /** Its runner host (`CODEFLEET_HOST`), whose repo-pool it allocates from; absent: the shared pool. */
     host: Type.Optional(Type.String({ pattern: HOST_NAME_PATTERN })),
   },

@@ -21,6 +21,13 @@ export const RunnerEnv = Type.Object({
   }),
   RUNNER_CONCURRENCY: Type.Integer({ default: 10, minimum: 1, maximum: 200 }),
   RUNNER_MAX_ATTEMPTS: Type.Integer({ default: 3, minimum: 1, maximum: 20 }),
+  RUNNER_AFFINITY_WAIT_MS: Type.Integer({
+    default: 1500,
+    minimum: 0,
+    maximum: 60_000,
+    description:
+      "slot affinity: how long a runner with nothing warm for a queued task's repository leaves it to a runner that has a warm container for it and room (0: off); after that anyone takes it",
+  }),
   RUNNER_ACK_WAIT_MS: Type.Integer({
     default: 30_000,
     minimum: 1000,

@@ -178,7 +178,14 @@ export async function startRunner(
         finished: (status) => finishedCounter.add(1, { status }),
       },
     },
-    { concurrency: config.RUNNER_CONCURRENCY, maxAttempts: config.RUNNER_MAX_ATTEMPTS, ackWaitMs: config.RUNNER_ACK_WAIT_MS },
+    {
+      concurrency: config.RUNNER_CONCURRENCY,
+      maxAttempts: config.RUNNER_MAX_ATTEMPTS,
+      ackWaitMs: config.RUNNER_ACK_WAIT_MS,
+      ...(warmPool && config.RUNNER_AFFINITY_WAIT_MS > 0
+        ? { affinity: { waitMs: config.RUNNER_AFFINITY_WAIT_MS, runnerId: config.RUNNER_ID, warmRepos: () => warmPool.warmRepos() } }
+        : {}),
+    },
     log,
   );
   await worker.start();
@@ -201,6 +208,7 @@ export async function startRunner(
       sentAt: new Date().toISOString(),
       runtimes: [...settings.runtimes.available],
       ...(config.CODEFLEET_HOST ? { host: config.CODEFLEET_HOST } : {}),
+      ...(warmPool ? { warmRepos: [...warmPool.warmRepos()].slice(0, 64) } : {}),
       ...(stopping ? { stopping: true } : {}),
     };
     try {

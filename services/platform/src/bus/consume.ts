@@ -28,6 +28,14 @@ export type LaneConsumeOptions<T> = Omit<CommonConsumeOptions<T>, "durable" | "f
   concurrency?: number;
   /** How often the server's counts are read to correct the lanes' picture. */
   refreshMs?: number;
+  /**
+   * How long this replica leaves a lane with work to others before it pulls from it (0: it pulls
+   * now). A held lane is skipped, not nak'ed: its messages keep their deliveries, and the other
+   * lanes are served meanwhile. Asked every time a worker is free.
+   */
+  holdLane?: (lane: string) => number;
+  /** Each message published on a lane, as the core subscription sees it (what is queued where). */
+  onNotice?: (lane: string, data: Uint8Array) => void;
   handle: (value: T, ctx: DeliveryContext) => Promise<void>;
 };
 
@@ -107,6 +115,7 @@ export async function consumeLanes<T>(bus: BusContext, opts: LaneConsumeOptions<
       const lane = opts.laneOf(msg.subject);
       if (lane === undefined) return;
       scheduler.published(lane);
+      opts.onNotice?.(lane, msg.data);
       nudge();
     },
   });
@@ -149,8 +158,30 @@ export async function consumeLanes<T>(bus: BusContext, opts: LaneConsumeOptions<
   let probing = false;
   const worker = async () => {
     while (!abort.signal.aborted) {
-      let lane = scheduler.take();
+      // a lane another replica should serve first (it has what its next task needs) is skipped for a while
+      let heldMs = Number.POSITIVE_INFINITY;
+      const held = opts.holdLane
+        ? (l: string) => {
+            const ms = opts.holdLane?.(l) ?? 0;
+            if (ms > 0) heldMs = Math.min(heldMs, ms);
+            return ms > 0;
+          }
+        : undefined;
+      let lane = scheduler.take(held);
       let probe = false;
+      if (lane === undefined && Number.isFinite(heldMs)) {
+        // work waits only on held lanes: look again when the first hold ends (or at a notice)
+        await new Promise<void>((resolve) => {
+          const t = setTimeout(resolve, Math.min(heldMs, refreshMs));
+          const prev = wake;
+          wake = () => {
+            clearTimeout(t);
+            prev?.();
+            resolve();
+          };
+        });
+        continue;
+      }
       if (lane === undefined && !probing) {
         // nothing known to be waiting: one idle worker at a time looks where messages may wait for a redelivery
         lane = scheduler.probe();

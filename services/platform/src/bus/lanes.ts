@@ -47,13 +47,14 @@ export class LaneScheduler {
   /**
    * Takes a turn: the lane with pending work served least recently (ties: by name, so every
    * replica breaks them alike). The lane's pending count is reserved by one, so concurrent workers
-   * spread over lanes instead of all pulling from the one with a single message.
+   * spread over lanes instead of all pulling from the one with a single message. A lane `held`
+   * says is left to others for now is skipped (its turn is not used up).
    */
-  take(): string | undefined {
+  take(held?: (lane: string) => boolean): string | undefined {
     let best: string | undefined;
     let bestServed = Number.POSITIVE_INFINITY;
     for (const [name, l] of this.lanes) {
-      if (l.pending <= 0) continue;
+      if (l.pending <= 0 || held?.(name)) continue;
       if (l.lastServed < bestServed || (l.lastServed === bestServed && best !== undefined && name < best)) {
         best = name;
         bestServed = l.lastServed;

@@ -32,6 +32,17 @@ describe("LaneScheduler", () => {
     expect(drain(s, 3)).toEqual(["a", "b", "c"]);
   });
 
+  it("skips a lane held for others without using up its turn or its work", () => {
+    const s = new LaneScheduler();
+    s.counted("a", 2);
+    s.counted("b", 2);
+    expect(s.take((lane) => lane === "a")).toBe("b");
+    expect(s.take((lane) => lane === "a")).toBe("b");
+    expect(s.take((lane) => lane === "a")).toBeUndefined();
+    // released: a's work is all still there, and a goes first (never served)
+    expect(drain(s, 3)).toEqual(["a", "a"]);
+  });
+
   it("reserves what it hands out: a lane with one message is pulled by one worker only", () => {
     const s = new LaneScheduler();
     s.published("a");

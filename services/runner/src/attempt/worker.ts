@@ -1,7 +1,9 @@
-import { type CodefleetEventOf, errorMessage, isCodefleetError, parseEvent, reasonOf } from "@codefleet/contracts";
+import { type CodefleetEventOf, errorMessage, isCodefleetError, parseEvent, RunnerStatus, reasonOf } from "@codefleet/contracts";
+import { Value } from "@sinclair/typebox/value";
 import type { Bus, Listener, QueuedWork, Subscription } from "@codefleet/platform/bus";
 import type { Logger } from "@codefleet/platform/runtime";
 import { type AttemptDeps, runAttempt } from "./attempt.js";
+import { AffinityBook } from "./affinity.js";
 import { closeTask } from "./closing.js";
 import { attemptOf, type TurnWork, turnWork } from "./turns.js";
 
@@ -16,6 +18,8 @@ export type WorkerOptions = {
   ackWaitMs: number;
   /** How often the tenants' queues are re-read (new tasks are seen at once; this catches redeliveries). */
   laneRefreshMs?: number;
+  /** Slot affinity (./affinity.ts): leave a task to a runner that has it warm, for at most `waitMs`. */
+  affinity?: { waitMs: number; runnerId: string; warmRepos: () => ReadonlySet<string> };
 };
 
 /**
@@ -29,6 +33,7 @@ export class Worker {
   private readonly running = new Map<string, { ctl: AbortController; attempt: number }>();
   private sub: Subscription | undefined;
   private cancelSub: Listener | undefined;
+  private readonly affinityListeners: Listener[] = [];
 
   constructor(
     private readonly deps: AttemptDeps,
@@ -51,6 +56,18 @@ export class Worker {
       }
     });
     const { topology } = bus;
+    const affinity = this.opts.affinity;
+    const book = affinity ? new AffinityBook({ runnerId: affinity.runnerId, waitMs: affinity.waitMs }) : undefined;
+    if (book) {
+      // what the others have warm and free, and which queued tasks a runner has started
+      this.affinityListeners.push(
+        bus.listen(topology.subjects.allRunnerStatus, (value) => {
+          const status = Value.Check(RunnerStatus, value) ? value : undefined;
+          if (status) book.heard(status);
+        }),
+        bus.watchEvents("run.started", (e) => book.started(e.taskId)),
+      );
+    }
     // a lane per tenant, taken in turns: one tenant's backlog does not hold back another's tasks
     this.sub = await bus.consumeLanes({
       stream: topology.streams.queue.name,
@@ -68,6 +85,15 @@ export class Worker {
       retryDelayMs: (n) => Math.min(5000 * n, 60_000),
       spanName: (e) => `run ${e.type}`,
       ...(this.opts.laneRefreshMs ? { refreshMs: this.opts.laneRefreshMs } : {}),
+      ...(book && affinity
+        ? {
+            onNotice: (lane: string, data: Uint8Array) => {
+              const queued = queuedTaskOf(data);
+              if (queued) book.queued(lane, queued);
+            },
+            holdLane: (lane: string) => book.hold(lane, affinity.warmRepos()),
+          }
+        : {}),
       handle: async (event, ctx) => {
         if (event.type !== "task.submitted" && event.type !== "task.follow_up_requested") return;
         const work = await this.workOf(event as QueuedWork);
@@ -144,5 +170,18 @@ export class Worker {
     if (opts.abort) for (const r of this.running.values()) r.ctl.abort();
     await this.sub?.stop();
     this.cancelSub?.unsubscribe();
+    for (const l of this.affinityListeners) l.unsubscribe();
+  }
+}
+
+/** A queue notice's task and repository (a follow-up names none: the runner finds it out when it runs). */
+function queuedTaskOf(data: Uint8Array): { taskId: string; repoUrl?: string } | undefined {
+  try {
+    const e = JSON.parse(new TextDecoder().decode(data)) as { taskId?: unknown; type?: unknown; data?: { spec?: { repo?: { url?: unknown } } } };
+    if (typeof e.taskId !== "string") return undefined;
+    const url = e.type === "task.submitted" ? e.data?.spec?.repo?.url : undefined;
+    return { taskId: e.taskId, ...(typeof url === "string" ? { repoUrl: url } : {}) };
+  } catch {
+    return undefined;
   }
 }

@@ -80,6 +80,16 @@ export class WarmPool {
     return { ready, filling };
   }
 
+  /** The repositories it has a container ready for (what the runner's heartbeat tells for slot affinity). */
+  warmRepos(): Set<string> {
+    const repos = new Set<string>();
+    for (const [key, entries] of this.ready) {
+      const cls = this.demand.get(key)?.cls;
+      if (cls && entries.some((e) => !e.taken)) repos.add(cls.repoUrl);
+    }
+    return repos;
+  }
+
   /** A warm container of this class for the attempt, or undefined (none ready, or its slot is behind the ref). */
   async take(cls: WarmClass, owner: { taskId: string; attempt: number }, ctx?: Context): Promise<WarmStart | undefined> {
     const key = warmClassKey(cls);
