@@ -258,6 +258,21 @@ describe("NATS accounts", () => {
         createEvent("run.started", { taskId, attempt: 1, producer: "runner", data: { runnerId: "r1", agentKind: "script" } }),
       ),
     ).resolves.toMatchObject({ duplicate: false });
+    // slot affinity: it hears the other runners' heartbeats and which tasks have started
+    const heard: unknown[] = [];
+    const started: string[] = [];
+    const listeners = [
+      runnerBus.listen(runnerBus.topology.subjects.allRunnerStatus, (v) => heard.push(v)),
+      runnerBus.watchEvents("run.started", (e) => started.push(e.taskId)),
+    ];
+    await runner.flush();
+    runnerBus.announce(runnerBus.topology.subjects.runnerStatus("r2"), { runnerId: "r2" });
+    const other = newTaskId();
+    await runnerBus.publish(
+      createEvent("run.started", { taskId: other, attempt: 1, producer: "runner", data: { runnerId: "r2", agentKind: "script" } }),
+    );
+    await waitFor("a heartbeat and a run.started heard", async () => heard.length === 1 && started.includes(other), 5000, 50);
+    for (const l of listeners) l.unsubscribe();
     // a runner cannot take dispatchers' submissions off the ingress before the registry admits them
     await expect(
       runnerBus.js.consumers.get(runnerBus.topology.streams.ingress.name, "registry-admission").then((c) => c.next({ expires: 1000 })),

@@ -133,8 +133,17 @@ export function busPermissions(t: Topology, user: Pick<BusUser, "user" | "role" 
             ...consumeFrom(s.queue.name),
           ],
         },
-        // core subscriptions: cancel requests, and word of newly queued tasks
-        subscribe: { allow: [inbox, t.subjects.eventsOfType("task.cancel_requested"), t.subjects.allQueues] },
+        // core subscriptions: cancel requests, word of newly queued tasks, and for slot affinity the
+        // other runners' heartbeats and which tasks have started
+        subscribe: {
+          allow: [
+            inbox,
+            t.subjects.eventsOfType("task.cancel_requested"),
+            t.subjects.allQueues,
+            t.subjects.allRunnerStatus,
+            t.subjects.eventsOfType("run.started"),
+          ],
+        },
       };
     }
     case "repo-pool":
