@@ -662,24 +662,23 @@ function Candidates({ candidates, jaegerUrl }: { candidates: NonNullable<TaskVie
               <td data-label="Change">{c.diffLines === undefined ? "–" : `${c.diffLines} lines`}</td>
               <td data-label="Reason">{c.reason ?? "–"}</td>
               <td data-label="Trace">
-                {c.traceId ? (
-                  <a
-                    href={`${jaegerUrl}/trace/${c.traceId}`}
-                    target="_blank"
-                    rel="noopener noreferrer"
-                    aria-label={`Trace of candidate ${c.candidate} in Jaeger`}
-                  >
-                    {c.traceId.slice(0, 12)}…
-                  </a>
-                ) : (
-                  "–"
-                )}
+                <TraceLink jaegerUrl={jaegerUrl} traceId={c.traceId} of={`candidate ${c.candidate}`} />
               </td>
             </tr>
           ))}
         </tbody>
       </table>
     </div>
+  );
+}
+
+/** A trace in Jaeger, by its short id ("–" when there is none). */
+function TraceLink({ jaegerUrl, traceId, of }: { jaegerUrl: string; traceId: string | undefined; of: string }) {
+  if (!traceId) return <>–</>;
+  return (
+    <a href={`${jaegerUrl}/trace/${traceId}`} target="_blank" rel="noopener noreferrer" aria-label={`Trace of ${of} in Jaeger`}>
+      {traceId.slice(0, 12)}…
+    </a>
   );
 }
 
@@ -724,18 +723,7 @@ function Attempts({ view, jaegerUrl }: { view: TaskView; jaegerUrl: string }) {
                 <td data-label="Duration">{Number.isFinite(f) ? formatDuration(f - s) : "–"}</td>
                 <td data-label="Reason">{a.reason ?? "–"}</td>
                 <td data-label="Trace">
-                  {a.traceId ? (
-                    <a
-                      href={`${jaegerUrl}/trace/${a.traceId}`}
-                      target="_blank"
-                      rel="noopener noreferrer"
-                      aria-label={`Trace of attempt ${a.attempt} in Jaeger`}
-                    >
-                      {a.traceId.slice(0, 12)}…
-                    </a>
-                  ) : (
-                    "–"
-                  )}
+                  <TraceLink jaegerUrl={jaegerUrl} traceId={a.traceId} of={`attempt ${a.attempt}`} />
                 </td>
               </tr>
             );
