@@ -384,8 +384,8 @@ describe("dashboard: a task", () => {
     const page = await newPage();
     await signIn(page);
     await page.goto(`${h.url}/tasks/${task.id}`);
-    const candidates = page.getByRole("region", { name: "Candidates" });
-    await candidates.waitFor();
+    const candidates = page.getByRole("region", { name: "Candidates", exact: true });
+    await candidates.locator("tbody tr").nth(1).waitFor();
     const rows = await candidates.locator("tbody tr").allTextContents();
     expect(rows[0]).toMatch(/^1failed1 passed, 2 failed–2 tests failed/);
     expect(rows[1]).toMatch(/^2 \(selected\)passed3 passed, 0 failed4 lines/);
@@ -398,8 +398,8 @@ describe("dashboard: a task", () => {
     await page.getByLabel(/What next\?/).fill("also say goodbye");
     await page.getByRole("button", { name: "Send follow-up" }).click();
     await page.locator('.page-head [data-status="queued"]').waitFor();
-    const turns = page.getByRole("region", { name: "Turns" });
-    await turns.waitFor();
+    const turns = page.getByRole("region", { name: "Turns", exact: true });
+    await turns.locator("tbody tr").nth(1).waitFor();
     const turnRows = await turns.locator("tbody tr").allTextContents();
     expect(turnRows[0]).toMatch(/^1succeededcccccccccccc/);
     expect(turnRows[1]).toMatch(/^2queued–admin-botalso say goodbye/);

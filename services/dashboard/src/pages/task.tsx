@@ -13,9 +13,15 @@ const SETTLE_MS = 15_000;
 const problemOf = (err: unknown): Problem => (err instanceof ApiError ? err.problem : { status: 0, detail: (err as Error).message });
 
 function useTask(api: Api, id: string) {
-  const [view, setView] = useState<TaskView | undefined>();
+  const [view, setViewState] = useState<TaskView | undefined>();
   const [problem, setProblem] = useState<Problem | undefined>();
   const [tick, setTick] = useState(0);
+  // the newest turn shown: a poll answered before a follow-up was projected must not bring the turn before back
+  const shownTurn = useRef(0);
+  const setView = (v: TaskView) => {
+    shownTurn.current = Math.max(shownTurn.current, v.turn ?? 1);
+    setViewState(v);
+  };
   useEffect(() => {
     let stopped = false;
     let timer: ReturnType<typeof setTimeout> | undefined;
@@ -24,9 +30,11 @@ function useTask(api: Api, id: string) {
       try {
         const v = await api.task(id);
         if (stopped) return;
-        setView(v);
+        if ((v.turn ?? 1) >= shownTurn.current) {
+          setView(v);
+          if (isFinalStatus(v.status)) finalSince ??= Date.now();
+        }
         setProblem(undefined);
-        if (isFinalStatus(v.status)) finalSince ??= Date.now();
       } catch (err) {
         if (stopped) return;
         setProblem(problemOf(err));
