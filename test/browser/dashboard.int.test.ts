@@ -195,8 +195,11 @@ describe("dashboard: submitting", () => {
     expect(text).toContain("/agent/steps");
     expect(await page.getByLabel("Title").getAttribute("aria-invalid")).toBe("true");
     await page.getByLabel("Timeout (s)").fill("5");
+    await page.getByLabel("Candidates").fill("9");
     await page.getByRole("button", { name: "Submit task" }).click();
     await expect.poll(async () => (await errors.textContent()) ?? "").toContain("/limits/timeoutSeconds");
+    expect(await errors.textContent()).toContain("/candidates");
+    expect(await page.getByLabel("Candidates").getAttribute("aria-invalid")).toBe("true");
     expect(requests).toEqual([]);
 
     // valid for the schema, refused by the registry's policy (plain http is not allowed): its problem+json is shown
@@ -210,6 +213,7 @@ describe("dashboard: submitting", () => {
     await page.getByLabel("Timeout (s)").fill("600");
     await page.getByLabel("Memory (MB)").fill("256");
     await page.getByLabel("Labels").fill("demo=true");
+    await page.getByLabel("Candidates").fill("2");
     await page.getByRole("button", { name: "Submit task" }).click();
     const refused = page.getByRole("alert").filter({ hasText: "The registry refused the task" });
     await refused.waitFor();
@@ -228,6 +232,7 @@ describe("dashboard: submitting", () => {
       test: { command: "sh test.sh" },
       limits: { timeoutSeconds: 600, memoryMb: 256 },
       labels: { demo: "true" },
+      candidates: 2,
     });
     await context.close();
   });
@@ -361,6 +366,16 @@ describe("dashboard: a task", () => {
     await publish("run.started", { runnerId: "runner-a", agentKind: "script" });
     await publish("phase.started", { phase: "implement", candidate: 1 });
     await publish("phase.started", { phase: "implement", candidate: 2 });
+    // candidate 1's unfinished line, then candidate 2's: each on its own line, marked
+    await bus.publishLog({
+      taskId: task.id,
+      attempt: 1,
+      candidate: 1,
+      seq: 1,
+      stream: "stdout",
+      text: "from the first",
+      at: new Date().toISOString(),
+    });
     await bus.publishLog({
       taskId: task.id,
       attempt: 1,
@@ -392,7 +407,11 @@ describe("dashboard: a task", () => {
     expect(await page.getByRole("link", { name: "Trace of candidate 2 in Jaeger" }).getAttribute("href")).toBe(
       `${h.jaegerUrl}/trace/5bf92f3577b34da6a3ce929d0e0e4736`,
     );
-    await page.getByRole("log", { name: "Task log" }).filter({ hasText: "[c2] from the second" }).waitFor();
+    expect(rows[0]).toContain("(test_failed)");
+    expect(await candidates.locator("tr.winner").allTextContents()).toEqual([expect.stringMatching(/^2 \(selected\)/)]);
+    const log = page.getByRole("log", { name: "Task log" });
+    await log.filter({ hasText: "[c2] from the second" }).waitFor();
+    expect(await log.textContent()).toContain("[c1] from the first\n[c2] from the second\n");
 
     // a follow-up: the form on a finished task, then turn 2 queued and the turns listed
     await page.getByLabel(/What next\?/).fill("also say goodbye");
@@ -406,6 +425,18 @@ describe("dashboard: a task", () => {
     expect(await page.getByRole("button", { name: "Send follow-up" }).count()).toBe(0);
     const view = await projected(task.id, (v) => v.turn === 2);
     expect(view.turns[1]).toMatchObject({ turn: 2, prompt: "also say goodbye", fromCommit: "c".repeat(40), requestedBy: "admin-bot" });
+
+    // the new turn runs: the page follows it live (no reload), its attempt listed under turn 2
+    await publish("run.started", { runnerId: "runner-b", agentKind: "script" }, 2);
+    await page.locator('.page-head [data-status="running"]').waitFor();
+    await page.locator('[data-log-state="live"]').waitFor();
+    await bus.publishLog({ taskId: task.id, attempt: 2, seq: 1, stream: "stdout", text: "saying goodbye\n", at: new Date().toISOString() });
+    await log.filter({ hasText: "── turn 2 · attempt 2 ──\nsaying goodbye" }).waitFor();
+    const attempts = page.getByRole("region", { name: "Attempts", exact: true });
+    await attempts.locator("tbody tr").nth(1).waitFor();
+    const attemptRows = await attempts.locator("tbody tr").allTextContents();
+    expect(attemptRows[0]).toMatch(/^11succeededrunner-a/);
+    expect(attemptRows[1]).toMatch(/^22runningrunner-b/);
     await context.close();
   });
 
@@ -426,6 +457,24 @@ describe("dashboard: a task", () => {
     await projected(task.id, (v) => v.turn === 2);
     await page.getByRole("button", { name: "Send follow-up" }).click();
     await page.getByText(/cannot follow up: the task is still queued/).waitFor();
+    await context.close();
+  });
+
+  it("offers no follow-up for a task that does not push", async () => {
+    const task = await submitViaApi(spec({ title: "a task that keeps its change", push: { enabled: false } }));
+    const bus = h.registry.bus;
+    await bus.publish(
+      createEvent("run.started", { taskId: task.id, producer: "runner", attempt: 1, data: { runnerId: "runner-a", agentKind: "script" } }),
+    );
+    await bus.publish(
+      createEvent("run.finished", { taskId: task.id, producer: "runner", attempt: 1, data: { status: "succeeded", durationMs: 10 } }),
+    );
+    await projected(task.id, (v) => v.status === "succeeded");
+    const page = await newPage();
+    await signIn(page);
+    await page.goto(`${h.url}/tasks/${task.id}`);
+    await page.getByText("This task does not push its change").waitFor();
+    expect(await page.getByRole("button", { name: "Send follow-up" }).count()).toBe(0);
     await context.close();
   });
 

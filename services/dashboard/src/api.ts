@@ -1,4 +1,14 @@
-import type { ArtifactLink, FleetView, LogChunk, StoredEventView, TaskPage, TaskSpec, TaskStatus, TaskView } from "@codefleet/contracts";
+import type {
+  AgentSpec,
+  ArtifactLink,
+  FleetView,
+  LogChunk,
+  StoredEventView,
+  TaskPage,
+  TaskSpec,
+  TaskStatus,
+  TaskView,
+} from "@codefleet/contracts";
 import { SseParser } from "@codefleet/contracts";
 
 /** An `application/problem+json` answer of the registry, or what stood in for one. */
@@ -20,6 +30,9 @@ export class ApiError extends Error {
     return this.problem.status;
   }
 }
+
+/** The body of `POST /v1/tasks/{id}/follow-ups`. */
+export type FollowUpBody = { prompt: string; agent?: AgentSpec };
 
 export type TaskFilter = { status?: string[]; repo?: string; labels?: string[]; limit?: number; cursor?: string };
 
@@ -126,11 +139,15 @@ export class Api {
     });
   }
 
-  /** A follow-up turn of a finished task (409 while its turn runs). */
-  followUp(id: string, prompt: string): Promise<TaskView> {
+  /**
+   * A follow-up turn of a finished task, on its branch (`agent`: another agent for this turn). The
+   * registry answers 409 (problem+json `code`) while the task's turn is not over, for a rejected task
+   * or one that does not push, and when another client took the turn first.
+   */
+  followUp(id: string, body: FollowUpBody): Promise<TaskView> {
     return this.json<TaskView>(`/v1/tasks/${encodeURIComponent(id)}/follow-ups`, {
       method: "POST",
-      body: JSON.stringify({ prompt }),
+      body: JSON.stringify(body),
       headers: { "content-type": "application/json" },
     });
   }

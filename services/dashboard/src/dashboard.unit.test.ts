@@ -1,7 +1,9 @@
+import type { LogChunk } from "@codefleet/contracts";
 import { describe, expect, it } from "vitest";
 import { languageOf, parseUnifiedDiff } from "./diff.js";
 import { formatDuration, taskDuration } from "./format.js";
 import { highlightLines } from "./highlight.js";
+import { logText, turnOfAttempt } from "./log-text.js";
 import { EMPTY_FORM, fieldOf, specFromForm, validateSpec } from "./spec-form.js";
 
 describe("parseUnifiedDiff", () => {
@@ -113,6 +115,76 @@ describe("the submit form", () => {
     expect(specFromForm({ ...filled, labels: "oops" }).errors).toEqual([{ path: "/labels", message: "'oops' is not key=value" }]);
     const bad = validateSpec(specFromForm({ ...filled, labels: "bad key=1" }).spec);
     expect(bad.ok ? [] : bad.errors.map((e) => e.path)).toEqual(["/labels"]);
+  });
+
+  it("sends candidates as spec.candidates, checked against the schema's 1 – 8", () => {
+    expect(specFromForm(filled).spec).not.toHaveProperty("candidates");
+    const three = specFromForm({ ...filled, candidates: " 3 " }).spec;
+    expect(three).toMatchObject({ candidates: 3 });
+    expect(validateSpec(three)).toMatchObject({ ok: true });
+    for (const bad of ["0", "9", "2.5", "many"]) {
+      const r = validateSpec(specFromForm({ ...filled, candidates: bad }).spec);
+      expect(r.ok ? [] : r.errors.map((e) => e.path), bad).toEqual(["/candidates"]);
+    }
+    expect(fieldOf("/candidates")).toBe("candidates");
+  });
+});
+
+describe("the log's text", () => {
+  const chunk = (attempt: number, seq: number, text: string, candidate?: number): LogChunk => ({
+    taskId: "tsk_x",
+    attempt,
+    seq,
+    stream: "stdout",
+    text,
+    at: "2026-01-01T00:00:00Z",
+    ...(candidate === undefined ? {} : { candidate }),
+  });
+
+  it("is the chunks' text as they came for one attempt", () => {
+    expect(logText([chunk(1, 1, "a\n"), chunk(1, 2, "b"), chunk(1, 3, "c\n")])).toBe("a\nb" + "c\n");
+    expect(logText([])).toBe("");
+  });
+
+  it("prefixes a candidate's lines with [cN], goes on with its own unfinished line, and never joins another source's line", () => {
+    expect(logText([chunk(1, 1, "one: a", 1), chunk(1, 2, "b\nc\n", 1)])).toBe("[c1] one: ab\n[c1] c\n");
+    const text = logText([
+      chunk(1, 1, "cloning\n"),
+      chunk(1, 1, "one: start\none: wor", 1),
+      chunk(1, 1, "two: start\n", 2),
+      chunk(1, 2, "king\n\n", 1),
+      chunk(1, 3, "one: done", 1),
+      chunk(1, 2, "two: done\n", 2),
+      chunk(1, 2, "scoring\n"),
+    ]);
+    expect(text.split("\n")).toEqual([
+      "cloning",
+      "[c1] one: start",
+      "[c1] one: wor",
+      "[c2] two: start",
+      "[c1] king",
+      "",
+      "[c1] one: done",
+      "[c2] two: done",
+      "scoring",
+      "",
+    ]);
+  });
+
+  it("separates attempts, naming their turn when the task has several, and says where output was dropped", () => {
+    const turns = [
+      { turn: 1, firstAttempt: 1 },
+      { turn: 2, firstAttempt: 3 },
+    ];
+    expect(turnOfAttempt(turns, 1)).toBe(1);
+    expect(turnOfAttempt(turns, 2)).toBe(1);
+    expect(turnOfAttempt(turns, 4)).toBe(2);
+    expect(turnOfAttempt([], 1)).toBeUndefined();
+    const chunks = [chunk(2, 1, "retry"), { ...chunk(3, 1, "again\n"), truncated: true }];
+    expect(logText(chunks, turns)).toBe(
+      "── turn 1 · attempt 2 ──\nretry\n── turn 2 · attempt 3 ──\n… earlier output dropped (the log's size cap) …\nagain\n",
+    );
+    expect(logText(chunks, turns.slice(0, 1)).split("\n")[0]).toBe("── attempt 2 ──");
   });
 });
 

@@ -1,4 +1,4 @@
-import { LIMIT_DEFAULTS, LIMIT_MAXIMA } from "@codefleet/contracts";
+import { LIMIT_DEFAULTS, LIMIT_MAXIMA, MAX_CANDIDATES } from "@codefleet/contracts";
 import { useState } from "preact/hooks";
 import { type Api, ApiError, type Problem } from "../api.js";
 import { ProblemView } from "../components.js";
@@ -191,7 +191,7 @@ export function SubmitPage({ api }: { api: Api }) {
               label="Candidates"
               type="number"
               placeholder="1"
-              hint="Best of 1 – 8: run at once, the tests pick the one pushed"
+              hint={`Best of 1 – ${MAX_CANDIDATES}: run at once, the tests pick the one pushed`}
               {...common}
             />
           </div>

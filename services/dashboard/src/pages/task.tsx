@@ -5,6 +5,7 @@ import { Labels, Link, ProblemView, StatusBadge } from "../components.js";
 import { type DiffFile, languageOf, parseUnifiedDiff } from "../diff.js";
 import { formatBytes, formatDuration, formatTime, STATUS_LABEL } from "../format.js";
 import { highlightLines } from "../highlight.js";
+import { logText, turnOfAttempt } from "../log-text.js";
 
 const POLL_MS = 2000;
 /** Artifacts are recorded just after the task's end: keep looking this long for them. */
@@ -152,7 +153,7 @@ export function TaskPage({ api, id, jaegerUrl }: { api: Api; id: string; jaegerU
 
       <section aria-labelledby="log-title">
         <h2 id="log-title">Log</h2>
-        <LiveLog key={view.turn ?? 1} api={api} id={view.id} />
+        <LiveLog key={view.turn ?? 1} api={api} id={view.id} turns={view.turns} />
       </section>
 
       <section aria-labelledby="diff-title">
@@ -330,7 +331,7 @@ function Facts({ phase, only, empty }: { phase: PhaseView | undefined; only?: st
 }
 
 /** The live log: SSE from the registry, resumed after a dropped connection where it stopped. */
-function LiveLog({ api, id }: { api: Api; id: string }) {
+function LiveLog({ api, id, turns }: { api: Api; id: string; turns: TaskView["turns"] | undefined }) {
   const [chunks, setChunks] = useState<LogChunk[]>([]);
   const [state, setState] = useState<LogState | undefined>();
   const [ended, setEnded] = useState<string | undefined>();
@@ -354,17 +355,7 @@ function LiveLog({ api, id }: { api: Api; id: string }) {
     const el = pre.current;
     if (el && stick.current) el.scrollTop = el.scrollHeight;
   }, [chunks.length]);
-  const text = useMemo(() => {
-    let attempt = 0;
-    let out = "";
-    for (const c of chunks) {
-      if (c.attempt !== attempt && chunks.some((x) => x.attempt !== c.attempt)) out += `\n── attempt ${c.attempt} ──\n`;
-      attempt = c.attempt;
-      // a best-of-N candidate's lines say which candidate they are
-      out += c.candidate === undefined ? c.text : c.text.replace(/^(?=.)/gm, `[c${c.candidate}] `);
-    }
-    return out;
-  }, [chunks]);
+  const text = useMemo(() => logText(chunks, turns), [chunks, turns]);
   const status = ended
     ? `ended: ${STATUS_LABEL[ended as keyof typeof STATUS_LABEL] ?? ended}`
     : state?.live
@@ -571,7 +562,14 @@ function ReplyForm({ api, view, onReplied }: { api: Api; view: TaskView; onRepli
   const [prompt, setPrompt] = useState("");
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<Problem | undefined>();
-  if (!isFinalStatus(view.status) || view.status === "rejected" || view.spec?.push?.enabled === false) return null;
+  if (!isFinalStatus(view.status) || view.status === "rejected") return null;
+  if (view.spec?.push?.enabled === false)
+    return (
+      <section aria-labelledby="reply-title">
+        <h2 id="reply-title">Follow up</h2>
+        <p class="muted">This task does not push its change, so a follow-up turn has no commit to start from.</p>
+      </section>
+    );
   return (
     <section aria-labelledby="reply-title">
       <h2 id="reply-title">Follow up</h2>
@@ -584,7 +582,7 @@ function ReplyForm({ api, view, onReplied }: { api: Api; view: TaskView; onRepli
           setBusy(true);
           setProblem(undefined);
           try {
-            onReplied(await api.followUp(view.id, prompt.trim()));
+            onReplied(await api.followUp(view.id, { prompt: prompt.trim() }));
             setPrompt("");
           } catch (err) {
             setProblem(problemOf(err));
@@ -668,7 +666,10 @@ function Candidates({ candidates, jaegerUrl }: { candidates: NonNullable<TaskVie
               <td data-label="Result">{c.status}</td>
               <td data-label="Tests">{c.testsPassed === undefined ? "–" : `${c.testsPassed} passed, ${c.testsFailed ?? 0} failed`}</td>
               <td data-label="Change">{c.diffLines === undefined ? "–" : `${c.diffLines} lines`}</td>
-              <td data-label="Reason">{c.reason ?? "–"}</td>
+              <td data-label="Reason">
+                {c.reason ?? (c.reasonCode ? "" : "–")}
+                {c.reasonCode ? <code> ({c.reasonCode})</code> : null}
+              </td>
               <td data-label="Trace">
                 <TraceLink jaegerUrl={jaegerUrl} traceId={c.traceId} of={`candidate ${c.candidate}`} />
               </td>
@@ -702,12 +703,14 @@ function Attempts({ view, jaegerUrl }: { view: TaskView; jaegerUrl: string }) {
         ) : null}
       </p>
     );
+  const manyTurns = (view.turns?.length ?? 0) > 1;
   return (
     <div class="table-wrap">
       <table class="attempts">
         <thead>
           <tr>
             <th scope="col">#</th>
+            {manyTurns ? <th scope="col">Turn</th> : null}
             <th scope="col">Status</th>
             <th scope="col">Runner</th>
             <th scope="col">Started</th>
@@ -723,6 +726,7 @@ function Attempts({ view, jaegerUrl }: { view: TaskView; jaegerUrl: string }) {
             return (
               <tr key={a.attempt}>
                 <td data-label="#">{a.attempt}</td>
+                {manyTurns ? <td data-label="Turn">{a.turn ?? turnOfAttempt(view.turns, a.attempt) ?? "–"}</td> : null}
                 <td data-label="Status">{a.status ? STATUS_LABEL[a.status] : "running"}</td>
                 <td data-label="Runner" class="mono">
                   {a.runnerId}
