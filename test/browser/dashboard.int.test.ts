@@ -447,16 +447,27 @@ describe("dashboard: a task", () => {
       bus.publish(createEvent(type, { taskId: task.id, producer: "runner", attempt: 1, data: data as never }));
     await publish("run.started", { runnerId: "runner-a", agentKind: "script" });
     await publish("run.finished", { status: "failed", durationMs: 900, reasonCode: "test_failed", reason: "x" });
-    await projected(task.id, (v) => v.status === "failed");
+    const ended = await projected(task.id, (v) => v.status === "failed");
     const page = await newPage();
     await signIn(page);
     await page.goto(`${h.url}/tasks/${task.id}`);
     await page.getByLabel(/What next\?/).fill("try again");
-    // another client asks first: the page's request is the second for turn 2
+    // another client asks first, and the page has not polled since: its request is the second for turn 2
+    const taskUrl = `${h.url}/v1/tasks/${task.id}`;
+    await page.route(taskUrl, (route) => route.fulfill({ json: ended }));
     expect((await api("POST", `/v1/tasks/${task.id}/follow-ups`, TOKENS.admin, { prompt: "first" })).status).toBe(202);
     await projected(task.id, (v) => v.turn === 2);
     await page.getByRole("button", { name: "Send follow-up" }).click();
-    await page.getByText(/cannot follow up: the task is still queued/).waitFor();
+    const refusal = page.getByRole("region", { name: "Follow up" }).getByText(/cannot follow up: the task is still queued/);
+    await refusal.waitFor();
+    // the page looks again: the turn the other client asked for, the refusal still in sight, the prompt kept for later
+    await page.unroute(taskUrl);
+    await page.locator('.page-head [data-status="queued"]').waitFor();
+    await page.getByText("Turn 2 is under way").waitFor();
+    expect(await refusal.isVisible()).toBe(true);
+    const turns = page.getByRole("region", { name: "Turns", exact: true });
+    await turns.locator("tbody tr").nth(1).waitFor();
+    expect((await turns.locator("tbody tr").allTextContents())[1]).toMatch(/^2queued–admin-botfirst/);
     await context.close();
   });
 

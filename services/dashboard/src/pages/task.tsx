@@ -149,6 +149,7 @@ export function TaskPage({ api, id, jaegerUrl }: { api: Api; id: string; jaegerU
           setView(v);
           reload();
         }}
+        onRefused={reload}
       />
 
       <section aria-labelledby="log-title">
@@ -558,11 +559,37 @@ function Artifacts({ api, taskId, artifacts }: { api: Api; taskId: string; artif
 }
 
 /** A follow-up turn on a task that ended: a new commit on the same branch (and pull request). */
-function ReplyForm({ api, view, onReplied }: { api: Api; view: TaskView; onReplied: (v: TaskView) => void }) {
+function ReplyForm({
+  api,
+  view,
+  onReplied,
+  onRefused,
+}: {
+  api: Api;
+  view: TaskView;
+  onReplied: (v: TaskView) => void;
+  /** The registry said no (another client may have asked first): the page should look again. */
+  onRefused: () => void;
+}) {
   const [prompt, setPrompt] = useState("");
   const [busy, setBusy] = useState(false);
   const [problem, setProblem] = useState<Problem | undefined>();
-  if (!isFinalStatus(view.status) || view.status === "rejected") return null;
+  const ended = isFinalStatus(view.status);
+  // a refusal stays in sight when the page then shows the turn someone else asked for; the next end clears it
+  const wasEnded = useRef(ended);
+  useEffect(() => {
+    if (ended && !wasEnded.current) setProblem(undefined);
+    wasEnded.current = ended;
+  }, [ended]);
+  if (view.status === "rejected") return null;
+  if (!ended)
+    return problem ? (
+      <section aria-labelledby="reply-title">
+        <h2 id="reply-title">Follow up</h2>
+        <ProblemView problem={problem} />
+        <p class="muted">Turn {view.turn} is under way: a follow-up can be asked for when it has ended.</p>
+      </section>
+    ) : null;
   if (view.spec?.push?.enabled === false)
     return (
       <section aria-labelledby="reply-title">
@@ -586,6 +613,7 @@ function ReplyForm({ api, view, onReplied }: { api: Api; view: TaskView; onRepli
             setPrompt("");
           } catch (err) {
             setProblem(problemOf(err));
+            onRefused();
           } finally {
             setBusy(false);
           }
