@@ -10,6 +10,8 @@ import { logText, turnOfAttempt } from "../log-text.js";
 const POLL_MS = 2000;
 /** Artifacts are recorded just after the task's end: keep looking this long for them. */
 const SETTLE_MS = 15_000;
+/** After that, an ended task is looked at now and then: someone else may ask for a follow-up turn. */
+const ENDED_POLL_MS = 15_000;
 
 const problemOf = (err: unknown): Problem => (err instanceof ApiError ? err.problem : { status: 0, detail: (err as Error).message });
 
@@ -34,6 +36,7 @@ function useTask(api: Api, id: string) {
         if ((v.turn ?? 1) >= shownTurn.current) {
           setView(v);
           if (isFinalStatus(v.status)) finalSince ??= Date.now();
+          else finalSince = undefined; // a follow-up turn
         }
         setProblem(undefined);
       } catch (err) {
@@ -41,7 +44,7 @@ function useTask(api: Api, id: string) {
         setProblem(problemOf(err));
       }
       const settled = finalSince !== undefined && Date.now() - finalSince > SETTLE_MS;
-      if (!stopped && !settled) timer = setTimeout(load, POLL_MS);
+      if (!stopped) timer = setTimeout(load, settled ? ENDED_POLL_MS : POLL_MS);
     };
     void load();
     return () => {
